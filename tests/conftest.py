@@ -1,0 +1,33 @@
+"""Shared fixtures: where the golden vectors live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VECTORS = Path(os.environ.get("KPAXOS_VECTORS", REPO.parent / "shared" / "vectors"))
+
+
+def read_vectors(name: str) -> dict[str, bytes]:
+    """``name -> bytes`` from one of the golden vector files of the original C code."""
+    path = VECTORS / name
+    vectors: dict[str, bytes] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, hexbytes = line.split()
+        vectors[key] = bytes.fromhex(hexbytes)
+    return vectors
+
+
+@pytest.fixture(scope="session")
+def wire_vectors() -> dict[str, bytes]:
+    return read_vectors("kernel_paxos_wire.txt")
+
+
+@pytest.fixture(scope="session")
+def chardev_vectors() -> dict[str, bytes]:
+    return read_vectors("chardev_records.txt")

@@ -1,0 +1,133 @@
+"""The twelve Kernel_Paxos datagrams as plain, immutable values.
+
+These are what the rest of kpaxos handles; the byte layout that carries them is
+declared once in :mod:`wire.datagram`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MessageType(enum.IntEnum):
+    """The type word that opens every datagram (libpaxos ``paxos_message_type``)."""
+
+    PREPARE = 0
+    PROMISE = 1
+    ACCEPT = 2
+    ACCEPTED = 3
+    PREEMPTED = 4
+    REPEAT = 5
+    TRIM = 6
+    ACCEPTOR_STATE = 7
+    CLIENT_VALUE = 8
+    LEARNER_HI = 9
+    LEARNER_DEL = 10
+    ACCEPTOR_OK = 11
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    iid: int
+    ballot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    aid: int
+    iid: int
+    ballot: int
+    value_ballot: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    iid: int
+    ballot: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    aid: int
+    iid: int
+    ballot: int
+    value_ballot: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Preempted:
+    aid: int
+    iid: int
+    ballot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    from_iid: int
+    to_iid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    iid: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptorState:
+    aid: int
+    trim_iid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientValue:
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerHi:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerDel:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptorOk:
+    pass
+
+
+Message = (
+    Prepare
+    | Promise
+    | Accept
+    | Accepted
+    | Preempted
+    | Repeat
+    | Trim
+    | AcceptorState
+    | ClientValue
+    | LearnerHi
+    | LearnerDel
+    | AcceptorOk
+)
+
+MESSAGE_TYPES: dict[type[Message], MessageType] = {
+    Prepare: MessageType.PREPARE,
+    Promise: MessageType.PROMISE,
+    Accept: MessageType.ACCEPT,
+    Accepted: MessageType.ACCEPTED,
+    Preempted: MessageType.PREEMPTED,
+    Repeat: MessageType.REPEAT,
+    Trim: MessageType.TRIM,
+    AcceptorState: MessageType.ACCEPTOR_STATE,
+    ClientValue: MessageType.CLIENT_VALUE,
+    LearnerHi: MessageType.LEARNER_HI,
+    LearnerDel: MessageType.LEARNER_DEL,
+    AcceptorOk: MessageType.ACCEPTOR_OK,
+}
