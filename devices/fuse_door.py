@@ -1,0 +1,369 @@
+"""The FUSE front door: the device files in a one-directory FUSE mount.
+
+For kernels without CUSE. We open ``/dev/fuse``, mount it ourselves with mount(2)
+(``fuse.kpaxos`` at ``/run/kpaxos`` by default), answer FUSE_INIT and serve a root
+directory holding ``learner`` and ``client``; symlinks (``/dev/kpaxos-learner``,
+``/dev/kpaxos-client``) point at them. The mount uses ``default_permissions`` so the
+kernel enforces the files' mode and owner (chmod and chown work, in memory).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from devices import mounts
+from devices.engine import DEFAULT_MAX_WRITE, Device, Engine, Request, RequestError, negotiate_minor
+from devices.fuse_abi import (
+    FATTR_GID,
+    FATTR_MODE,
+    FATTR_SIZE,
+    FATTR_UID,
+    FUSE_BIG_WRITES,
+    FUSE_COMPAT_22_INIT_OUT_SIZE,
+    FUSE_ROOT_ID,
+    KERNEL_VERSION,
+    READ_IN,
+    BadRequest,
+    Opcode,
+    build_dirent,
+    fuse_attr_out,
+    fuse_entry_out,
+    fuse_init_in,
+    fuse_init_in_compat,
+    fuse_init_out,
+    fuse_open_out,
+    fuse_setattr_in,
+    fuse_statfs_out,
+    parse_name_untrusted,
+    parse_untrusted,
+)
+from devices.info import DeviceError, DeviceInfo
+
+logger = logging.getLogger("kpaxos.devices")
+
+FUSE_DEVICE = "/dev/fuse"
+FSTYPE = "fuse.kpaxos"
+LEARNER_NAME = "learner"
+CLIENT_NAME = "client"
+LEARNER_LINK = "kpaxos-learner"
+CLIENT_LINK = "kpaxos-client"
+#: How long the kernel may cache names and attributes: only we change them, and
+#: every change we make goes back in the reply that made it.
+_CACHE_SECONDS = 3600
+#: How long to wait for the kernel's FUSE_INIT after mounting.
+_INIT_TIMEOUT = 10.0
+#: On shutdown with the log closed, how long readers get to drain and close.
+_DRAIN_SECONDS = 0.5
+
+
+@dataclass(slots=True)
+class _Node:
+    ino: int
+    name: bytes
+    mode: int  # with the S_IF* type bits
+    uid: int
+    gid: int
+    device: Device | None
+
+
+class FuseFilesystem:
+    """The door: FUSE_INIT and a root directory holding two device files."""
+
+    def __init__(self, learner: Device, client: Device, *, mode: int = 0o660,
+                 uid: int = 0, gid: int = 0) -> None:
+        self._time = int(time.time())
+        self._root = _Node(FUSE_ROOT_ID, b"", stat.S_IFDIR | 0o755, uid, gid, None)
+        files = [_Node(FUSE_ROOT_ID + 1, LEARNER_NAME.encode(), stat.S_IFREG | mode, uid, gid,
+                       learner),
+                 _Node(FUSE_ROOT_ID + 2, CLIENT_NAME.encode(), stat.S_IFREG | mode, uid, gid,
+                       client)]
+        self._nodes = {node.ino: node for node in [self._root, *files]}
+        self._by_name = {node.name: node for node in files}
+        self._handlers: dict[int, Callable[[Engine, Request, memoryview], None]] = {
+            Opcode.INIT: self._init,
+            Opcode.LOOKUP: self._lookup,
+            Opcode.FORGET: self._forget,
+            Opcode.BATCH_FORGET: self._forget,
+            Opcode.GETATTR: self._getattr,
+            Opcode.SETATTR: self._setattr,
+            Opcode.ACCESS: self._ok,
+            Opcode.OPENDIR: self._opendir,
+            Opcode.READDIR: self._readdir,
+            Opcode.RELEASEDIR: self._ok,
+            Opcode.FSYNCDIR: self._ok,
+            Opcode.STATFS: self._statfs,
+        }
+
+    # -- the door protocol --------------------------------------------------------------
+
+    def device_for(self, nodeid: int) -> Device | None:
+        return self._node(nodeid).device
+
+    def handle(self, engine: Engine, request: Request, body: memoryview) -> bool:
+        handler = self._handlers.get(request.opcode)
+        if handler is None:
+            return False
+        handler(engine, request, body)
+        return True
+
+    # -- operations ---------------------------------------------------------------------
+
+    def _init(self, engine: Engine, request: Request, body: memoryview) -> None:
+        # Kernels before 7.36 send the short form; newer ones add flags2 (meaningful
+        # with FUSE_INIT_EXT), which we neither use nor offer.
+        long_form = len(body) >= fuse_init_in.sizeof()
+        arg = parse_untrusted(fuse_init_in if long_form else fuse_init_in_compat, body)
+        minor = negotiate_minor(arg.major, arg.minor)
+        reply = fuse_init_out.build({
+            "major": KERNEL_VERSION,
+            "minor": minor,
+            "max_readahead": arg.max_readahead,
+            "flags": arg.flags & FUSE_BIG_WRITES,
+            "max_background": 0,
+            "congestion_threshold": 0,
+            "max_write": engine.max_write,
+            "time_gran": 1,
+            "max_pages": 0,
+            "map_alignment": 0,
+            "flags2": 0,
+        })
+        if minor < 23:
+            reply = reply[:FUSE_COMPAT_22_INIT_OUT_SIZE]
+        logger.debug("FUSE_INIT: kernel %d.%d, speaking 7.%d", arg.major, arg.minor, minor)
+        request.reply(reply)
+        engine.initialized(minor)
+
+    def _lookup(self, engine: Engine, request: Request, body: memoryview) -> None:
+        if request.nodeid != FUSE_ROOT_ID:
+            raise RequestError(errno.ENOTDIR)
+        node = self._by_name.get(parse_name_untrusted(body))
+        if node is None:
+            raise RequestError(errno.ENOENT)
+        request.reply(fuse_entry_out.build({
+            "nodeid": node.ino,
+            "generation": 1,
+            "entry_valid": _CACHE_SECONDS,
+            "attr_valid": _CACHE_SECONDS,
+            "entry_valid_nsec": 0,
+            "attr_valid_nsec": 0,
+            "attr": self._attr(node),
+        }))
+
+    def _forget(self, engine: Engine, request: Request, body: memoryview) -> None:
+        pass  # the nodes live as long as the mount; FORGET gets no reply
+
+    def _getattr(self, engine: Engine, request: Request, body: memoryview) -> None:
+        self._reply_attr(request, self._node(request.nodeid))
+
+    def _setattr(self, engine: Engine, request: Request, body: memoryview) -> None:
+        node = self._node(request.nodeid)
+        arg = parse_untrusted(fuse_setattr_in, body)
+        if arg.valid & FATTR_SIZE:
+            # A shell's ">" truncates: fine, the files are always empty. Growing is not.
+            if stat.S_ISDIR(node.mode):
+                raise RequestError(errno.EISDIR)
+            if arg.size != 0:
+                raise RequestError(errno.EINVAL)
+        if arg.valid & FATTR_MODE:
+            node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(arg.mode)
+        if arg.valid & FATTR_UID:
+            node.uid = arg.uid
+        if arg.valid & FATTR_GID:
+            node.gid = arg.gid
+        self._reply_attr(request, node)  # times: accepted, not kept
+
+    def _ok(self, engine: Engine, request: Request, body: memoryview) -> None:
+        request.reply()
+
+    def _opendir(self, engine: Engine, request: Request, body: memoryview) -> None:
+        if not stat.S_ISDIR(self._node(request.nodeid).mode):
+            raise RequestError(errno.ENOTDIR)
+        request.reply(fuse_open_out.build({"fh": 0, "open_flags": 0}))
+
+    def _readdir(self, engine: Engine, request: Request, body: memoryview) -> None:
+        if len(body) < READ_IN.size:
+            raise BadRequest(f"READDIR body of {len(body)} bytes")
+        _fh, offset, size, *_ = READ_IN.unpack_from(body)
+        entries = [(FUSE_ROOT_ID, b".", stat.S_IFDIR), (FUSE_ROOT_ID, b"..", stat.S_IFDIR)]
+        entries += [(node.ino, node.name, stat.S_IFMT(node.mode))
+                    for node in self._by_name.values()]
+        out = bytearray()
+        for position in range(offset, len(entries)):
+            ino, name, kind = entries[position]
+            record = build_dirent(ino, position + 1, kind >> 12, name)  # DT_* = S_IF* >> 12
+            if len(out) + len(record) > size:
+                break
+            out += record
+        request.reply(bytes(out))
+
+    def _statfs(self, engine: Engine, request: Request, body: memoryview) -> None:
+        request.reply(fuse_statfs_out.build({"st": {
+            "blocks": 0, "bfree": 0, "bavail": 0, "files": len(self._nodes), "ffree": 0,
+            "bsize": 4096, "namelen": 255, "frsize": 4096,
+        }}))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _node(self, nodeid: int) -> _Node:
+        try:
+            return self._nodes[nodeid]
+        except KeyError:
+            raise RequestError(errno.ENOENT) from None
+
+    def _attr(self, node: _Node) -> dict[str, int]:
+        return {
+            "ino": node.ino, "size": 0, "blocks": 0,
+            "atime": self._time, "mtime": self._time, "ctime": self._time,
+            "atimensec": 0, "mtimensec": 0, "ctimensec": 0,
+            "mode": node.mode, "nlink": 2 if stat.S_ISDIR(node.mode) else 1,
+            "uid": node.uid, "gid": node.gid, "rdev": 0, "blksize": 4096, "flags": 0,
+        }
+
+    def _reply_attr(self, request: Request, node: _Node) -> None:
+        request.reply(fuse_attr_out.build({
+            "attr_valid": _CACHE_SECONDS, "attr_valid_nsec": 0, "attr": self._attr(node),
+        }))
+
+
+def _open_fuse_device(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DeviceError(f"{path} does not exist: this kernel has no FUSE "
+                          f"(try 'modprobe fuse')") from None
+    except OSError as exc:
+        raise DeviceError(f"cannot open {path}: {exc.strerror} (the devices need root)") from None
+
+
+def _mount(fd: int, mount_dir: str, uid: int, gid: int) -> None:
+    data = (f"fd={fd},rootmode={stat.S_IFDIR:o},user_id={uid},group_id={gid},"
+            f"allow_other,default_permissions")
+    try:
+        mounts.mount("kpaxos", mount_dir, FSTYPE, mounts.MS_NOSUID | mounts.MS_NODEV, data)
+    except OSError as exc:
+        hint = {
+            errno.EPERM: "mounting needs root (CAP_SYS_ADMIN)",
+            errno.ENODEV: "this kernel has no FUSE file system",
+            errno.ENOENT: "the mount directory does not exist",
+        }.get(exc.errno or 0, "")
+        raise DeviceError(f"cannot mount the devices at {mount_dir}: {exc.strerror}"
+                          + (f" ({hint})" if hint else "")) from None
+
+
+async def _run_engine(engine: Engine, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    # Shielded: on cancellation the caller lets readers drain first, then cancels us.
+    with trio.CancelScope(shield=True) as scope:
+        task_status.started(scope)
+        await engine.run()
+
+
+async def serve_fuse(
+    learner: Device,
+    client: Device,
+    *,
+    mount_dir: str,
+    link_dir: str,
+    device_mode: int,
+    drain: Callable[[], Awaitable[None]] | None = None,
+    max_write: int = DEFAULT_MAX_WRITE,
+    fuse_device: str = FUSE_DEVICE,
+    task_status: trio.TaskStatus[DeviceInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``learner`` and ``client`` in a FUSE mount until cancelled.
+
+    Args:
+        drain: awaited (for at most half a second, shielded) when cancelled, before the
+            pending requests are failed: lets readers of a closed log reach EOF.
+
+    Raises:
+        DeviceError: the mount or links cannot be set up, or the mount was taken away.
+    """
+    mount_dir = mounts.absolute(mount_dir)
+    link_dir = mounts.absolute(link_dir)
+    links = [(os.path.join(link_dir, LEARNER_LINK), os.path.join(mount_dir, LEARNER_NAME)),
+             (os.path.join(link_dir, CLIENT_LINK), os.path.join(mount_dir, CLIENT_NAME))]
+    await mounts.clear_stale_mount(mount_dir, FSTYPE)
+    try:
+        os.makedirs(mount_dir, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise DeviceError(f"cannot create the mount directory {mount_dir}: {exc}") from None
+    uid, gid = os.getuid(), os.getgid()
+    fd = _open_fuse_device(fuse_device)
+    mounted = installed = False
+    try:
+        _mount(fd, mount_dir, uid, gid)
+        mounted = True
+        engine = Engine(fd, FuseFilesystem(learner, client, mode=device_mode, uid=uid, gid=gid),
+                        max_write=max_write)
+        went_away = False
+        try:
+            async with trio.open_nursery() as nursery:
+                engine_scope = await nursery.start(_run_engine, engine)
+                try:
+                    await _wait_ready(engine, mount_dir)
+                    installed = True
+                    for link, target in links:
+                        mounts.install_link(link, target)
+                    logger.info("devices served through FUSE: %s", ", ".join(
+                        f"{link} -> {target}" for link, target in links))
+                    task_status.started(DeviceInfo(
+                        door="fuse", learner=links[0][0], client=links[1][0],
+                        learner_target=links[0][1], client_target=links[1][1],
+                        mount_dir=mount_dir, statistics=engine.statistics))
+                    await engine.finished.wait()
+                    went_away = True
+                finally:
+                    if drain is not None and not engine.finished.is_set():
+                        with trio.CancelScope(shield=True), trio.move_on_after(_DRAIN_SECONDS):
+                            await drain()
+                    engine_scope.cancel()
+        except* DeviceError as group:
+            raise _first(group) from None
+        except* OSError as group:
+            raise DeviceError(
+                f"the FUSE connection at {mount_dir} failed: {_first(group)}") from None
+        if went_away:
+            raise DeviceError(f"the FUSE mount at {mount_dir} went away "
+                              f"(unmounted by someone else?)")
+    finally:
+        if installed:
+            for link, target in links:
+                mounts.remove_link(link, target)
+        if mounted:
+            try:
+                mounts.umount2(mount_dir, mounts.MNT_DETACH)
+            except OSError as exc:
+                logger.error("cannot detach the mount at %s: %s", mount_dir, exc)
+        trio.lowlevel.notify_closing(fd)
+        os.close(fd)
+        logger.info("devices at %s removed", mount_dir)
+
+
+def _first(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first exception in ``group`` that is not a group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, Exception)
+    return leaf
+
+
+async def _wait_ready(engine: Engine, mount_dir: str) -> None:
+    with trio.move_on_after(_INIT_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            async def first(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, engine.ready)
+            nursery.start_soon(first, engine.finished)
+    if not engine.ready.is_set():
+        raise DeviceError(f"the kernel did not start the FUSE file system at {mount_dir}")

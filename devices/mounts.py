@@ -1,0 +1,163 @@
+"""The system calls and file-system chores of the FUSE door: mount(2), umount2(2),
+the mount table, and the symlinks users open.
+
+Nothing here may touch a path inside our own mount from the trio thread: the engine
+that would answer the kernel runs on that same thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass
+
+import trio
+
+from devices.info import DeviceError
+
+logger = logging.getLogger("kpaxos.devices")
+
+MS_NOSUID = 2
+MS_NODEV = 4
+MNT_DETACH = 2
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.mount.restype = ctypes.c_int
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.umount2.restype = ctypes.c_int
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    """mount(2).
+
+    Raises:
+        OSError: with the call's errno.
+    """
+    if _libc.mount(os.fsencode(source), os.fsencode(target), os.fsencode(fstype), flags,
+                   os.fsencode(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), target)
+
+
+def umount2(target: str, flags: int) -> None:
+    """umount2(2).
+
+    Raises:
+        OSError: with the call's errno.
+    """
+    if _libc.umount2(os.fsencode(target), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), target)
+
+
+@dataclass(frozen=True, slots=True)
+class MountEntry:
+    source: str
+    target: str
+    fstype: str
+
+
+def _unescape(field: str) -> str:
+    # /proc/mounts writes space, tab, newline and backslash as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_at(target: str, table: str = "/proc/self/mounts") -> list[MountEntry]:
+    """The mounts whose mount point is ``target`` (an absolute, normalized path)."""
+    with open(table) as f:
+        lines = f.read().splitlines()
+    entries = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and _unescape(fields[1]) == target:
+            entries.append(MountEntry(_unescape(fields[0]), target, _unescape(fields[2])))
+    return entries
+
+
+def absolute(path: str) -> str:
+    """``path`` made absolute with its parent resolved, without touching ``path`` itself
+    (stat of a dead FUSE mount point fails, of a hung one hangs)."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), name) if name else path
+
+
+async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> None:
+    """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died.
+
+    A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. A mount
+    that still answers belongs to a running server: that is an error, not ours to take.
+
+    Raises:
+        DeviceError: ``mount_dir`` is served by a live process, or by another file system.
+    """
+    for _ in range(16):  # several crashed runs may have stacked their mounts
+        entries = mounts_at(mount_dir)
+        if not entries:
+            return
+        top = entries[-1]
+        if top.fstype != fstype:
+            if top.fstype.startswith("fuse"):
+                raise DeviceError(f"{mount_dir} is already a {top.fstype} mount; "
+                                  f"choose another mount directory")
+            return  # some other file system: ours goes on top of it
+        try:
+            with trio.fail_after(probe_timeout):
+                await trio.to_thread.run_sync(os.stat, mount_dir, abandon_on_cancel=True)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise DeviceError(f"cannot check the old mount at {mount_dir}: {exc}") from exc
+        except trio.TooSlowError:
+            raise DeviceError(f"{mount_dir} is a {fstype} mount whose server does not answer; "
+                              f"unmount it (umount -l {mount_dir})") from None
+        else:
+            raise DeviceError(f"{mount_dir} is already served by a running kpaxos daemon")
+        logger.warning("detaching the stale mount at %s left by an earlier run", mount_dir)
+        try:
+            umount2(mount_dir, MNT_DETACH)
+        except OSError as exc:
+            raise DeviceError(f"cannot detach the stale mount at {mount_dir}: {exc}") from exc
+    raise DeviceError(f"cannot clear the stale mounts at {mount_dir}")
+
+
+def install_link(link: str, target: str) -> None:
+    """Make ``link`` a symlink to ``target``, replacing a stale symlink.
+
+    Raises:
+        DeviceError: ``link`` exists and is not a symlink, or cannot be made.
+    """
+    try:
+        st = os.lstat(link)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISLNK(st.st_mode):
+            raise DeviceError(f"{link} exists and is not a symlink; not replacing it")
+        logger.info("replacing the stale link %s -> %s", link, os.readlink(link))
+    temporary = f"{link}.kpaxos-{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        os.symlink(target, temporary)
+        os.replace(temporary, link)
+    except OSError as exc:
+        raise DeviceError(f"cannot create the link {link} -> {target}: {exc}") from exc
+
+
+def remove_link(link: str, target: str) -> None:
+    """Remove ``link`` if it is still our symlink to ``target``; never raises."""
+    try:
+        if os.readlink(link) == target:
+            os.unlink(link)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.EINVAL):
+            logger.warning("cannot remove the link %s: %s", link, exc)

@@ -1,0 +1,135 @@
+"""Helpers for the device tests: a fake node, the served devices, waiting for subprocesses.
+
+The test's own trio thread must never touch a file it serves itself (nobody would be
+left to answer the kernel): devices are used through subprocesses only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from devices import DeviceInfo, EngineStatistics
+from devices.mounts import MNT_DETACH, mounts_at, umount2
+from kpaxosd.interface import ProposalError, ValueLog, ValueTooLarge
+
+#: For "should happen": generous, so a slow machine does not fail the test.
+SHOULD = 10.0
+#: For "must still be blocked": how long a process is watched before we look.
+STILL_BLOCKED = 0.3
+
+
+class FakeProposals:
+    """Decides a value by appending it to the log, optionally held at a gate."""
+
+    max_value_size = 100
+
+    def __init__(self, log: ValueLog) -> None:
+        self.log = log
+        self.gate: trio.Event | None = None
+        self.fail_with: ProposalError | None = None
+        self.proposed: list[bytes] = []
+        self._proposed_changed = trio.Event()
+        self._iid = 0
+
+    async def propose(self, value: bytes) -> int:
+        self.proposed.append(value)
+        self._proposed_changed.set()
+        self._proposed_changed = trio.Event()
+        if len(value) > self.max_value_size:
+            raise ValueTooLarge(f"{len(value)} bytes")
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        self._iid += 1
+        self.log.append(self._iid, value)
+        return self._iid
+
+    async def wait_proposed(self, count: int) -> None:
+        while len(self.proposed) < count:
+            await self._proposed_changed.wait()
+
+
+@dataclass
+class Served:
+    log: ValueLog
+    proposals: FakeProposals
+    info: DeviceInfo
+    mount_dir: Path
+    link_dir: Path
+    nursery: trio.Nursery
+    processes: list[trio.Process] = field(default_factory=list)
+
+    @property
+    def learner(self) -> str:
+        return self.info.learner
+
+    @property
+    def client(self) -> str:
+        return self.info.client
+
+    def stats(self) -> EngineStatistics:
+        return self.info.statistics()
+
+    async def start(self, command: Sequence[str], **options: object) -> trio.Process:
+        """A subprocess with stdout (and stderr) piped, killed at teardown."""
+        options.setdefault("stdout", subprocess.PIPE)
+        options.setdefault("stderr", subprocess.PIPE)
+        process: trio.Process = await self.nursery.start(
+            partial(trio.run_process, list(command), check=False, stdin=subprocess.DEVNULL,
+                    **options))
+        self.processes.append(process)
+        return process
+
+    async def wait_stats(self, condition: Callable[[EngineStatistics], bool]) -> None:
+        await wait_until(lambda: condition(self.stats()))
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` until true, for at most :data:`SHOULD` seconds."""
+    with trio.fail_after(SHOULD):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+async def read_until(stream: trio.abc.ReceiveStream, expected: bytes) -> bytes:
+    """Read from ``stream`` until ``expected`` bytes in total have come (or EOF)."""
+    data = b""
+    with trio.fail_after(SHOULD):
+        while len(data) < len(expected):
+            chunk = await stream.receive_some()
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+async def still_running(process: trio.Process) -> bool:
+    """True if ``process`` has not ended after :data:`STILL_BLOCKED` seconds."""
+    await trio.sleep(STILL_BLOCKED)
+    return process.poll() is None
+
+
+def is_mounted(path: Path) -> bool:
+    return bool(mounts_at(str(path)))
+
+
+def force_unmount(path: Path) -> None:
+    """Last-resort cleanup so a failing test cannot leave a mount behind."""
+    for _ in range(len(mounts_at(str(path)))):
+        try:
+            umount2(str(path), MNT_DETACH)
+        except OSError:
+            break
+
+
+def kill_all(processes: list[trio.Process]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()  # SIGKILL: a reader blocked in the device is interrupted too

@@ -1,0 +1,265 @@
+"""The device files' meaning, driven directly: no kernel, no engine."""
+
+from __future__ import annotations
+
+import errno
+import select
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from devices.engine import RequestError
+from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle
+from kpaxosd.interface import ProposalTimeout, ValueLog
+from tests.devices.helpers import FakeProposals
+
+
+class FakeRequest:
+    """Stands in for devices.engine.Request."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[str, Any] | None = None
+        self.on_interrupt: Callable[[], None] | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None
+
+    def reply(self, body: bytes = b"") -> None:
+        assert self.answer is None
+        self.answer = ("data", body)
+
+    def reply_written(self, count: int) -> None:
+        assert self.answer is None
+        self.answer = ("written", count)
+
+    def fail(self, err: int) -> None:
+        if self.answer is None:
+            self.answer = ("error", err)
+
+
+class FakeServices:
+    def __init__(self, nursery: trio.Nursery | None = None) -> None:
+        self.notified: list[int] = []
+        self.nursery = nursery
+
+    def notify_poll(self, kh: int) -> None:
+        self.notified.append(kh)
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(async_fn, *args)
+
+
+def reader(log: ValueLog, services: FakeServices | None = None) -> LearnerHandle:
+    return LearnerDevice(log).open(0, services or FakeServices())
+
+
+def read(handle: LearnerHandle, size: int, nonblocking: bool = False) -> FakeRequest:
+    request = FakeRequest()
+    try:
+        handle.read(request, size, nonblocking)  # type: ignore[arg-type]
+    except RequestError as exc:
+        request.fail(exc.errno)
+    return request
+
+
+def filled(*values: bytes) -> ValueLog:
+    log = ValueLog()
+    for iid, value in enumerate(values, 1):
+        log.append(iid, value)
+    return log
+
+
+def test_reads_take_whole_and_partial_values_in_order() -> None:
+    handle = reader(filled(b"hello", b"", b"world", b"!"))
+    assert read(handle, 3).answer == ("data", b"hel")
+    assert read(handle, 4).answer == ("data", b"lowo")
+    assert read(handle, 100).answer == ("data", b"rld!")
+    assert read(handle, 100, nonblocking=True).answer == ("error", errno.EAGAIN)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_any_read_size_sees_the_same_bytes(size: int) -> None:
+    values = [b"a", b"bcd", b"", b"efghijk", b"l" * 20]
+    handle = reader(filled(*values))
+    data = b""
+    while (request := read(handle, size, nonblocking=True)).answer != ("error", errno.EAGAIN):
+        assert request.answer is not None
+        data += request.answer[1]
+    assert data == b"".join(values)
+
+
+def test_every_reader_starts_at_the_oldest_retained_value() -> None:
+    log = filled(b"1", b"2", b"3")
+    log.trim_before(1)
+    device = LearnerDevice(log)
+    first, second = device.open(0, FakeServices()), device.open(0, FakeServices())
+    assert read(first, 10).answer == ("data", b"23")
+    assert read(second, 1).answer == ("data", b"2")
+    assert device.open_readers == 2
+
+
+def test_a_waiting_read_is_answered_by_the_next_append() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    first, second = read(handle, 3), read(handle, 3)
+    assert not first.answered and not second.answered
+    log.append(1, b"abcdef")  # one append serves both, in order
+    assert first.answer == ("data", b"abc")
+    assert second.answer == ("data", b"def")
+
+
+def test_an_interrupted_read_does_not_take_values() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    interrupted = read(handle, 10)
+    interrupted.fail(errno.EINTR)  # what the engine does on FUSE_INTERRUPT
+    log.append(1, b"kept")
+    assert read(handle, 10).answer == ("data", b"kept")
+
+
+def test_closing_the_log_drains_then_says_eof() -> None:
+    log = filled(b"last")
+    handle = reader(log)
+    waiting = reader(log)
+    assert read(waiting, 10).answer == ("data", b"last")
+    blocked = read(waiting, 10)
+    log.close()
+    assert blocked.answer == ("data", b"")
+    assert read(handle, 10).answer == ("data", b"last")
+    assert read(handle, 10).answer == ("data", b"")
+    assert read(handle, 10, nonblocking=True).answer == ("data", b"")
+
+
+def test_a_reader_overtaken_by_trimming_gets_epipe_once() -> None:
+    log = filled(b"aa", b"bb", b"cc")
+    handle = reader(log)
+    assert read(handle, 1).answer == ("data", b"a")
+    log.trim_before(2)
+    assert handle.poll(None) & (select.POLLIN | select.POLLERR) == select.POLLIN | select.POLLERR
+    assert read(handle, 10).answer == ("error", errno.EPIPE)
+    assert read(handle, 10).answer == ("data", b"cc")
+
+
+def test_trimming_what_a_reader_has_read_loses_nothing() -> None:
+    log = filled(b"aa", b"bb")
+    handle = reader(log)
+    assert read(handle, 10).answer == ("data", b"aabb")
+    log.append(3, b"cc")
+    log.trim_before(2)  # the reader is at 2: nothing lost
+    assert read(handle, 10).answer == ("data", b"cc")
+
+
+def test_poll_reports_readable_only_when_a_read_would_not_block() -> None:
+    log = ValueLog()
+    services = FakeServices()
+    handle = reader(log, services)
+    writable = select.POLLOUT | select.POLLWRNORM
+    readable = select.POLLIN | select.POLLRDNORM
+    assert handle.poll(None) == writable
+    assert handle.poll(42) == writable
+    log.append(1, b"")  # an empty value has no bytes: still not readable
+    assert services.notified == []
+    assert handle.poll(None) == writable
+    log.append(2, b"x")
+    assert services.notified == [42]
+    assert handle.poll(None) == writable | readable
+    log.append(3, b"y")
+    assert services.notified == [42]  # told once per registration
+    read(handle, 10)
+    assert handle.poll(7) == writable
+    log.close()
+    assert services.notified == [42, 7]
+    assert handle.poll(None) == writable | readable  # EOF is readable
+
+
+def test_release_unsubscribes_and_fails_what_still_waits() -> None:
+    log = ValueLog()
+    device = LearnerDevice(log)
+    handle = device.open(0, FakeServices())
+    waiting = read(handle, 10)
+    handle.release()
+    assert waiting.answer == ("error", errno.EBADF)
+    assert device.open_readers == 0
+    log.append(1, b"nobody listens")
+
+
+def test_the_learner_takes_no_writes_yet() -> None:
+    handle = reader(ValueLog())
+    with pytest.raises(RequestError) as info:
+        handle.write(FakeRequest(), b"12345678", False)  # type: ignore[arg-type]
+    assert info.value.errno == errno.EINVAL
+
+
+async def test_wait_readers_done_waits_for_readers_of_a_closed_log() -> None:
+    log = ValueLog()
+    device = LearnerDevice(log)
+    handle = device.open(0, FakeServices())
+    with trio.fail_after(1):
+        await device.wait_readers_done()  # log open: nothing to wait for
+    log.close()
+    done = trio.Event()
+
+    async def wait() -> None:
+        await device.wait_readers_done()
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()
+        handle.release()
+    assert done.is_set()
+
+
+async def test_client_writes_are_proposals() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    async with trio.open_nursery() as nursery:
+        handle = ClientDevice(proposals).open(0, FakeServices(nursery))
+        ok, empty, failing = FakeRequest(), FakeRequest(), FakeRequest()
+        handle.write(ok, b"value", False)  # type: ignore[arg-type]
+        handle.write(empty, b"", False)  # type: ignore[arg-type]
+        assert empty.answer == ("written", 0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert ok.answer == ("written", 5)
+        proposals.fail_with = ProposalTimeout("no quorum")
+        handle.write(failing, b"v", False)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        assert failing.answer == ("error", errno.ETIMEDOUT)
+        too_big = FakeRequest()
+        handle.write(too_big, b"x" * 101, False)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        assert too_big.answer == ("error", errno.EMSGSIZE)
+    assert proposals.proposed == [b"value", b"v", b"x" * 101]
+    assert handle.poll(None) == select.POLLOUT | select.POLLWRNORM
+
+
+async def test_an_interrupt_withdraws_the_client_write() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    proposals.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        handle = ClientDevice(proposals).open(0, FakeServices(nursery))
+        request = FakeRequest()
+        handle.write(request, b"value", False)  # type: ignore[arg-type]
+        await proposals.wait_proposed(1)
+        await trio.testing.wait_all_tasks_blocked()
+        request.fail(errno.EINTR)
+        assert request.on_interrupt is not None
+        request.on_interrupt()
+        await trio.testing.wait_all_tasks_blocked()
+        proposals.gate.set()
+    assert request.answer == ("error", errno.EINTR)
+    assert log.next_index == 0
+
+
+def test_client_reads_say_einval() -> None:
+    handle = ClientDevice(FakeProposals(ValueLog())).open(0, FakeServices())
+    with pytest.raises(RequestError) as info:
+        handle.read(FakeRequest(), 10, False)  # type: ignore[arg-type]
+    assert info.value.errno == errno.EINVAL
