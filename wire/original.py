@@ -1,0 +1,94 @@
+"""Byte layouts of the original user-space programs (x86_64, little-endian, LP64).
+
+From ../shared/vectors/chardev_records.txt, produced by compiling the original
+structs with gcc:
+
+- ``struct client_value``: what the original client proposes; a header of 32 bytes
+  (int32 client_id, 4 bytes padding, struct timeval, uint64 size) then the payload.
+- the learner device's record protocol: the reader first writes the value size V as
+  a native ``size_t`` (8 bytes); each read then returns ``int32 iid`` and V bytes.
+
+Everything here is native byte order, as the original programs wrote it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from construct import ConstructError, GreedyBytes, Int32sl, Int64sl, Int64ul, Padding, Struct
+
+#: ``struct client_value`` with its payload.
+CLIENT_VALUE = Struct(
+    "client_id" / Int32sl,
+    Padding(4),
+    "tv_sec" / Int64sl,
+    "tv_usec" / Int64sl,
+    "size" / Int64ul,
+    "payload" / GreedyBytes,
+)
+CLIENT_VALUE_HEADER_SIZE = 32
+
+#: The first write on a record-mode learner handle: the value size, a native size_t.
+VALUE_SIZE_WRITE = Int64ul
+VALUE_SIZE_WRITE_SIZE = 8
+
+#: A record read from a record-mode learner handle: ``int32 iid`` then the value,
+#: padded with zeros or cut to the agreed size (the value is added by the caller).
+RECORD_HEADER = Struct("iid" / Int32sl)
+RECORD_HEADER_SIZE = 4
+
+_CLIENT_VALUE_HEAD = struct.Struct("<i4xqqQ")
+_RECORD_HEAD = struct.Struct("<i")
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalClientValue:
+    client_id: int
+    tv_sec: int
+    tv_usec: int
+    payload: bytes
+
+
+def pack_client_value(value: OriginalClientValue) -> bytes:
+    return (
+        _CLIENT_VALUE_HEAD.pack(value.client_id, value.tv_sec, value.tv_usec, len(value.payload))
+        + value.payload
+    )
+
+
+def unpack_client_value_untrusted(data: bytes) -> OriginalClientValue | None:
+    """The ``struct client_value`` in ``data``, or None when it is not one.
+
+    A value is taken for one only when its ``size`` field counts exactly the bytes
+    after the header: that is what the original client always sent.
+    """
+    if len(data) < CLIENT_VALUE_HEADER_SIZE:
+        return None
+    client_id, tv_sec, tv_usec, size = _CLIENT_VALUE_HEAD.unpack_from(data)
+    if size != len(data) - CLIENT_VALUE_HEADER_SIZE:
+        return None
+    return OriginalClientValue(client_id, tv_sec, tv_usec, bytes(data[CLIENT_VALUE_HEADER_SIZE:]))
+
+
+def parse_client_value_with_construct(data: bytes) -> OriginalClientValue | None:
+    """The reference decoding of :func:`unpack_client_value_untrusted` (for tests)."""
+    try:
+        parsed = CLIENT_VALUE.parse(data)
+    except ConstructError:
+        return None
+    if parsed.size != len(parsed.payload):
+        return None
+    return OriginalClientValue(parsed.client_id, parsed.tv_sec, parsed.tv_usec, parsed.payload)
+
+
+def pack_record(iid: int, value: bytes, value_size: int) -> bytes:
+    """One record of the original learner device: ``4 + value_size`` bytes."""
+    body = value[:value_size]
+    return _RECORD_HEAD.pack(iid) + body + bytes(value_size - len(body))
+
+
+def unpack_record(data: bytes) -> tuple[int, bytes]:
+    """``(iid, value bytes)`` of a record (the value still padded)."""
+    (iid,) = _RECORD_HEAD.unpack_from(data)
+    return iid, bytes(data[RECORD_HEADER_SIZE:])
