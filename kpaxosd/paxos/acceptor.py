@@ -1,0 +1,191 @@
+"""The acceptor: promises, acceptances, and the memory of both (libpaxos acceptor.c)."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from kpaxosd.paxos.cluster import Address, Cluster
+from kpaxosd.paxos.effects import Outbox, Persist
+from kpaxosd.paxos.options import PaxosOptions
+from wire.messages import (
+    Accept,
+    Accepted,
+    AcceptorOk,
+    AcceptorState,
+    Preempted,
+    Prepare,
+    Promise,
+    Repeat,
+    Trim,
+)
+
+
+class Record(NamedTuple):
+    """What an acceptor knows of one instance; accepted_ballot 0: nothing accepted."""
+
+    promised: int
+    accepted_ballot: int
+    value: bytes
+
+
+class Acceptor:
+    """One acceptor. Every handler answers with effects on the shared outbox.
+
+    A PREPARE is promised only for a ballot *above* the promised one (libpaxos allows
+    equal). A proposer restarts without memory; should its new life use a ballot its
+    old life used, "equal is fine" would promise it again and two values could be
+    accepted under one ballot. Strictly above, every acceptor promises a ballot once,
+    so two lives can share a quorum only through a promise still in flight to the
+    old life (which the random first round of PaxosOptions makes improbable). An
+    ACCEPT needs only ballot >= promised: the proposer holding the promise sends it.
+    """
+
+    def __init__(self, aid: int, cluster: Cluster, options: PaxosOptions, outbox: Outbox) -> None:
+        if aid not in cluster.acceptors:
+            raise ValueError(f"acceptor {aid} is not in the cluster")
+        self.aid = aid
+        self._options = options
+        self._out = outbox
+        self._records: dict[int, Record] = {}
+        # The iids of _records, sorted, so REPEAT and TRIM visit only what is held.
+        self._held: list[int] = []
+        self._trim_iid = 0
+        self._highest_accepted = 0
+        # Insertion-ordered: the longest silent learner is the first to go when full.
+        self._learners: dict[Address, None] = {}
+        self.dropped = 0
+
+    @property
+    def trim_iid(self) -> int:
+        return self._trim_iid
+
+    def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
+        """Load what the wrapper persisted, before any input (a restarted acceptor)."""
+        self._trim_iid = max(self._trim_iid, trim_iid)
+        for r in records:
+            if r.iid > self._trim_iid:
+                self._put(r.iid, Record(r.promised_ballot, r.accepted_ballot, r.value))
+
+    def record(self, iid: int) -> Record | None:
+        return self._records.get(iid)
+
+    # -- handlers
+
+    def on_prepare(self, msg: Prepare, src: Address) -> None:
+        if not self._in_range(msg.iid, msg.ballot, src):
+            return
+        current = self._records.get(msg.iid)
+        promised = current.promised if current else 0
+        if msg.ballot <= promised:
+            self._out.send(src, Preempted(self.aid, msg.iid, promised))
+            return
+        if current is None:
+            updated = Record(msg.ballot, 0, b"")
+        else:
+            updated = current._replace(promised=msg.ballot)
+        self._store(msg.iid, updated)
+        self._out.send(
+            src, Promise(self.aid, msg.iid, msg.ballot, updated.accepted_ballot, updated.value)
+        )
+
+    def on_accept(self, msg: Accept, src: Address) -> None:
+        if not self._in_range(msg.iid, msg.ballot, src):
+            return
+        current = self._records.get(msg.iid)
+        promised = current.promised if current else 0
+        if msg.ballot < promised:
+            self._out.send(src, Preempted(self.aid, msg.iid, promised))
+            return
+        updated = Record(msg.ballot, msg.ballot, msg.value)
+        if updated != current:
+            self._store(msg.iid, updated)
+        accepted = Accepted(self.aid, msg.iid, msg.ballot, msg.ballot, msg.value)
+        self._out.send(src, accepted)
+        for learner in self._learners:
+            if learner != src:
+                self._out.send(learner, accepted)
+
+    def on_repeat(self, msg: Repeat, src: Address) -> None:
+        if 0 < self._trim_iid >= msg.from_iid:
+            # Tell the asker what it will never get from us.
+            self._out.send(src, AcceptorState(self.aid, self._trim_iid))
+        low = max(msg.from_iid, self._trim_iid + 1)
+        held = self._held
+        index = bisect_left(held, low)
+        # Both bounds hold whatever the range asked: a REPEAT(0, 2**32 - 1) costs at
+        # most repeat_reply_max answers, and never a walk over empty iids.
+        budget = self._options.repeat_reply_max
+        visits = 2 * budget
+        while index < len(held) and budget > 0 and visits > 0:
+            iid = held[index]
+            if iid > msg.to_iid:
+                break
+            record = self._records[iid]
+            if record.accepted_ballot:
+                ballot = record.accepted_ballot
+                # ballot is the accepted one, not the promise: a learner that counts
+                # the first field (libpaxos's does) must see equal fields only for
+                # equal acceptances.
+                self._out.send(src, Accepted(self.aid, iid, ballot, ballot, record.value))
+                budget -= 1
+            visits -= 1
+            index += 1
+
+    def on_trim(self, msg: Trim, src: Address) -> None:
+        if msg.iid <= self._trim_iid:
+            return
+        if msg.iid > self._horizon():
+            self.dropped += 1
+            return
+        self._trim_iid = msg.iid
+        cut = bisect_right(self._held, msg.iid)
+        for iid in self._held[:cut]:
+            del self._records[iid]
+        del self._held[:cut]
+
+    def on_learner_hi(self, src: Address) -> None:
+        self._learners.pop(src, None)
+        self._learners[src] = None
+        if len(self._learners) > self._options.max_learners:
+            del self._learners[next(iter(self._learners))]
+        self._out.send(src, AcceptorOk())
+
+    def on_learner_del(self, src: Address) -> None:
+        self._learners.pop(src, None)
+
+    def learners(self) -> list[Address]:
+        return list(self._learners)
+
+    # -- internals
+
+    def _horizon(self) -> int:
+        return max(self._highest_accepted, self._trim_iid) + self._options.acceptor_max_ahead
+
+    def _in_range(self, iid: int, ballot: int, src: Address) -> bool:
+        """Whether a PREPARE/ACCEPT may touch state; counts and answers the others."""
+        if iid <= self._trim_iid:
+            # Forgotten on purpose; the trim point lets a proposer move past it.
+            self._out.send(src, AcceptorState(self.aid, self._trim_iid))
+            return False
+        if ballot == 0 or iid > self._horizon():
+            # Ballot 0 means "no value" in a PROMISE; no proposer uses it.
+            self.dropped += 1
+            return False
+        return True
+
+    def _store(self, iid: int, record: Record) -> None:
+        self._out.add(Persist(iid, record.promised, record.accepted_ballot, record.value))
+        self._put(iid, record)
+
+    def _put(self, iid: int, record: Record) -> None:
+        if iid not in self._records:
+            held = self._held
+            if not held or iid > held[-1]:
+                held.append(iid)
+            else:
+                held.insert(bisect_left(held, iid), iid)
+        self._records[iid] = record
+        if record.accepted_ballot:
+            self._highest_accepted = max(self._highest_accepted, iid)

@@ -1,0 +1,240 @@
+"""The learner: counts acceptances, delivers decided values in instance order.
+
+It registers with every acceptor (LEARNER_HI until ACCEPTOR_OK, then as a keepalive),
+decides an instance when a majority accepted the same ballot and value, delivers in
+iid order, and asks for what it missed with REPEAT when a hole stays open.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from kpaxosd.paxos.ballots import MAX_U32
+from kpaxosd.paxos.cluster import Address, Cluster
+from kpaxosd.paxos.dedupe import OriginFilter
+from kpaxosd.paxos.effects import Deliver, Outbox
+from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.votes import Votes
+from wire.envelope import unwrap_untrusted
+from wire.messages import Accepted, AcceptorState, LearnerDel, LearnerHi, Repeat
+
+#: Catch-up REPEATs that bring nothing before the learner stops asking for history.
+CATCH_UP_PROBES = 3
+#: Separate runs of missing instances asked for in one round of REPEATs.
+MAX_REPEAT_RUNS = 16
+#: While REPEATs bring nothing, their interval doubles up to this many times the
+#: repeat_interval: a hole nobody can fill (its acceptors trimmed it, say) must not
+#: cost a full answer every tenth of a second forever.
+MAX_REPEAT_BACKOFF = 32
+
+
+class Registration(enum.Enum):
+    """Where this learner stands with one acceptor."""
+
+    #: No ACCEPTOR_OK yet: LEARNER_HI every hello_interval.
+    UNANSWERED = "unanswered"
+    #: Answered: LEARNER_HI every hello_keepalive (a restarted acceptor forgot us).
+    REGISTERED = "registered"
+
+
+class Learner:
+    def __init__(self, cluster: Cluster, options: PaxosOptions, outbox: Outbox, now: float) -> None:
+        self._cluster = cluster
+        self._options = options
+        self._out = outbox
+        self._quorum = cluster.quorum
+        # Without catch-up, delivery starts at the first instance heard of.
+        self._next: int | None = 1 if options.learner_catch_up else None
+        self._pending: dict[int, Votes] = {}
+        self._decided: dict[int, bytes] = {}
+        self._highest = 0
+        self._origins = OriginFilter(options.dedupe_clients, options.dedupe_window)
+        self._hello: dict[int, tuple[Registration, float]] = {}
+        # Hole repair: a timer, the next iid when it was armed, the end of the last
+        # REPEAT range, and whether the last tick asked.
+        self._repeat_due: float | None = None
+        self._repeat_backoff = 1
+        self._repeat_mark = 0
+        self._repeat_to = 0
+        self._catching_up = False
+        # Asking for history beyond anything heard of (catch-up from instance 1).
+        self._probing = options.learner_catch_up
+        self._probe_misses = 0
+        self.deliveries = 0
+        self.duplicates = 0
+        self.repeats_sent = 0
+        self.dropped = 0
+        for aid, address in cluster.acceptors.items():
+            self._out.send(address, LearnerHi())
+            self._hello[aid] = (Registration.UNANSWERED, now + options.hello_interval)
+        if self._probing:
+            self._send_repeat()
+            self._arm_repeat(now)
+
+    @property
+    def next_iid(self) -> int | None:
+        """The next instance to deliver (None: waiting for a first one, no catch-up)."""
+        return self._next
+
+    def registration(self, aid: int) -> Registration:
+        return self._hello[aid][0]
+
+    # -- handlers
+
+    def on_accepted(self, msg: Accepted, now: float) -> None:
+        if msg.aid not in self._cluster.acceptors or msg.value_ballot == 0 or msg.iid == 0:
+            self.dropped += 1
+            return
+        if self._next is None:
+            self._next = msg.iid
+        if msg.iid < self._next or msg.iid in self._decided:
+            return
+        self._highest = max(self._highest, msg.iid)
+        if msg.iid - self._next > self._options.learner_max_ahead:
+            # Too far ahead to keep; a REPEAT brings it back once we get there.
+            self.dropped += 1
+        else:
+            votes = self._pending.get(msg.iid)
+            if votes is None:
+                votes = self._pending[msg.iid] = Votes()
+            chosen = votes.add(msg.aid, msg.value_ballot, msg.value, self._quorum)
+            if chosen is not None:
+                del self._pending[msg.iid]
+                self._decided[msg.iid] = chosen
+                self._deliver_in_order()
+        self._arm_repeat(now)
+
+    def on_acceptor_ok(self, src: Address, now: float) -> None:
+        aid = self._cluster.acceptor_at(src)
+        if aid is None:
+            self.dropped += 1
+            return
+        if self._hello[aid][0] is Registration.UNANSWERED:
+            self._hello[aid] = (Registration.REGISTERED, now + self._options.hello_keepalive)
+
+    def on_acceptor_state(self, msg: AcceptorState) -> None:
+        # An acceptor's trim point. Instances below it are gone from that acceptor;
+        # this learner has no way to skip them, so there is nothing to do.
+        if msg.aid not in self._cluster.acceptors:
+            self.dropped += 1
+
+    def handle_timer(self, now: float) -> None:
+        for aid, (state, due) in self._hello.items():
+            if due > now:
+                continue
+            address = self._cluster.acceptors[aid]
+            self._out.send(address, LearnerHi())
+            if state is Registration.REGISTERED:
+                period = self._options.hello_keepalive
+                self._probe_tail(address)
+            else:
+                period = self._options.hello_interval
+            self._hello[aid] = (state, now + period)
+        if self._repeat_due is not None and self._repeat_due <= now:
+            self._on_repeat_timer(now)
+
+    def next_deadline(self) -> float | None:
+        due = min(due for _, due in self._hello.values())
+        if self._repeat_due is not None:
+            due = min(due, self._repeat_due)
+        return due
+
+    def stop(self) -> None:
+        for address in self._cluster.acceptors.values():
+            self._out.send(address, LearnerDel())
+
+    # -- delivery
+
+    def _deliver_in_order(self) -> None:
+        assert self._next is not None
+        while (value := self._decided.pop(self._next, None)) is not None:
+            iid = self._next
+            self._next = iid + 1
+            self._deliver(iid, value)
+
+    def _deliver(self, iid: int, value: bytes) -> None:
+        envelope = unwrap_untrusted(value)
+        if envelope is None:
+            self._out.add(Deliver(iid, value, None))
+        elif self._origins.first_time(envelope.client_id, envelope.seq):
+            origin = (envelope.client_id, envelope.seq)
+            self._out.add(Deliver(iid, envelope.payload, origin))
+        else:
+            self.duplicates += 1
+            return
+        self.deliveries += 1
+
+    # -- hole repair
+
+    def _stalled(self) -> bool:
+        """Whether the next instance is waited for while later ones are known (or
+        while history may still be out there)."""
+        return self._next is not None and (self._probing or self._highest >= self._next)
+
+    def _arm_repeat(self, now: float) -> None:
+        if self._repeat_due is None and self._stalled():
+            assert self._next is not None
+            self._repeat_due = now + self._options.repeat_interval * self._repeat_backoff
+            self._repeat_mark = self._next
+
+    def _on_repeat_timer(self, now: float) -> None:
+        self._repeat_due = None
+        if self._next is None:
+            return
+        progressed = self._next != self._repeat_mark
+        if progressed:
+            self._repeat_backoff = 1
+        if self._probing:
+            self._probe_misses = 0 if progressed else self._probe_misses + 1
+            if self._probe_misses >= CATCH_UP_PROBES:
+                self._probing = False
+        # Ask when a full interval passed without progress, or, while catching up,
+        # as soon as the range asked last time is used up.
+        if self._stalled() and (
+            not progressed or (self._catching_up and self._next > self._repeat_to)
+        ):
+            self._send_repeat()
+            if not progressed:
+                self._repeat_backoff = min(2 * self._repeat_backoff, MAX_REPEAT_BACKOFF)
+        else:
+            self._catching_up = False
+        self._arm_repeat(now)
+
+    def _probe_tail(self, address: Address) -> None:
+        """Ask one acceptor for what follows our last delivery, with each keepalive.
+
+        Values decided while no acceptor knew of us (they restarted, we restarted)
+        are pushed to nobody; on a cluster that then falls idle nothing would reveal
+        them. This finds them within hello_keepalive, for one REPEAT per acceptor.
+        """
+        if self._next is not None and not self._stalled() and self._next <= MAX_U32:
+            high = min(self._next + self._options.repeat_max - 1, MAX_U32)
+            self._out.send(address, Repeat(self._next, high))
+
+    def _send_repeat(self) -> None:
+        assert self._next is not None
+        low = self._next
+        high = low + self._options.repeat_max - 1
+        if not self._probing:
+            high = min(high, self._highest)
+        high = min(high, MAX_U32)
+        if low > high:
+            return
+        # Only what is missing: instances decided beyond the hole are not asked again.
+        runs: list[Repeat] = []
+        start: int | None = None
+        for iid in range(low, high + 1):
+            if iid in self._decided:
+                if start is not None:
+                    runs.append(Repeat(start, iid - 1))
+                    start = None
+            elif start is None:
+                start = iid
+        if start is not None:
+            runs.append(Repeat(start, high))
+        for address in self._cluster.acceptors.values():
+            for repeat in runs[:MAX_REPEAT_RUNS]:
+                self._out.send(address, repeat)
+        self._repeat_to = high
+        self._catching_up = True
+        self.repeats_sent += 1

@@ -1,0 +1,209 @@
+"""One UDP endpoint hosting any subset of the roles (a replica hosts all three)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from kpaxosd.paxos.acceptor import Acceptor
+from kpaxosd.paxos.ballots import MAX_PROPOSERS
+from kpaxosd.paxos.cluster import Address, Cluster
+from kpaxosd.paxos.effects import Effect, Outbox, Persist
+from kpaxosd.paxos.learner import Learner
+from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.proposer import Proposer
+from kpaxosd.paxos.stats import NodeStatistics
+from wire.messages import (
+    MESSAGE_TYPES,
+    Accept,
+    Accepted,
+    AcceptorOk,
+    AcceptorState,
+    ClientValue,
+    LearnerDel,
+    LearnerHi,
+    Message,
+    Preempted,
+    Prepare,
+    Promise,
+    Repeat,
+    Trim,
+)
+
+if TYPE_CHECKING:
+    import random
+
+DEFAULT_OPTIONS = PaxosOptions()
+
+
+class RoleNotHosted(RuntimeError):
+    """A local call for a role this node does not host (a bug in the caller)."""
+
+
+class Node:
+    """The sans-IO face of one endpoint: messages and time in, effects out.
+
+    The wrapper hands every decoded datagram to :meth:`receive` with its source, calls
+    :meth:`handle_timer` at :meth:`next_deadline`, and after each call carries out
+    :meth:`pop_effects` in order: Persist before the Send it guards, Send from this
+    endpoint's socket, Deliver to whoever reads decided values.
+
+    Args:
+        endpoint: the address this node's datagrams come from.
+        cluster: the configuration.
+        acceptor_id: host this acceptor.
+        proposer_id: host this proposer (ballots derive from the id).
+        learner: host a learner.
+        options: protocol tunables.
+        rng: the only source of randomness (backoff after preemption).
+        now: the caller's clock; the roles start (and send) at construction.
+
+    Raises:
+        ValueError: an acceptor id not in the cluster, a proposer id out of range.
+    """
+
+    def __init__(
+        self,
+        endpoint: Address,
+        cluster: Cluster,
+        *,
+        acceptor_id: int | None = None,
+        proposer_id: int | None = None,
+        learner: bool = False,
+        options: PaxosOptions = DEFAULT_OPTIONS,
+        rng: random.Random,
+        now: float,
+    ) -> None:
+        if proposer_id is not None and not 0 <= proposer_id < MAX_PROPOSERS:
+            raise ValueError(f"proposer id {proposer_id} is not in 0..{MAX_PROPOSERS - 1}")
+        self.endpoint = endpoint
+        self.cluster = cluster
+        self._out = Outbox()
+        self._stopped = False
+        self._received: Counter[type[Message]] = Counter()
+        self._dropped = 0
+        self.acceptor = (
+            None if acceptor_id is None else Acceptor(acceptor_id, cluster, options, self._out)
+        )
+        self.proposer = (
+            None
+            if proposer_id is None
+            else Proposer(proposer_id, cluster, options, rng, self._out, now)
+        )
+        self.learner = Learner(cluster, options, self._out, now) if learner else None
+
+    def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
+        """Give a restarted acceptor what was persisted, before any input.
+
+        Raises:
+            RoleNotHosted: the node hosts no acceptor.
+        """
+        if self.acceptor is None:
+            raise RoleNotHosted("this node hosts no acceptor")
+        self.acceptor.restore(records, trim_iid)
+
+    def receive(self, msg: Message, src: Address, now: float) -> None:
+        """Handle one message from ``src``. Never raises on what a peer sent."""
+        self._received[type(msg)] += 1
+        if self._stopped or not self._dispatch(msg, src, now):
+            self._dropped += 1
+
+    def handle_timer(self, now: float) -> None:
+        if self._stopped:
+            return
+        if self.proposer is not None:
+            self.proposer.handle_timer(now)
+        if self.learner is not None:
+            self.learner.handle_timer(now)
+
+    def submit(self, value: bytes, now: float) -> None:
+        """Propose ``value`` through the local proposer, like a CLIENT_VALUE arriving.
+
+        Raises:
+            RoleNotHosted: the node hosts no proposer.
+        """
+        if self.proposer is None:
+            raise RoleNotHosted("this node hosts no proposer")
+        if not self._stopped:
+            self.proposer.submit(value, now)
+
+    def stop(self, now: float) -> None:
+        """Say goodbye (LEARNER_DEL to every acceptor) and ignore all further input."""
+        if not self._stopped and self.learner is not None:
+            self.learner.stop()
+        self._stopped = True
+
+    def pop_effects(self) -> list[Effect]:
+        """Everything to do since the last call, in order."""
+        return self._out.drain()
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` wants to be called, on the caller's clock."""
+        if self._stopped:
+            return None
+        deadlines = [
+            d
+            for d in (
+                self.proposer.next_deadline() if self.proposer else None,
+                self.learner.next_deadline() if self.learner else None,
+            )
+            if d is not None
+        ]
+        return min(deadlines, default=None)
+
+    def statistics(self) -> NodeStatistics:
+        acceptor, proposer, learner = self.acceptor, self.proposer, self.learner
+        dropped = self._dropped + sum(r.dropped for r in (acceptor, proposer, learner) if r)
+        return NodeStatistics(
+            received={MESSAGE_TYPES[t]: n for t, n in self._received.items()},
+            dropped=dropped,
+            deliveries=learner.deliveries if learner else 0,
+            duplicates=learner.duplicates if learner else 0,
+            repeats_sent=learner.repeats_sent if learner else 0,
+            proposer_retries=proposer.retries if proposer else 0,
+            preemptions=proposer.preemptions if proposer else 0,
+            queued_values=proposer.queued if proposer else 0,
+            open_instances=proposer.open_instances if proposer else 0,
+            next_iid=learner.next_iid if learner else None,
+        )
+
+    def _dispatch(self, msg: Message, src: Address, now: float) -> bool:
+        """Route ``msg`` to the roles it concerns; False when none is hosted here."""
+        acceptor, proposer, learner = self.acceptor, self.proposer, self.learner
+        match msg:
+            case Prepare() if acceptor:
+                acceptor.on_prepare(msg, src)
+            case Accept() if acceptor:
+                acceptor.on_accept(msg, src)
+            case Repeat() if acceptor:
+                acceptor.on_repeat(msg, src)
+            case Trim() if acceptor:
+                acceptor.on_trim(msg, src)
+            case LearnerHi() if acceptor:
+                acceptor.on_learner_hi(src)
+            case LearnerDel() if acceptor:
+                acceptor.on_learner_del(src)
+            case Promise() if proposer:
+                proposer.on_promise(msg, now)
+            case Preempted() if proposer:
+                proposer.on_preempted(msg, now)
+            case ClientValue() if proposer:
+                proposer.submit(msg.value, now)
+            case Accepted() if learner or proposer:
+                # The proposer learns here that its instance closed; in a replica the
+                # acceptors send one copy to the shared address, for both.
+                if learner:
+                    learner.on_accepted(msg, now)
+                if proposer:
+                    proposer.on_accepted(msg, now)
+            case AcceptorOk() if learner:
+                learner.on_acceptor_ok(src, now)
+            case AcceptorState() if learner or proposer:
+                if learner:
+                    learner.on_acceptor_state(msg)
+                if proposer:
+                    proposer.on_acceptor_state(msg, now)
+            case _:
+                return False
+        return True

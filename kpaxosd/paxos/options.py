@@ -1,0 +1,68 @@
+"""Protocol tunables, with libpaxos's defaults where libpaxos has one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class PaxosOptions:
+    """Options of the Paxos roles. Times are seconds on the caller's clock.
+
+    Raises:
+        ValueError: a count below 1 or a time that is not positive.
+    """
+
+    # -- proposer
+    #: Instances for which phase 1 runs ahead of client values (libpaxos 128).
+    preexec_window: int = 128
+    #: An instance not closed this long after its last (re)start is retried higher.
+    proposer_timeout: float = 1.0
+    #: After a preemption the proposer waits a random time below this, doubled for
+    #: every further preemption of the instance (capped at proposer_timeout), so two
+    #: proposers duelling over an instance stop outbidding each other in lockstep.
+    preempt_backoff: float = 0.01
+    #: Client values waiting for an instance; more are dropped (and counted).
+    max_queued_values: int = 65536
+    #: The round of every instance's first ballot. libpaxos uses 1. None (the
+    #: default) draws it from the node's rng at every start, below 2**24: a proposer
+    #: remembers nothing across a restart, and its next life starting at round 1
+    #: again could count a promise made to its previous life, still in flight to the
+    #: same address, for the same ballot. Two lives would then propose two values
+    #: under one ballot. A random first round makes that a one in millions chance.
+    proposer_first_round: int | None = None
+    # -- learner
+    #: Ask for history from instance 1 at start (libpaxos learner-catch-up).
+    learner_catch_up: bool = True
+    #: A hole that stays open this long gets a REPEAT.
+    repeat_interval: float = 0.1
+    #: Instances asked for in one REPEAT.
+    repeat_max: int = 1000
+    #: LEARNER_HI is resent this often until the acceptor answers ...
+    hello_interval: float = 1.0
+    #: ... and this often afterwards, so a restarted acceptor learns of us again.
+    hello_keepalive: float = 5.0
+    #: Votes are kept for instances at most this far beyond the next to deliver.
+    learner_max_ahead: int = 100_000
+    #: Deduplication memory: client ids remembered (least recently seen go first) ...
+    dedupe_clients: int = 4096
+    #: ... and, per client, how far below its highest sequence number seqs are told
+    #: apart (anything older counts as already delivered).
+    dedupe_window: int = 1024
+    # -- acceptor
+    #: ACCEPTED messages sent in answer to one REPEAT.
+    repeat_reply_max: int = 1024
+    #: PREPARE/ACCEPT/TRIM this far beyond the highest accepted instance are junk.
+    acceptor_max_ahead: int = 1_000_000
+    #: Registered learners; the longest silent one is forgotten first.
+    max_learners: int = 256
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{f.name} must be at least 1, got {value}")
+            if isinstance(value, float) and not value > 0:
+                raise ValueError(f"{f.name} must be positive, got {value}")

@@ -1,0 +1,356 @@
+"""The proposer: phase 1 ahead of time for a window of instances, client values into
+phase 2, retries and preemptions (libpaxos proposer.c)."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections import deque
+from typing import TYPE_CHECKING
+
+from kpaxosd.paxos.ballots import FIRST_ROUND_SPREAD, MAX_U32, ballot_above, ballot_of
+from kpaxosd.paxos.cluster import Cluster
+from kpaxosd.paxos.effects import Outbox
+from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.votes import Votes
+from wire.datagram import MAX_VALUE_SIZE
+from wire.envelope import unwrap_untrusted
+from wire.messages import Accept, Accepted, AcceptorState, Message, Preempted, Prepare, Promise
+
+if TYPE_CHECKING:
+    import random
+
+
+class Phase(enum.Enum):
+    """Where one open instance of this proposer stands."""
+
+    #: PREPARE sent at our ballot; collecting promises.
+    PREPARING = "preparing"
+    #: A quorum promised and nothing obliges a value: waiting for a client value.
+    READY = "ready"
+    #: ACCEPT sent; collecting acceptances.
+    ACCEPTING = "accepting"
+    #: Preempted: waiting a random while before preparing a higher ballot.
+    BACKOFF = "backoff"
+
+
+#: Every move an open instance makes. Closing (the instance is decided and forgotten)
+#: can happen in any phase.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    # quorum without/with a value to propose; preempted; timed out
+    Phase.PREPARING: frozenset({Phase.READY, Phase.ACCEPTING, Phase.BACKOFF, Phase.PREPARING}),
+    # a client value arrived. A preemption noticed here would be a stale answer to
+    # our PREPARE: the quorum we hold stands, and an ACCEPT will find out.
+    Phase.READY: frozenset({Phase.ACCEPTING}),
+    # timed out; preempted
+    Phase.ACCEPTING: frozenset({Phase.PREPARING, Phase.BACKOFF}),
+    Phase.BACKOFF: frozenset({Phase.PREPARING}),
+}
+
+
+class _Instance:
+    __slots__ = (
+        "accept_ballot",
+        "ballot",
+        "client_value",
+        "highest_seen",
+        "iid",
+        "phase",
+        "preemptions",
+        "promises",
+        "timer",
+        "value",
+        "votes",
+    )
+
+    def __init__(self, iid: int, ballot: int) -> None:
+        self.iid = iid
+        self.ballot = ballot
+        self.phase = Phase.PREPARING
+        # aid -> (value_ballot, value) of its promise for our current ballot
+        self.promises: dict[int, tuple[int, bytes]] = {}
+        self.votes = Votes()
+        # The value of our ACCEPT at the current ballot (ACCEPTING only).
+        self.value: bytes | None = None
+        # The client value this instance carries; it survives retries and goes back
+        # to the queue if the instance decides something else.
+        self.client_value: bytes | None = None
+        # The highest ballot any acceptor reported for this iid: retries go above it.
+        self.highest_seen = 0
+        # The highest ballot we sent an ACCEPT with (0: none yet).
+        self.accept_ballot = 0
+        self.preemptions = 0
+        # Identifies the live timer entry; 0: none.
+        self.timer = 0
+
+
+class Proposer:
+    """One proposer. Input through the ``on_*`` handlers, ``submit`` and ``handle_timer``;
+    output as effects on the shared outbox."""
+
+    def __init__(
+        self,
+        pid: int,
+        cluster: Cluster,
+        options: PaxosOptions,
+        rng: random.Random,
+        outbox: Outbox,
+        now: float,
+    ) -> None:
+        self.pid = pid
+        self._acceptors = cluster.acceptors
+        self._quorum = cluster.quorum
+        self._options = options
+        self._rng = rng
+        self._out = outbox
+        self._instances: dict[int, _Instance] = {}
+        self._next_iid = 1
+        self._queue: deque[bytes] = deque()
+        # Origins (client_id, seq) of the enveloped values queued or carried by an
+        # open instance: a client resends every second until it sees its value, and
+        # on a slow cluster every copy would otherwise take an instance of its own.
+        self._pending: set[tuple[int, int]] = set()
+        # READY iids, lowest first (lazy: entries of instances that moved on stay
+        # until popped or compacted).
+        self._ready: list[int] = []
+        # (due, iid, timer id) with lazy cancellation through _Instance.timer.
+        self._timers: list[tuple[float, int, int]] = []
+        self._timer_ids = 0
+        first_round = options.proposer_first_round
+        if first_round is None:
+            first_round = rng.randrange(1, FIRST_ROUND_SPREAD)
+        #: The ballot every instance of this life starts with.
+        self.first_ballot = ballot_of(first_round, pid)
+        self.retries = 0
+        self.preemptions = 0
+        self.dropped = 0
+        self.coalesced = 0
+        self._fill_window(now)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def open_instances(self) -> int:
+        return len(self._instances)
+
+    def phase(self, iid: int) -> Phase | None:
+        """The phase of an open instance; None once closed or not yet opened."""
+        inst = self._instances.get(iid)
+        return inst.phase if inst else None
+
+    # -- input
+
+    def submit(self, value: bytes, now: float) -> None:
+        """Queue a client value (a CLIENT_VALUE that arrived, or a local proposal)."""
+        if len(value) > MAX_VALUE_SIZE or len(self._queue) >= self._options.max_queued_values:
+            self.dropped += 1
+            return
+        origin = _origin(value)
+        if origin is not None:
+            if origin in self._pending:
+                self.coalesced += 1
+                return
+            self._pending.add(origin)
+        self._queue.append(value)
+        self._assign(now)
+
+    def on_promise(self, msg: Promise, now: float) -> None:
+        if msg.aid not in self._acceptors:
+            self.dropped += 1
+            return
+        inst = self._instances.get(msg.iid)
+        if (
+            inst is None
+            or inst.phase is not Phase.PREPARING
+            or msg.ballot != inst.ballot
+            or msg.aid in inst.promises
+        ):
+            return  # stale or repeated
+        inst.promises[msg.aid] = (msg.value_ballot, msg.value)
+        if len(inst.promises) >= self._quorum:
+            self._prepared(inst, now)
+
+    def on_preempted(self, msg: Preempted, now: float) -> None:
+        if msg.aid not in self._acceptors:
+            self.dropped += 1
+            return
+        inst = self._instances.get(msg.iid)
+        if inst is None:
+            return
+        inst.highest_seen = max(inst.highest_seen, msg.ballot)
+        if inst.phase is Phase.PREPARING:
+            # Equal counts too: acceptors promise only strictly higher ballots, so an
+            # equal one was promised before (to our previous life). Unless this
+            # acceptor did promise us, and this answers a duplicated PREPARE.
+            beaten = msg.ballot > inst.ballot or (
+                msg.ballot == inst.ballot and msg.aid not in inst.promises
+            )
+        else:
+            beaten = inst.phase is Phase.ACCEPTING and msg.ballot > inst.ballot
+        if beaten:
+            self.preemptions += 1
+            inst.preemptions += 1
+            self._move(inst, Phase.BACKOFF)
+            inst.value = None
+            window = self._options.preempt_backoff * 2 ** min(inst.preemptions - 1, 30)
+            delay = self._rng.uniform(0.0, min(window, self._options.proposer_timeout))
+            self._set_timer(inst, now + delay)
+
+    def on_accepted(self, msg: Accepted, now: float) -> None:
+        if msg.aid not in self._acceptors or msg.value_ballot == 0:
+            self.dropped += 1
+            return
+        inst = self._instances.get(msg.iid)
+        if inst is None:
+            return
+        chosen = inst.votes.add(msg.aid, msg.value_ballot, msg.value, self._quorum)
+        if chosen is None:
+            return
+        if msg.value_ballot >= max(inst.accept_ballot, inst.votes.highest_ballot()):
+            self._close(inst, chosen, now)
+        elif inst.phase is Phase.READY:
+            # Our promises carried no value, so any value is safe at our ballot.
+            self._accept(inst, chosen, now)
+        # Otherwise a quorum decided the instance below a ballot that some acceptor
+        # accepted (our own last ACCEPT, or one we heard of). We do not let go yet:
+        # then no quorum of the acceptors' *latest* acceptances agrees on a ballot,
+        # and a learner catching up by REPEAT, which sees only those, would wait
+        # forever. The retry already scheduled adopts the chosen value and ends with
+        # a quorum at our ballot.
+
+    def on_acceptor_state(self, msg: AcceptorState, now: float) -> None:
+        """An acceptor's trim point: every instance up to it was decided long ago."""
+        if msg.aid not in self._acceptors or msg.trim_iid > (
+            self._next_iid + self._options.acceptor_max_ahead
+        ):
+            self.dropped += 1
+            return
+        if msg.trim_iid < self._next_iid and not any(
+            iid <= msg.trim_iid for iid in self._instances
+        ):
+            return
+        self._next_iid = max(self._next_iid, msg.trim_iid + 1)
+        # Highest first: each client value goes back to the front of the queue, so
+        # the lowest instance's value ends up first.
+        for iid in sorted((i for i in self._instances if i <= msg.trim_iid), reverse=True):
+            # Whatever was decided there is unknown: a client value goes round again
+            # (learners drop it if it was decided twice).
+            self._close(self._instances[iid], None, now)
+
+    def handle_timer(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, iid, timer = heapq.heappop(timers)
+            inst = self._instances.get(iid)
+            if inst is None or inst.timer != timer:
+                continue
+            inst.timer = 0
+            if inst.phase is not Phase.BACKOFF:
+                self.retries += 1
+            self._prepare_higher(inst, now)
+
+    def next_deadline(self) -> float | None:
+        timers = self._timers
+        while timers:
+            _, iid, timer = timers[0]
+            inst = self._instances.get(iid)
+            if inst is not None and inst.timer == timer:
+                return timers[0][0]
+            heapq.heappop(timers)
+        return None
+
+    # -- phases
+
+    def _fill_window(self, now: float) -> None:
+        while len(self._instances) < self._options.preexec_window and self._next_iid <= MAX_U32:
+            inst = _Instance(self._next_iid, self.first_ballot)
+            self._next_iid += 1
+            self._instances[inst.iid] = inst
+            self._set_timer(inst, now + self._options.proposer_timeout)
+            self._to_acceptors(Prepare(inst.iid, inst.ballot))
+
+    def _prepare_higher(self, inst: _Instance, now: float) -> None:
+        ballot = ballot_above(self.pid, max(inst.ballot, inst.highest_seen))
+        if ballot is None:
+            # Someone claims a ballot we cannot outbid; wait rather than spin.
+            self.dropped += 1
+            self._set_timer(inst, now + self._options.proposer_timeout)
+            return
+        self._move(inst, Phase.PREPARING)
+        inst.ballot = ballot
+        inst.promises.clear()
+        inst.value = None
+        self._set_timer(inst, now + self._options.proposer_timeout)
+        self._to_acceptors(Prepare(inst.iid, ballot))
+
+    def _prepared(self, inst: _Instance, now: float) -> None:
+        """A quorum promised our ballot: propose what the promises oblige, else ours."""
+        value_ballot, value = max(inst.promises.values(), key=lambda p: p[0])
+        if value_ballot > 0:
+            if inst.client_value is not None and inst.client_value != value:
+                # Not ours to decide here: back to the front of the line.
+                self._queue.appendleft(inst.client_value)
+                inst.client_value = None
+            self._accept(inst, value, now)
+            self._assign(now)
+        elif inst.client_value is not None:
+            self._accept(inst, inst.client_value, now)
+        else:
+            self._move(inst, Phase.READY)
+            inst.timer = 0  # a prepared instance waits for a value without a deadline
+            heapq.heappush(self._ready, inst.iid)
+            self._assign(now)
+
+    def _assign(self, now: float) -> None:
+        """Give queued client values to READY instances, lowest iid first."""
+        while self._queue and self._ready:
+            inst = self._instances.get(heapq.heappop(self._ready))
+            if inst is None or inst.phase is not Phase.READY:
+                continue
+            inst.client_value = self._queue.popleft()
+            self._accept(inst, inst.client_value, now)
+        if len(self._ready) > 2 * self._options.preexec_window:
+            # Instances closed while READY leave entries behind.
+            self._ready = [i for i, x in self._instances.items() if x.phase is Phase.READY]
+            heapq.heapify(self._ready)
+
+    def _accept(self, inst: _Instance, value: bytes, now: float) -> None:
+        self._move(inst, Phase.ACCEPTING)
+        inst.value = value
+        inst.accept_ballot = inst.ballot
+        self._set_timer(inst, now + self._options.proposer_timeout)
+        self._to_acceptors(Accept(inst.iid, inst.ballot, value))
+
+    def _close(self, inst: _Instance, decided: bytes | None, now: float) -> None:
+        del self._instances[inst.iid]
+        if inst.client_value is not None:
+            if inst.client_value != decided:
+                self._queue.appendleft(inst.client_value)
+            else:
+                origin = _origin(decided)
+                if origin is not None:
+                    self._pending.discard(origin)
+        self._fill_window(now)
+        self._assign(now)
+
+    # -- plumbing
+
+    def _move(self, inst: _Instance, phase: Phase) -> None:
+        assert phase in TRANSITIONS[inst.phase], f"{inst.phase} -> {phase}"
+        inst.phase = phase
+
+    def _set_timer(self, inst: _Instance, due: float) -> None:
+        self._timer_ids += 1
+        inst.timer = self._timer_ids
+        heapq.heappush(self._timers, (due, inst.iid, inst.timer))
+
+    def _to_acceptors(self, msg: Message) -> None:
+        for address in self._acceptors.values():
+            self._out.send(address, msg)
+
+
+def _origin(value: bytes) -> tuple[int, int] | None:
+    envelope = unwrap_untrusted(value)
+    return None if envelope is None else (envelope.client_id, envelope.seq)

@@ -1,0 +1,212 @@
+"""The learner, driven directly with explicit ``now``; effects asserted exactly."""
+
+from __future__ import annotations
+
+from kpaxosd.paxos.cluster import Cluster
+from kpaxosd.paxos.effects import Deliver, Outbox, Send
+from kpaxosd.paxos.learner import Learner, Registration
+from kpaxosd.paxos.options import PaxosOptions
+from wire import Accepted, AcceptorState, LearnerDel, LearnerHi, Message, Repeat, wrap
+
+ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
+CLUSTER = Cluster(ACCEPTORS, {0: ("10.0.0.9", 3002)})
+
+
+def make(catch_up: bool = False, **options: object) -> tuple[Learner, Outbox]:
+    out = Outbox()
+    opts = PaxosOptions(learner_catch_up=catch_up, **options)  # type: ignore[arg-type]
+    return Learner(CLUSTER, opts, out, now=0.0), out
+
+
+def to_all(msg: Message) -> list[Send]:
+    return [Send(address, msg) for address in ACCEPTORS.values()]
+
+
+def vote(
+    learner: Learner,
+    iid: int,
+    value: bytes,
+    aids: tuple[int, ...] = (0, 1),
+    ballot: int = 10,
+    now: float = 0.0,
+) -> None:
+    for aid in aids:
+        learner.on_accepted(Accepted(aid, iid, ballot, ballot, value), now)
+
+
+def delivered(out: Outbox) -> list[Deliver]:
+    return [e for e in out.drain() if isinstance(e, Deliver)]
+
+
+def test_start_registers_and_asks_for_history() -> None:
+    _, out = make(catch_up=True)
+    assert out.drain() == to_all(LearnerHi()) + to_all(Repeat(1, 1000))
+    _, out = make(catch_up=False)
+    assert out.drain() == to_all(LearnerHi())
+
+
+def test_a_majority_at_one_ballot_decides() -> None:
+    learner, out = make(catch_up=True)
+    out.drain()
+    learner.on_accepted(Accepted(0, 1, 10, 10, b"v"), 0.0)
+    learner.on_accepted(Accepted(1, 1, 20, 20, b"v"), 0.0)  # same value, other ballot
+    learner.on_accepted(Accepted(1, 1, 20, 20, b"v"), 0.0)  # a duplicate
+    assert delivered(out) == []
+    learner.on_accepted(Accepted(2, 1, 20, 20, b"v"), 0.0)
+    assert delivered(out) == [Deliver(1, b"v", None)]
+    assert learner.next_iid == 2
+
+
+def test_value_ballot_is_what_counts() -> None:
+    # REPEAT answers from a libpaxos acceptor carry its promise in the ballot field.
+    learner, out = make(catch_up=True)
+    learner.on_accepted(Accepted(0, 1, 30, 10, b"v"), 0.0)
+    learner.on_accepted(Accepted(1, 1, 40, 10, b"v"), 0.0)
+    assert delivered(out) == [Deliver(1, b"v", None)]
+
+
+def test_one_ballot_two_values_decides_nothing() -> None:
+    learner, out = make(catch_up=True)
+    learner.on_accepted(Accepted(0, 1, 10, 10, b"v"), 0.0)
+    learner.on_accepted(Accepted(1, 1, 10, 10, b"w"), 0.0)
+    assert delivered(out) == []
+
+
+def test_junk_acceptances_are_dropped() -> None:
+    learner, out = make(catch_up=True)
+    learner.on_accepted(Accepted(7, 1, 10, 10, b"v"), 0.0)  # unknown acceptor
+    learner.on_accepted(Accepted(0, 1, 10, 0, b"v"), 0.0)  # no value ballot
+    learner.on_accepted(Accepted(0, 0, 10, 10, b"v"), 0.0)  # there is no instance 0
+    learner.on_accepted(Accepted(0, 200_000, 10, 10, b"v"), 0.0)  # too far ahead
+    learner.on_acceptor_state(AcceptorState(9, 0))
+    assert learner.dropped == 5
+    vote(learner, 1, b"v", aids=(1,))
+    assert delivered(out) == []
+
+
+def test_delivery_waits_for_the_hole_and_keeps_order() -> None:
+    learner, out = make(catch_up=True)
+    vote(learner, 2, b"b")
+    vote(learner, 3, b"c")
+    assert delivered(out) == []
+    vote(learner, 1, b"a")
+    assert delivered(out) == [
+        Deliver(1, b"a", None),
+        Deliver(2, b"b", None),
+        Deliver(3, b"c", None),
+    ]
+    vote(learner, 2, b"b", aids=(2,))  # late news of a delivered instance
+    assert delivered(out) == []
+
+
+def test_without_catch_up_delivery_starts_at_the_first_instance_heard_of() -> None:
+    learner, out = make(catch_up=False)
+    assert learner.next_iid is None
+    vote(learner, 7, b"g")
+    vote(learner, 6, b"f")  # before the start: never delivered
+    vote(learner, 8, b"h")
+    assert delivered(out) == [Deliver(7, b"g", None), Deliver(8, b"h", None)]
+
+
+def test_a_hole_gets_a_repeat_of_what_is_missing_after_the_interval() -> None:
+    learner, out = make(hello_interval=9.0)
+    vote(learner, 5, b"e", now=0.5)  # delivery starts at 5
+    learner.handle_timer(0.6)
+    assert learner.next_deadline() == 9.0  # nothing missing: no repeat timer
+    vote(learner, 7, b"g", now=1.0)
+    vote(learner, 9, b"i", aids=(0,), now=1.0)
+    out.drain()
+    assert learner.next_deadline() == 1.1
+    learner.handle_timer(1.1)
+    # 6 and 8..9 are missing; 7 is decided and not asked again.
+    assert out.drain() == [
+        Send(ACCEPTORS[0], Repeat(6, 6)),
+        Send(ACCEPTORS[0], Repeat(8, 9)),
+        Send(ACCEPTORS[1], Repeat(6, 6)),
+        Send(ACCEPTORS[1], Repeat(8, 9)),
+        Send(ACCEPTORS[2], Repeat(6, 6)),
+        Send(ACCEPTORS[2], Repeat(8, 9)),
+    ]
+    # Nothing came of it: the next try waits twice as long.
+    assert learner.next_deadline() == 1.1 + 0.2
+    vote(learner, 6, b"f", now=1.2)
+    assert [d.iid for d in delivered(out)] == [6, 7]
+    learner.handle_timer(1.3)  # progress was made: no repeat this time
+    assert out.drain() == []
+    assert learner.next_deadline() == 1.3 + 0.1
+
+
+def test_no_repeat_while_instances_keep_being_decided() -> None:
+    learner, out = make()
+    vote(learner, 1, b"a", aids=(0,), now=0.0)  # in flight
+    out.drain()
+    vote(learner, 1, b"a", aids=(1,), now=0.05)
+    vote(learner, 2, b"b", aids=(0,), now=0.05)
+    learner.handle_timer(0.1)
+    assert out.drain() == [Deliver(1, b"a", None)]
+
+
+def test_catch_up_continues_while_history_comes() -> None:
+    learner, out = make(catch_up=True, repeat_max=2)
+    assert out.drain()[-3:] == to_all(Repeat(1, 2))
+    vote(learner, 1, b"a", now=0.05)
+    vote(learner, 2, b"b", now=0.05)
+    out.drain()
+    learner.handle_timer(0.1)
+    assert out.drain() == to_all(Repeat(3, 4))
+    for now in (0.2, 0.4):  # nothing more out there: ask again, backing off ...
+        assert learner.next_deadline() == now
+        learner.handle_timer(now)
+        assert out.drain() == to_all(Repeat(3, 4))
+    learner.handle_timer(0.8)  # ... until the third miss ends the catch-up
+    assert out.drain() == []
+    assert learner.next_deadline() == 1.0  # only the hello timer is left
+
+
+def test_duplicate_origins_are_delivered_once() -> None:
+    learner, out = make(catch_up=True)
+    vote(learner, 1, wrap(5, 1, b"x"))
+    vote(learner, 2, wrap(5, 1, b"x"))  # the client resent it; decided twice
+    vote(learner, 3, wrap(5, 2, b"y"))
+    vote(learner, 4, b"raw")
+    vote(learner, 5, b"raw")  # raw values carry no origin: always delivered
+    assert delivered(out) == [
+        Deliver(1, b"x", (5, 1)),
+        Deliver(3, b"y", (5, 2)),
+        Deliver(4, b"raw", None),
+        Deliver(5, b"raw", None),
+    ]
+    assert (learner.deliveries, learner.duplicates) == (4, 1)
+
+
+def test_registration_hello_until_ok_then_keepalive_with_a_tail_probe() -> None:
+    learner, out = make(catch_up=False)
+    out.drain()
+    assert learner.next_deadline() == 1.0
+    learner.handle_timer(1.0)
+    assert out.drain() == to_all(LearnerHi())
+    learner.on_acceptor_ok(ACCEPTORS[1], 1.5)
+    learner.on_acceptor_ok(("10.9.9.9", 1), 1.5)  # not an acceptor
+    assert learner.dropped == 1
+    assert learner.registration(1) is Registration.REGISTERED
+    learner.handle_timer(2.0)
+    assert out.drain() == [Send(ACCEPTORS[0], LearnerHi()), Send(ACCEPTORS[2], LearnerHi())]
+    vote(learner, 4, b"d", now=3.0)  # delivery starts at 4
+    out.drain()
+    learner.handle_timer(6.5)
+    # The keepalive also asks what follows our last delivery, in case the acceptor
+    # restarted and nobody told us about instances decided meanwhile.
+    assert out.drain() == [
+        Send(ACCEPTORS[0], LearnerHi()),
+        Send(ACCEPTORS[1], LearnerHi()),
+        Send(ACCEPTORS[1], Repeat(5, 1004)),
+        Send(ACCEPTORS[2], LearnerHi()),
+    ]
+    assert learner.registration(1) is Registration.REGISTERED
+
+
+def test_stop_says_goodbye_to_every_acceptor() -> None:
+    learner, out = make()
+    out.drain()
+    learner.stop()
+    assert out.drain() == to_all(LearnerDel())

@@ -1,0 +1,518 @@
+"""A deterministic simulator of a whole kpaxos cluster (not trio: a heap and a seed).
+
+Every node is a real :class:`kpaxosd.paxos.Node`. The network drops, duplicates,
+delays and reorders datagrams; nodes crash and restart (an acceptor keeps what it
+persisted, everything else starts from nothing). Clients send enveloped values and
+resend them after a second without a decision, as the real client does. Then the
+faults stop and every value must reach every learner.
+
+Checked throughout, against an oracle that watches the acceptors' Persist effects:
+
+- safety: one value chosen per instance (no two values reach a majority);
+- every learner delivers only chosen values, of submitted origins (validity);
+- each learner life delivers iids strictly in order from 1, and every iid it skips
+  carried an origin it already delivered (integrity, and deduplication);
+- progress: after the faults stop, every learner delivers every submitted value
+  within ``Scenario.settle`` simulated seconds.
+
+Nothing depends on anything but the seed, so a failing seed replays exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kpaxosd.paxos import Address, Cluster, Deliver, Node, PaxosOptions, Persist, Send
+from wire import ClientValue, Message, encode, unwrap_untrusted, wrap
+
+# Event kinds, in the heap as (time, seq, kind, args).
+DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE = range(9)
+
+PROFILES = ("mixed", "long", "duel", "harsh", "bigwin")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What one seed simulates."""
+
+    seed: int
+    layout: str = "split"  # "split": one role per node; "replica": acceptor+... per node
+    proposers: int = 1
+    learners: int = 2
+    window: int = 4
+    drop: float = 0.1
+    dup: float = 0.05
+    min_delay: float = 0.0005
+    max_delay: float = 0.02
+    #: Chance that a datagram is held back much longer (reordering) ...
+    straggle: float = 0.03
+    #: ... by up to this long: old duplicates arriving seconds later are what
+    #: catches a ballot used twice.
+    straggle_max: float = 0.5
+    #: Node crashes per simulated second while faults last.
+    crash_rate: float = 0.5
+    #: Partitions per simulated second: a node cut off (state and timers running).
+    isolate_rate: float = 0.0
+    fault_until: float = 4.0
+    #: How long after the faults stop every value must be delivered everywhere.
+    settle: float = 30.0
+    clients: int = 2
+    values_per_client: int = 3
+
+    #: PaxosOptions.proposer_first_round (None: random per proposer life).
+    first_round: int | None = None
+    profile: str = "mixed"
+
+    @classmethod
+    def from_seed(cls, seed: int, profile: str = "mixed") -> Scenario:
+        """The scenario of ``seed``: the seed picks among the shapes of the profile.
+
+        mixed: a bit of everything, short (the test suite's default). long: more
+        values and clients over longer faults. duel: two proposers, many values.
+        harsh: heavy loss, duplication, reordering, crashes and partitions. bigwin:
+        libpaxos's default window of 128.
+        """
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+        r = random.Random(seed * 7919 + 1)
+        sc = cls(
+            seed=seed,
+            profile=profile,
+            layout=r.choice(["split", "split", "replica"]),
+            proposers=r.choice([1, 2]),
+            window=r.choice([1, 2, 4, 4, 8, 16]),
+            drop=r.choice([0.0, 0.05, 0.1, 0.3]),
+            dup=r.choice([0.0, 0.05, 0.2]),
+            max_delay=r.choice([0.002, 0.02, 0.1]),
+            straggle=r.choice([0.0, 0.03, 0.1]),
+            straggle_max=r.choice([0.5, 0.5, 3.0]),
+            crash_rate=r.choice([0.0, 0.3, 1.0, 2.0]),
+            isolate_rate=r.choice([0.0, 0.0, 0.5, 1.0]),
+            fault_until=r.uniform(1.0, 5.0),
+            clients=r.randint(1, 3),
+            values_per_client=r.randint(1, 4),
+        )
+        if profile == "long":
+            sc = replace(
+                sc,
+                fault_until=r.uniform(5.0, 15.0),
+                clients=r.randint(2, 5),
+                values_per_client=r.randint(3, 10),
+            )
+        elif profile == "duel":
+            sc = replace(
+                sc,
+                proposers=2,
+                clients=4,
+                values_per_client=6,
+                window=r.choice([4, 16, 64]),
+                max_delay=0.05,
+            )
+        elif profile == "harsh":
+            sc = replace(
+                sc,
+                drop=0.4,
+                dup=0.3,
+                straggle=0.2,
+                straggle_max=3.0,
+                crash_rate=3.0,
+                isolate_rate=1.0,
+                fault_until=8.0,
+                values_per_client=5,
+            )
+        elif profile == "bigwin":
+            sc = replace(sc, window=128, clients=3, values_per_client=10)
+        return sc
+
+
+class _Life:
+    """One incarnation of a learner: what it delivered since it (re)started."""
+
+    __slots__ = ("expected_next", "origins")
+
+    def __init__(self) -> None:
+        self.expected_next = 1
+        self.origins: set[tuple[int, int]] = set()
+
+
+@dataclass(eq=False)
+class Host:
+    name: str
+    address: Address
+    acceptor_id: int | None = None
+    proposer_id: int | None = None
+    learner: bool = False
+    up: bool = True
+    node: Node | None = None
+    incarnation: int = 0
+    storage: dict[int, Persist] = field(default_factory=dict)
+    isolated_until: float = 0.0
+    timer_due: float | None = None
+    timer_token: int = 0
+    life: _Life = field(default_factory=_Life)
+    #: Origins any life of this learner delivered (what a watching client sees).
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    failures: list[str]
+    datagrams: int
+    deliveries: int
+    end_time: float
+    digest: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def replay_command(self) -> str:
+        sc = self.scenario
+        return f"python -m tests.sim.run --profile {sc.profile} --start {sc.seed} --seeds 1 -v"
+
+
+class Violation(Exception):
+    pass
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario) -> None:
+        self.sc = scenario
+        self.rng = random.Random(scenario.seed)
+        self.now = 0.0
+        self.heap: list[tuple[float, int, int, tuple[Any, ...]]] = []
+        self.seq = 0
+        self.healed = False
+        self.failures: list[str] = []
+        self.datagrams = 0
+        self.deliveries = 0
+        self.trace = hashlib.sha256()
+        self.hosts = self._make_hosts()
+        self.by_address = {h.address: h for h in self.hosts}
+        acceptors = {h.acceptor_id: h.address for h in self.hosts if h.acceptor_id is not None}
+        proposers = {h.proposer_id: h.address for h in self.hosts if h.proposer_id is not None}
+        self.cluster = Cluster(acceptors, proposers)
+        self.proposer_addresses = [proposers[p] for p in sorted(proposers)]
+        self.learner_hosts = [h for h in self.hosts if h.learner]
+        self.options = PaxosOptions(
+            preexec_window=scenario.window, proposer_first_round=scenario.first_round
+        )
+        # The oracle: (iid, ballot) -> aid -> value, from the acceptors' Persist.
+        self.accepted: dict[tuple[int, int], dict[int, bytes]] = {}
+        self.chosen: dict[int, bytes] = {}
+        # Everything clients submitted: origin -> payload.
+        self.submitted: dict[tuple[int, int], bytes] = {}
+
+    # -- setup
+
+    def _make_hosts(self) -> list[Host]:
+        sc = self.sc
+        hosts: list[Host] = []
+        if sc.layout == "replica":
+            for i in range(3):
+                hosts.append(
+                    Host(
+                        f"R{i}",
+                        (f"10.0.0.{i + 1}", 3003),
+                        acceptor_id=i,
+                        proposer_id=i if i < sc.proposers else None,
+                        learner=i in (0, 2)[: sc.learners],
+                    )
+                )
+        else:
+            hosts += [Host(f"A{i}", (f"10.0.1.{i + 1}", 3003), acceptor_id=i) for i in range(3)]
+            hosts += [
+                Host(f"P{i}", (f"10.0.2.{i + 1}", 3002), proposer_id=i) for i in range(sc.proposers)
+            ]
+            hosts += [
+                Host(f"L{i}", (f"10.0.3.{i + 1}", 3004), learner=True) for i in range(sc.learners)
+            ]
+        return hosts
+
+    def push(self, at: float, kind: int, *args: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, kind, args))
+
+    def boot(self, host: Host) -> None:
+        host.up = True
+        host.incarnation += 1
+        host.timer_due = None
+        host.life = _Life()
+        node = Node(
+            host.address,
+            self.cluster,
+            acceptor_id=host.acceptor_id,
+            proposer_id=host.proposer_id,
+            learner=host.learner,
+            options=self.options,
+            rng=random.Random(self.rng.getrandbits(64)),
+            now=self.now,
+        )
+        if host.acceptor_id is not None and host.storage:
+            node.restore_acceptor(list(host.storage.values()))
+        host.node = node
+        self.after(host)
+
+    # -- the run
+
+    def run(self) -> Result:
+        sc = self.sc
+        try:
+            for host in self.hosts:
+                self.boot(host)
+            self._schedule_clients()
+            self._schedule_crashes()
+            self.push(sc.fault_until, HEAL)
+            end = sc.fault_until + sc.settle
+            handlers: dict[int, Callable[..., bool]] = {
+                DATAGRAM: self.on_datagram,
+                TIMER: self.on_timer,
+                SUBMIT: self.on_submit,
+                CHECK: self.on_check,
+                CRASH: self.on_crash,
+                RESTART: self.on_restart,
+                HEAL: self.on_heal,
+                PROGRESS: self.on_progress,
+                ISOLATE: self.on_isolate,
+            }
+            while self.heap and not self.failures:
+                at, _, kind, args = heapq.heappop(self.heap)
+                if at > end:
+                    break
+                self.now = at
+                if handlers[kind](*args):
+                    break  # everything delivered everywhere
+            else:
+                pass
+            if not self.failures:
+                self._check_progress(final=True)
+        except Violation as exc:
+            self.failures.append(f"t={self.now:.4f}: {exc}")
+        except Exception:
+            self.failures.append(f"t={self.now:.4f}: exception\n{traceback.format_exc()}")
+        return Result(
+            sc, self.failures, self.datagrams, self.deliveries, self.now, self.trace.hexdigest()
+        )
+
+    def _schedule_clients(self) -> None:
+        sc = self.sc
+        for c in range(sc.clients):
+            client_id = 1000 + c
+            for seq in range(1, sc.values_per_client + 1):
+                payload = f"c{client_id}-{seq}".encode()
+                self.submitted[(client_id, seq)] = payload
+                at = self.rng.uniform(0.0, sc.fault_until)
+                self.push(
+                    at, SUBMIT, client_id, seq, self.rng.randrange(len(self.proposer_addresses))
+                )
+
+    def _schedule_crashes(self) -> None:
+        sc = self.sc
+        for kind, rate in ((CRASH, sc.crash_rate), (ISOLATE, sc.isolate_rate)):
+            if rate <= 0:
+                continue
+            at = self.rng.expovariate(rate)
+            while at < sc.fault_until:
+                host = self.rng.choice(self.hosts)
+                self.push(at, kind, host, self.rng.uniform(0.1, 2.0))
+                at += self.rng.expovariate(rate)
+
+    # -- event handlers (a True return ends the run early)
+
+    def on_datagram(self, src: Address, dst: Address, msg: Message) -> bool:
+        host = self.by_address.get(dst)
+        if host is None or not host.up or (not self.healed and self._cut_off(dst)):
+            return False
+        assert host.node is not None
+        host.node.receive(msg, src, self.now)
+        self.after(host)
+        return False
+
+    def on_timer(self, host: Host, token: int) -> bool:
+        if not host.up or token != host.timer_token:
+            return False
+        assert host.node is not None
+        host.timer_due = None
+        host.node.handle_timer(self.now)
+        due = host.node.next_deadline()
+        if due is not None and due <= self.now:
+            raise Violation(f"{host.name}: next_deadline {due} did not move past now")
+        self.after(host)
+        return False
+
+    def on_submit(self, client_id: int, seq: int, proposer: int) -> bool:
+        value = wrap(client_id, seq, self.submitted[(client_id, seq)])
+        address = self.proposer_addresses[proposer % len(self.proposer_addresses)]
+        self.transmit(("10.9.9.9", client_id), address, ClientValue(value))
+        self.push(self.now + 1.0, CHECK, client_id, seq, proposer)
+        return False
+
+    def on_check(self, client_id: int, seq: int, proposer: int) -> bool:
+        watched = self.learner_hosts[client_id % len(self.learner_hosts)]
+        if (client_id, seq) in watched.seen:
+            return False
+        # Not seen within a second: send again, to the next proposer (a client's
+        # failover), like the kpaxos client device.
+        return self.on_submit(client_id, seq, proposer + 1)
+
+    def on_crash(self, host: Host, downtime: float) -> bool:
+        if not host.up or self.healed:
+            return False
+        host.up = False
+        host.node = None
+        self.trace.update(f"crash {host.name} {self.now!r}".encode())
+        restart = self.now + downtime
+        if restart < self.sc.fault_until:
+            self.push(restart, RESTART, host)
+        return False
+
+    def on_isolate(self, host: Host, duration: float) -> bool:
+        # Healing ends every partition (transmit stops looking).
+        host.isolated_until = max(host.isolated_until, self.now + duration)
+        return False
+
+    def on_restart(self, host: Host) -> bool:
+        if not host.up:
+            self.boot(host)
+        return False
+
+    def on_heal(self) -> bool:
+        self.healed = True
+        for host in self.hosts:
+            if not host.up:
+                self.boot(host)
+        self.push(self.now + 0.5, PROGRESS)
+        return False
+
+    def on_progress(self) -> bool:
+        if self._check_progress(final=False):
+            return True
+        self.push(self.now + 0.5, PROGRESS)
+        return False
+
+    # -- effects
+
+    def after(self, host: Host) -> None:
+        """Carry out what a node asked for, then re-arm its timer."""
+        node = host.node
+        assert node is not None
+        for effect in node.pop_effects():
+            if isinstance(effect, Send):
+                self.transmit(host.address, effect.dest, effect.msg)
+            elif isinstance(effect, Persist):
+                if host.acceptor_id is None:
+                    raise Violation(f"{host.name} persisted without hosting an acceptor")
+                host.storage[effect.iid] = effect
+                self.observe_acceptance(host.acceptor_id, effect)
+            elif isinstance(effect, Deliver):
+                self.observe_delivery(host, effect)
+            else:
+                raise Violation(f"unknown effect {effect!r}")
+        due = node.next_deadline()
+        if due != host.timer_due:
+            host.timer_due = due
+            host.timer_token += 1
+            if due is not None:
+                self.push(max(due, self.now), TIMER, host, host.timer_token)
+
+    def transmit(self, src: Address, dst: Address, msg: Message) -> None:
+        encode(msg)  # everything the core sends must fit the wire
+        self.datagrams += 1
+        if dst not in self.by_address:
+            return
+        sc, rng = self.sc, self.rng
+        copies = 1
+        if not self.healed:
+            if rng.random() < sc.drop:
+                return
+            if self._cut_off(src) or self._cut_off(dst):
+                return
+            if rng.random() < sc.dup:
+                copies = 2
+        for _ in range(copies):
+            delay = rng.uniform(sc.min_delay, sc.max_delay)
+            if not self.healed and rng.random() < sc.straggle:
+                delay += rng.uniform(0.0, sc.straggle_max)
+            self.push(self.now + delay, DATAGRAM, src, dst, msg)
+
+    def _cut_off(self, address: Address) -> bool:
+        host = self.by_address.get(address)
+        return host is not None and host.isolated_until > self.now
+
+    # -- the oracle and the checks
+
+    def observe_acceptance(self, aid: int, p: Persist) -> None:
+        if p.accepted_ballot == 0:
+            return
+        votes = self.accepted.setdefault((p.iid, p.accepted_ballot), {})
+        before = votes.get(aid)
+        if before is not None and before != p.value:
+            raise Violation(
+                f"acceptor {aid} accepted two values at iid {p.iid} ballot {p.accepted_ballot}"
+            )
+        votes[aid] = p.value
+        if sum(1 for v in votes.values() if v == p.value) >= self.cluster.quorum:
+            chosen = self.chosen.setdefault(p.iid, p.value)
+            if chosen != p.value:
+                raise Violation(f"two values chosen for iid {p.iid}: {chosen!r} and {p.value!r}")
+
+    def observe_delivery(self, host: Host, d: Deliver) -> None:
+        life = host.life
+        self.deliveries += 1
+        self.trace.update(f"{host.name} {d.iid} {d.origin}".encode())
+        if d.iid < life.expected_next:
+            raise Violation(f"{host.name} delivered iid {d.iid} after {life.expected_next - 1}")
+        for skipped in range(life.expected_next, d.iid):
+            value = self.chosen.get(skipped)
+            if value is None:
+                raise Violation(f"{host.name} skipped iid {skipped}, which is not chosen")
+            env = unwrap_untrusted(value)
+            if env is None or (env.client_id, env.seq) not in life.origins:
+                raise Violation(f"{host.name} skipped iid {skipped} ({value!r}), not a duplicate")
+        value = self.chosen.get(d.iid)
+        if value is None:
+            raise Violation(f"{host.name} delivered iid {d.iid}, which is not chosen")
+        env = unwrap_untrusted(value)
+        if (
+            d.origin is None
+            or env is None
+            or (env.payload, (env.client_id, env.seq)) != (d.value, d.origin)
+        ):
+            raise Violation(f"{host.name} delivered {d!r} but {value!r} was chosen")
+        if d.origin in life.origins:
+            raise Violation(f"{host.name} delivered origin {d.origin} twice")
+        if self.submitted.get(d.origin) != d.value:
+            raise Violation(f"{host.name} delivered {d!r}, which no client submitted")
+        life.origins.add(d.origin)
+        life.expected_next = d.iid + 1
+        host.seen.add(d.origin)
+
+    def _check_progress(self, *, final: bool) -> bool:
+        """Whether every learner delivered everything; on the final check, fail if not."""
+        wanted = set(self.submitted)
+        for host in self.learner_hosts:
+            missing = wanted - host.life.origins
+            if missing:
+                if final:
+                    node = host.node
+                    stats = node.statistics() if node else None
+                    self.failures.append(
+                        f"progress: {host.name} lacks {len(missing)} of {len(wanted)} values "
+                        f"{sorted(missing)[:5]} at t={self.now:.2f} "
+                        f"(faults ended at {self.sc.fault_until:.2f}); stats {stats}"
+                    )
+                return False
+        return True
+
+
+def simulate(seed: int, profile: str = "mixed", **overrides: Any) -> Result:
+    """Run the scenario of ``seed`` in ``profile`` (fields may be overridden)."""
+    scenario = replace(Scenario.from_seed(seed, profile), **overrides)
+    return Simulation(scenario).run()
