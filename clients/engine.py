@@ -1,0 +1,134 @@
+"""The original benchmarking client as a sans-IO engine: values, resends, statistics.
+
+The engine keeps ``outstanding`` values in flight. Slot ``k`` proposes as client id
+``base_id + k`` (as the original's ``nclients`` did), each value an original
+``struct client_value`` whose timestamp is the send time. A value is recognised when
+it comes back decided by its (client_id, timestamp); the slot then proposes its next
+value. A value not seen within ``resend_after`` seconds is sent again, identical, so
+that the daemon can tell it is the same value.
+
+Time comes in as ``now`` (wall-clock seconds, because the timestamp inside a value is
+a ``struct timeval`` as the original wrote it).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from wire.original import OriginalClientValue, pack_client_value
+
+_ALPHANUM = b"0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class _Slot:
+    client_id: int
+    stamp: tuple[int, int] = (0, 0)
+    value: bytes = b""
+    sent_at: float = 0.0
+    first_sent_at: float = 0.0
+
+
+@dataclass
+class Interval:
+    """What was delivered in one reporting interval (or in the whole run)."""
+
+    delivered: int = 0
+    delivered_bytes: int = 0
+    resent: int = 0
+    latencies_us: list[float] = field(default_factory=list)
+
+    def line(self, seconds: float) -> str:
+        """The original's per-second line, plus p50 and p99."""
+        rate = self.delivered / seconds if seconds > 0 else 0.0
+        mbps = self.delivered_bytes * 8 / (1024 * 1024) / seconds if seconds > 0 else 0.0
+        lat = sorted(self.latencies_us)
+        if lat:
+            low, high, avg = lat[0], lat[-1], sum(lat) / len(lat)
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        else:
+            low = high = avg = p50 = p99 = 0.0
+        return (
+            f"{rate:.0f} value/sec, {mbps:.2f} Mbps, latency min {low:.0f} us "
+            f"max {high:.0f} us avg {avg:.0f} us p50 {p50:.0f} us p99 {p99:.0f} us"
+        )
+
+
+def percentile(ordered: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return 0.0
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+class ClientEngine:
+    def __init__(
+        self,
+        *,
+        base_id: int,
+        outstanding: int,
+        value_size: int,
+        rng: random.Random,
+        resend_after: float = 1.0,
+    ) -> None:
+        if outstanding < 1:
+            raise ValueError("outstanding must be at least 1")
+        if base_id < 0 or base_id + outstanding > 2**31:
+            raise ValueError("client ids must fit an int32")
+        self.value_size = value_size
+        self.resend_after = resend_after
+        self._rng = rng
+        self._slots = {base_id + k: _Slot(base_id + k) for k in range(outstanding)}
+        self.interval = Interval()
+        self.total = Interval()
+
+    @property
+    def client_ids(self) -> range:
+        first = min(self._slots)
+        return range(first, first + len(self._slots))
+
+    def start(self, now: float) -> list[bytes]:
+        """The first value of every slot."""
+        return [self._next_value(slot, now) for slot in self._slots.values()]
+
+    def delivered(self, value: OriginalClientValue, now: float) -> bytes | None:
+        """A decided value came back; returns the slot's next value when it was ours."""
+        slot = self._slots.get(value.client_id)
+        if slot is None or (value.tv_sec, value.tv_usec) != slot.stamp:
+            return None  # someone else's, or an old duplicate
+        latency_us = max(0.0, (now - slot.first_sent_at) * 1e6)
+        for interval in (self.interval, self.total):
+            interval.delivered += 1
+            interval.delivered_bytes += len(value.payload)
+            interval.latencies_us.append(latency_us)
+        return self._next_value(slot, now)
+
+    def due_resends(self, now: float) -> list[bytes]:
+        """Values not seen decided within ``resend_after``, to send again as they were."""
+        due = []
+        for slot in self._slots.values():
+            if now - slot.sent_at >= self.resend_after:
+                slot.sent_at = now
+                self.interval.resent += 1
+                self.total.resent += 1
+                due.append(slot.value)
+        return due
+
+    def next_resend_at(self) -> float:
+        return min(slot.sent_at for slot in self._slots.values()) + self.resend_after
+
+    def take_interval(self) -> Interval:
+        interval, self.interval = self.interval, Interval()
+        return interval
+
+    def _next_value(self, slot: _Slot, now: float) -> bytes:
+        micros = int(now * 1e6)
+        previous = slot.stamp[0] * 1_000_000 + slot.stamp[1]
+        micros = max(micros, previous + 1)  # a slot's stamps must never repeat
+        slot.stamp = divmod(micros, 1_000_000)
+        payload = bytes(self._rng.choices(_ALPHANUM, k=self.value_size))
+        slot.value = pack_client_value(OriginalClientValue(slot.client_id, *slot.stamp, payload))
+        slot.sent_at = slot.first_sent_at = now
+        return slot.value

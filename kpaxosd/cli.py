@@ -1,0 +1,233 @@
+"""``kpaxosd``: run any set of Paxos roles, and the devices when a learner is hosted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from kpaxosd.config import Config, ConfigError, default_config, describe, load_config
+from kpaxosd.daemon import Daemon, DaemonError, DaemonSpec, DeviceOptions, KClientOptions
+from kpaxosd.paxos.cluster import Address
+from wire import MAX_VALUE_SIZE
+from wire.original import CLIENT_VALUE_HEADER_SIZE
+
+LOG_LEVELS = {
+    "quiet": logging.CRITICAL + 10,
+    "error": logging.ERROR,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+DESCRIPTION = """\
+Run Paxos roles (acceptor, proposer, learner, replica) of a Kernel_Paxos cluster.
+
+With no role flags, this process hosts every role of the configuration plus a
+learner: with no --config either, that is the built-in cluster on loopback
+(acceptors 0-2 at 127.0.0.3:3003/4003/5003, proposer 0 at 127.0.0.2:3002).
+
+A process hosting a learner serves the devices:
+  echo value > /dev/kpaxos-client     propose; returns once decided
+  cat /dev/kpaxos-learner             every decided value, in order
+"""
+
+
+def _address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    try:
+        number = int(port)
+        if not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
+    return (host or "0.0.0.0", number)
+
+
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an octal mode like 0660, got {text!r}"
+        ) from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode {text} is out of range")
+    return mode
+
+
+def _role_id(text: str) -> int:
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an id from 0, got {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpaxosd",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-c", "--config", metavar="FILE",
+        help="a libpaxos-style paxos.conf (default: the built-in loopback cluster)",
+    )
+    parser.add_argument(
+        "--check-config", action="store_true",
+        help="check the configuration, print the cluster it describes, and exit",
+    )
+    roles = parser.add_argument_group("roles (repeatable; none given = the whole cluster)")
+    roles.add_argument("--acceptor", metavar="ID", type=_role_id, action="append", default=[],
+                       help="host acceptor ID of the configuration")
+    roles.add_argument("--proposer", metavar="ID", type=_role_id, action="append", default=[],
+                       help="host proposer ID of the configuration")
+    roles.add_argument("--replica", metavar="ID", type=_role_id, action="append", default=[],
+                       help="host replica ID: its acceptor, proposer and a learner on one address")
+    roles.add_argument("--learner", action="store_true", help="host a learner (and the devices)")
+    roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
+                       default=("0.0.0.0", 0),
+                       help="where the learner listens for acceptors (default: any, port chosen)")
+    devices = parser.add_argument_group("devices (served by a process hosting a learner)")
+    devices.add_argument("--no-devices", action="store_true", help="serve no devices")
+    devices.add_argument("--mount-dir", default="/run/kpaxos", metavar="DIR",
+                         help="where the FUSE mount holding the device files goes "
+                              "(default: %(default)s)")
+    devices.add_argument("--link-dir", default="/dev", metavar="DIR",
+                         help="where the kpaxos-learner and kpaxos-client links go "
+                              "(default: %(default)s)")
+    devices.add_argument("--device-mode", type=_mode, default=0o660, metavar="MODE",
+                         help="permissions of the device files, octal (default: 0660)")
+    devices.add_argument("--client-proposer", type=_role_id, default=0, metavar="ID",
+                         help="the proposer that /dev/kpaxos-client sends to (default: 0)")
+    devices.add_argument("--client-timeout", type=float, default=30.0, metavar="SECONDS",
+                         help="a write to /dev/kpaxos-client fails with ETIMEDOUT when no "
+                              "decision comes within this time (default: 30; 0 = wait forever)")
+    kclient = parser.add_argument_group(
+        "the kclient role (the original benchmarking client inside the daemon)"
+    )
+    kclient.add_argument("--client", action="store_true",
+                         help="host a client and its own learner, keeping values in flight "
+                              "and printing a line of statistics a second")
+    kclient.add_argument("--outstanding", type=int, default=1, metavar="N",
+                         help="values the client keeps in flight (default: 1)")
+    kclient.add_argument("--value-size", type=int, default=64, metavar="BYTES",
+                         help="payload bytes of each client value (default: 64)")
+    kclient.add_argument("--proposer-id", type=_role_id, default=0, metavar="ID",
+                         help="the proposer the client sends to (default: 0)")
+    parser.add_argument("-v", "--verbosity", choices=sorted(LOG_LEVELS),
+                        help="log level; overrides the configuration's verbosity (default: info)")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
+    whole_cluster = not (
+        args.acceptor or args.proposer or args.replica or args.learner or args.client
+    )
+    cluster = config.cluster
+    if whole_cluster:
+        both = {i for i in cluster.acceptors if cluster.proposers.get(i) == cluster.acceptors[i]}
+        acceptors = [i for i in cluster.acceptors if i not in both]
+        proposers = [i for i in cluster.proposers if i not in both]
+        replicas = sorted(both)
+        learner = True
+    else:
+        acceptors, proposers, replicas = args.acceptor, args.proposer, args.replica
+        learner = args.learner or args.client
+    return DaemonSpec(
+        config=config,
+        acceptors=acceptors,
+        proposers=proposers,
+        replicas=replicas,
+        learner=learner,
+        learner_address=args.learner_address,
+        devices=None
+        if args.no_devices
+        else DeviceOptions(args.mount_dir, args.link_dir, args.device_mode),
+        client_proposer=args.client_proposer,
+        client_timeout=args.client_timeout,
+        kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
+        if args.client
+        else None,
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=LOG_LEVELS[level],
+        format="%(asctime)s kpaxosd %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _expected_errors(group: BaseException) -> list[BaseException]:
+    """The operator-facing errors inside a (possibly nested) exception group."""
+    if isinstance(group, BaseExceptionGroup):
+        found: list[BaseException] = []
+        for inner in group.exceptions:
+            found.extend(_expected_errors(inner))
+        return found
+    from devices import DeviceError
+
+    return [group] if isinstance(group, DaemonError | DeviceError | ConfigError) else []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.outstanding < 1:
+        parser.error("--outstanding must be at least 1")
+    if not 0 <= args.value_size <= MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE:
+        parser.error(
+            f"--value-size must be 0 to {MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE} bytes"
+        )
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"kpaxosd: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"{config.source}: ok")
+        for line in describe(config):
+            print(f"  {line}")
+        for number, text in config.ignored:
+            print(f"  line {number} ignored: {text}")
+        return 0
+    configure_logging(args.verbosity or config.verbosity)
+    log = logging.getLogger("kpaxos")
+    for number, text in config.ignored:
+        log.info("%s:%d: %r has no effect in kpaxos", config.source, number, text)
+    try:
+        spec = spec_from_args(args, config)
+        return trio.run(_run, spec)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as exc:
+        expected = _expected_errors(exc)
+        if expected:
+            for error in expected:
+                log.error("%s", error)
+            return 1
+        if isinstance(exc, SystemExit):
+            raise
+        log.debug("internal error", exc_info=exc)
+        log.error("internal error: %r (run with --verbosity debug for the traceback)", exc)
+        return 1
+
+
+async def _run(spec: DaemonSpec) -> int:
+    daemon = Daemon(spec)
+    daemon.bind()
+    await daemon.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

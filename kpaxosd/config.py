@@ -1,0 +1,247 @@
+"""The libpaxos / Kernel_Paxos ``paxos.conf``, and the built-in default cluster.
+
+One directive a line, ``#`` starts a comment::
+
+    acceptor 0 127.0.0.3 3003      # ID ADDRESS PORT; ids from 0 without gaps
+    proposer 0 127.0.0.2 3002
+    replica  1 127.0.0.4 3004      # proposer and acceptor on one address
+    verbosity info                 # quiet | error | info | debug
+    learner-catch-up yes
+    proposer-timeout 1
+    proposer-preexec-window 128
+
+Options libpaxos knows but kpaxos has no use for (its LMDB and TCP knobs) are
+accepted and reported, so an existing file keeps working.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kpaxosd.paxos.cluster import Address, Cluster
+from kpaxosd.paxos.options import PaxosOptions
+
+VERBOSITY_LEVELS = ("quiet", "error", "info", "debug")
+
+# Accepted for compatibility with libpaxos files; they configure parts kpaxos lacks.
+IGNORED_LIBPAXOS_OPTIONS = frozenset(
+    {
+        "tcp-nodelay",
+        "storage-backend",
+        "acceptor-trash-files",
+        "lmdb-sync",
+        "lmdb-env-path",
+        "lmdb-mapsize",
+    }
+)
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file, line and problem."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: Cluster
+    options: PaxosOptions
+    verbosity: str = "info"
+    source: str = "<built-in>"
+    #: Lines that were accepted but have no effect, as (line, text), for the log.
+    ignored: tuple[tuple[int, str], ...] = field(default=())
+
+
+def default_config() -> Config:
+    """The original's built-in layout on loopback (DESIGN.md, "Configuration")."""
+    return Config(
+        cluster=Cluster(
+            acceptors={0: ("127.0.0.3", 3003), 1: ("127.0.0.3", 4003), 2: ("127.0.0.3", 5003)},
+            proposers={0: ("127.0.0.2", 3002)},
+        ),
+        options=PaxosOptions(),
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a configuration file.
+
+    Raises:
+        ConfigError: the file cannot be read or a line is wrong.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, None, f"cannot read: {exc}") from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Parse the text of a configuration file (see the module docstring)."""
+    parser = _Parser(source)
+    for number, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split("#", 1)[0].split()
+        if words:
+            parser.line(number, words)
+    return parser.finish()
+
+
+def _parse_bool(word: str) -> bool:
+    if word in ("yes", "true", "on", "1"):
+        return True
+    if word in ("no", "false", "off", "0"):
+        return False
+    raise ValueError(f"expected yes or no, got {word!r}")
+
+
+def _parse_seconds(word: str) -> float:
+    seconds = float(word)
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"expected seconds between 0 and 3600, got {word}")
+    return seconds
+
+
+def _parse_window(word: str) -> int:
+    window = int(word)
+    if not 1 <= window <= 100_000:
+        raise ValueError(f"expected a window of 1 to 100000 instances, got {word}")
+    return window
+
+
+def _parse_verbosity(word: str) -> str:
+    if word not in VERBOSITY_LEVELS:
+        raise ValueError(f"expected one of {', '.join(VERBOSITY_LEVELS)}, got {word!r}")
+    return word
+
+
+# option name -> (PaxosOptions field or "verbosity", parser of its one argument)
+_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "verbosity": ("verbosity", _parse_verbosity),
+    "learner-catch-up": ("learner_catch_up", _parse_bool),
+    "proposer-timeout": ("proposer_timeout", _parse_seconds),
+    "proposer-preexec-window": ("preexec_window", _parse_window),
+}
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.acceptors: dict[int, tuple[Address, int]] = {}
+        self.proposers: dict[int, tuple[Address, int]] = {}
+        self.settings: dict[str, object] = {}
+        self.ignored: list[tuple[int, str]] = []
+        self.addresses: dict[Address, tuple[str, int, int]] = {}
+
+    def fail(self, number: int | None, problem: str) -> ConfigError:
+        return ConfigError(self.source, number, problem)
+
+    def line(self, number: int, words: list[str]) -> None:
+        key, args = words[0].lower(), words[1:]
+        if key in ("acceptor", "proposer", "replica"):
+            self.role(number, key, args)
+        elif key in _OPTIONS:
+            name, parse = _OPTIONS[key]
+            if len(args) != 1:
+                raise self.fail(number, f"{key} takes one value, got {len(args)}")
+            try:
+                self.settings[name] = parse(args[0])
+            except ValueError as exc:
+                raise self.fail(number, f"{key}: {exc}") from None
+        elif key in IGNORED_LIBPAXOS_OPTIONS:
+            self.ignored.append((number, " ".join(words)))
+        else:
+            raise self.fail(number, f"unknown directive {words[0]!r}")
+
+    def role(self, number: int, key: str, args: list[str]) -> None:
+        if len(args) != 3:
+            got = " ".join(args) or "nothing"
+            raise self.fail(number, f"{key} needs ID ADDRESS PORT, got {got}")
+        id_word, host, port_word = args
+        try:
+            role_id = int(id_word)
+            if role_id < 0:
+                raise ValueError
+        except ValueError:
+            raise self.fail(number, f"{key} id must be a number from 0, got {id_word!r}") from None
+        try:
+            host = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise self.fail(number, f"{key} {role_id}: {host!r} is not an IPv4 address") from None
+        try:
+            port = int(port_word)
+            if not 1 <= port <= 65535:
+                raise ValueError
+        except ValueError:
+            raise self.fail(
+                number, f"{key} {role_id}: port must be 1 to 65535, got {port_word!r}"
+            ) from None
+        address = (host, port)
+        if address in self.addresses:
+            other, other_id, other_line = self.addresses[address]
+            raise self.fail(
+                number,
+                f"{key} {role_id}: {host}:{port} is already {other} {other_id} (line {other_line})",
+            )
+        self.addresses[address] = (key, role_id, number)
+        tables = {
+            "acceptor": [self.acceptors],
+            "proposer": [self.proposers],
+            "replica": [self.acceptors, self.proposers],
+        }[key]
+        for table in tables:
+            kind = "acceptor" if table is self.acceptors else "proposer"
+            if role_id in table:
+                raise self.fail(
+                    number, f"{kind} {role_id} is defined twice (first on line {table[role_id][1]})"
+                )
+            table[role_id] = (address, number)
+
+    def finish(self) -> Config:
+        if not self.acceptors:
+            raise self.fail(None, "no acceptor or replica is defined")
+        if not self.proposers:
+            raise self.fail(None, "no proposer or replica is defined")
+        self.check_ids("acceptor", self.acceptors)
+        self.check_ids("proposer", self.proposers)
+        verbosity = str(self.settings.pop("verbosity", "info"))
+        try:
+            cluster = Cluster(
+                acceptors={i: a for i, (a, _) in sorted(self.acceptors.items())},
+                proposers={i: a for i, (a, _) in sorted(self.proposers.items())},
+            )
+            options = PaxosOptions(**self.settings)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise self.fail(None, str(exc)) from None
+        return Config(
+            cluster=cluster,
+            options=options,
+            verbosity=verbosity,
+            source=self.source,
+            ignored=tuple(self.ignored),
+        )
+
+    def check_ids(self, kind: str, table: dict[int, tuple[Address, int]]) -> None:
+        missing = sorted(set(range(len(table))) - set(table))
+        if missing:
+            highest = max(table)
+            raise self.fail(
+                table[highest][1],
+                f"{kind} ids must count from 0 without gaps; {kind} {missing[0]} is missing",
+            )
+
+
+def describe(config: Config) -> Iterable[str]:
+    """Human lines describing the cluster (for logs and --check-config)."""
+    for aid, (host, port) in config.cluster.acceptors.items():
+        yield f"acceptor {aid} at {host}:{port}"
+    for pid, (host, port) in config.cluster.proposers.items():
+        yield f"proposer {pid} at {host}:{port}"

@@ -1,0 +1,238 @@
+"""The daemon: the roles this process hosts, their UDP endpoints, and the devices."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import trio
+
+from kpaxosd.config import Config
+from kpaxosd.endpoint import UdpEndpoint, open_udp_socket
+from kpaxosd.kclient import KClient
+from kpaxosd.paxos.cluster import Address
+from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.node import Node
+from kpaxosd.proposals import ClientProposals
+from kpaxosd.valuelog import ValueLog
+
+log = logging.getLogger("kpaxos")
+
+#: How long blocked readers and writers get to see EOF or EIO before the devices go.
+SHUTDOWN_GRACE = 0.2
+
+
+class DaemonError(Exception):
+    """A start-up failure worth one clear line to the operator."""
+
+
+@dataclass
+class DeviceOptions:
+    mount_dir: str = "/run/kpaxos"
+    link_dir: str = "/dev"
+    mode: int = 0o660
+
+
+@dataclass
+class KClientOptions:
+    """The kclient role: values kept in flight by the daemon itself."""
+
+    outstanding: int = 1
+    value_size: int = 64
+    proposer_id: int = 0
+
+
+@dataclass
+class DaemonSpec:
+    """What one kpaxosd process hosts."""
+
+    config: Config
+    acceptors: list[int] = field(default_factory=list)
+    proposers: list[int] = field(default_factory=list)
+    replicas: list[int] = field(default_factory=list)
+    learner: bool = False
+    learner_address: Address = ("0.0.0.0", 0)
+    devices: DeviceOptions | None = None
+    client_proposer: int = 0
+    client_timeout: float = 30.0
+    kclient: KClientOptions | None = None
+
+
+@dataclass
+class _EndpointPlan:
+    address: Address
+    acceptor_id: int | None = None
+    proposer_id: int | None = None
+    learner: bool = False
+
+    def describe(self) -> str:
+        roles = []
+        if self.acceptor_id is not None:
+            roles.append(f"acceptor {self.acceptor_id}")
+        if self.proposer_id is not None:
+            roles.append(f"proposer {self.proposer_id}")
+        if self.learner:
+            roles.append("learner")
+        return " + ".join(roles)
+
+
+def plan_endpoints(spec: DaemonSpec) -> list[_EndpointPlan]:
+    """Group the hosted roles by address: a replica's roles share one endpoint."""
+    cluster = spec.config.cluster
+    plans: dict[Address, _EndpointPlan] = {}
+
+    def plan_for(address: Address) -> _EndpointPlan:
+        return plans.setdefault(address, _EndpointPlan(address))
+
+    def need(table: dict[int, Address], kind: str, role_id: int) -> Address:
+        if role_id not in table:
+            known = ", ".join(str(i) for i in sorted(table)) or "none"
+            raise DaemonError(
+                f"{spec.config.source} defines no {kind} {role_id} (it has {kind}s {known})"
+            )
+        return table[role_id]
+
+    for aid in spec.acceptors:
+        plan_for(need(cluster.acceptors, "acceptor", aid)).acceptor_id = aid
+    for pid in spec.proposers:
+        plan_for(need(cluster.proposers, "proposer", pid)).proposer_id = pid
+    for rid in spec.replicas:
+        address = need(cluster.acceptors, "acceptor", rid)
+        if cluster.proposers.get(rid) != address:
+            raise DaemonError(
+                f"{spec.config.source}: {rid} is not a replica (its acceptor and proposer differ)"
+            )
+        plan = plan_for(address)
+        plan.acceptor_id = plan.proposer_id = rid
+        plan.learner = True
+    result = list(plans.values())
+    if spec.learner and not any(plan.learner for plan in result):
+        result.append(_EndpointPlan(spec.learner_address, learner=True))
+    return result
+
+
+class Daemon:
+    def __init__(self, spec: DaemonSpec) -> None:
+        self.spec = spec
+        self.values = ValueLog()
+        self.endpoints: list[UdpEndpoint] = []
+        self.proposals: ClientProposals | None = None
+        self.learner_endpoint: UdpEndpoint | None = None
+        self.kclient: KClient | None = None
+        self._stack = ExitStack()
+
+    def bind(self) -> None:
+        """Open every socket, so that address conflicts show before anything runs."""
+        spec = self.spec
+        seed_source = random.SystemRandom()
+        now = trio.current_time()
+        for plan in plan_endpoints(spec):
+            try:
+                sock = self._stack.enter_context(open_udp_socket(plan.address))
+            except OSError as exc:
+                self._stack.close()
+                host, port = plan.address
+                raise DaemonError(
+                    f"cannot bind {plan.describe()} to {host}:{port}: {exc.strerror or exc}"
+                ) from None
+            node = Node(
+                sock.getsockname()[:2],
+                spec.config.cluster,
+                acceptor_id=plan.acceptor_id,
+                proposer_id=plan.proposer_id,
+                learner=plan.learner,
+                options=spec.config.options,
+                rng=random.Random(seed_source.getrandbits(64)),
+                now=now,
+            )
+            endpoint = UdpEndpoint(
+                node,
+                sock,
+                on_deliver=self._deliver if plan.learner else None,
+                name=plan.describe(),
+            )
+            self.endpoints.append(endpoint)
+            if plan.learner:
+                self.learner_endpoint = endpoint
+            host, port = endpoint.address
+            log.info("%s listening on %s:%d", plan.describe(), host, port)
+
+        learner = self.learner_endpoint
+        if learner is not None:
+            proposers = spec.config.cluster.proposers
+            if spec.client_proposer not in proposers:
+                raise DaemonError(f"the configuration has no proposer {spec.client_proposer}")
+            self.proposals = ClientProposals(
+                learner.send_datagram,
+                proposers[spec.client_proposer],
+                client_id=seed_source.getrandbits(63),
+                timeout=spec.client_timeout,
+            )
+            if spec.kclient is not None:
+                if spec.kclient.proposer_id not in proposers:
+                    raise DaemonError(
+                        f"the configuration has no proposer {spec.kclient.proposer_id}"
+                    )
+                self.kclient = KClient(
+                    learner.send_datagram,
+                    proposers[spec.kclient.proposer_id],
+                    outstanding=spec.kclient.outstanding,
+                    value_size=spec.kclient.value_size,
+                    rng=random.Random(seed_source.getrandbits(64)),
+                )
+
+    def _deliver(self, effect: Deliver) -> None:
+        log.debug("instance %d decided %d bytes", effect.iid, len(effect.value))
+        self.values.append(effect.iid, effect.value)
+        if self.proposals is not None:
+            self.proposals.decided(effect.iid, effect.origin)
+        if self.kclient is not None:
+            self.kclient.delivered(effect)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled or until SIGINT/SIGTERM, then shut down cleanly."""
+        with self._stack, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                for endpoint in self.endpoints:
+                    nursery.start_soon(endpoint.run)
+                if self.spec.devices is not None and self.proposals is not None:
+                    await nursery.start(self._serve_devices, self.spec.devices)
+                if self.kclient is not None:
+                    nursery.start_soon(self.kclient.run)
+                log.info("kpaxosd ready")
+                task_status.started()
+                async for signum in signals:
+                    log.info("stopping on %s", signal.Signals(signum).name)
+                    break
+                await self.stop()
+                nursery.cancel_scope.cancel()
+
+    async def stop(self) -> None:
+        """Wake blocked readers (EOF) and writers (EIO), say goodbye to acceptors."""
+        now = trio.current_time()
+        self.values.close()
+        if self.proposals is not None:
+            self.proposals.stop()
+        for endpoint in self.endpoints:
+            endpoint.node.stop(now)
+            endpoint.flush()
+        await trio.sleep(SHUTDOWN_GRACE)
+
+    async def _serve_devices(
+        self, options: DeviceOptions, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        from devices import serve_devices
+
+        assert self.proposals is not None
+        await serve_devices(
+            self.values,
+            self.proposals,
+            mount_dir=options.mount_dir,
+            link_dir=options.link_dir,
+            device_mode=options.mode,
+            task_status=task_status,
+        )
+

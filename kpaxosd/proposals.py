@@ -1,0 +1,104 @@
+"""Proposals from the client device: each value travels to a proposer as CLIENT_VALUE.
+
+Like the original client, a value not seen decided within ``resend_interval`` is sent
+again. Each value is wrapped in an envelope naming this node and a sequence number,
+so the node recognises its own decision and learners deliver a resent value once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import trio
+
+from kpaxosd.interface import NodeStopping, ProposalTimeout, ValueTooLarge
+from kpaxosd.paxos.cluster import Address
+from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, encode, wrap
+
+log = logging.getLogger("kpaxos.client")
+
+Origin = tuple[int, int]
+
+
+class _Waiter:
+    __slots__ = ("decided", "iid")
+
+    def __init__(self) -> None:
+        self.decided = trio.Event()
+        self.iid: int | None = None
+
+
+class ClientProposals:
+    """The :class:`kpaxosd.interface.Proposals` of a node hosting a learner."""
+
+    def __init__(
+        self,
+        send: Callable[[bytes, Address], None],
+        proposer: Address,
+        client_id: int,
+        *,
+        timeout: float = 30.0,
+        resend_interval: float = 1.0,
+    ) -> None:
+        self._send = send
+        self._proposer = proposer
+        self._client_id = client_id
+        self._timeout = timeout
+        self._resend_interval = resend_interval
+        self._next_seq = 1
+        self._waiting: dict[Origin, _Waiter] = {}
+        self._stopping = False
+
+    @property
+    def max_value_size(self) -> int:
+        return MAX_VALUE_SIZE - ENVELOPE_OVERHEAD
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._waiting)
+
+    async def propose(self, value: bytes) -> int:
+        if len(value) > self.max_value_size:
+            raise ValueTooLarge(
+                f"a value of {len(value)} bytes exceeds the limit of {self.max_value_size}"
+            )
+        if self._stopping:
+            raise NodeStopping("the node is stopping")
+        origin = (self._client_id, self._next_seq)
+        self._next_seq += 1
+        datagram = encode(ClientValue(wrap(*origin, value)))
+        waiter = _Waiter()
+        self._waiting[origin] = waiter
+        try:
+            with trio.move_on_after(self._timeout if self._timeout > 0 else math.inf):
+                while True:
+                    self._send(datagram, self._proposer)
+                    with trio.move_on_after(self._resend_interval):
+                        await waiter.decided.wait()
+                    if waiter.decided.is_set():
+                        break
+                    log.debug("value %s not decided yet, sending it again", origin)
+        finally:
+            del self._waiting[origin]
+        if waiter.iid is None:
+            if self._stopping:
+                raise NodeStopping("the node stopped before the value was decided")
+            raise ProposalTimeout(f"no decision within {self._timeout:g} s")
+        return waiter.iid
+
+    def decided(self, iid: int, origin: Origin | None) -> None:
+        """The learner delivered ``origin`` at ``iid``."""
+        if origin is None:
+            return
+        waiter = self._waiting.get(origin)
+        if waiter is not None and waiter.iid is None:
+            waiter.iid = iid
+            waiter.decided.set()
+
+    def stop(self) -> None:
+        """Fail every pending and future proposal with NodeStopping."""
+        self._stopping = True
+        for waiter in self._waiting.values():
+            waiter.decided.set()

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from kpaxosd.valuelog import DeliveredValue, LogClosed, ReaderTooFarBehind, ValueLog
+
+
+def test_positions_count_delivered_values() -> None:
+    log = ValueLog()
+    log.append(1, b"a")
+    log.extend([DeliveredValue(2, b"b"), DeliveredValue(2, b"c")])
+    assert (log.first_index, log.next_index) == (0, 3)
+    assert [log.get(i) for i in range(3)] == [
+        DeliveredValue(1, b"a"),
+        DeliveredValue(2, b"b"),
+        DeliveredValue(2, b"c"),
+    ]
+    with pytest.raises(IndexError):
+        log.get(3)
+
+
+def test_a_trimmed_position_is_an_error_not_a_skip() -> None:
+    log = ValueLog()
+    for iid in range(1, 6):
+        log.append(iid, b"v")
+    log.trim_before(3)
+    assert (log.first_index, log.next_index) == (3, 5)
+    with pytest.raises(ReaderTooFarBehind) as caught:
+        log.get(2)
+    assert caught.value.first_index == 3
+    log.trim_before(99)
+    assert (log.first_index, log.next_index) == (5, 5)
+
+
+def test_listeners_hear_growth_and_close() -> None:
+    log = ValueLog()
+    heard: list[int] = []
+    unsubscribe = log.subscribe(lambda: heard.append(log.next_index))
+    log.append(1, b"a")
+    log.extend([])
+    log.close()
+    unsubscribe()
+    assert heard == [1, 1]
+    with pytest.raises(LogClosed):
+        log.append(2, b"b")
+
+
+async def test_waiters_wake_on_growth_and_on_close() -> None:
+    log = ValueLog()
+    woke: list[str] = []
+
+    async def wait(index: int) -> None:
+        try:
+            await log.wait_for(index)
+            woke.append(f"{index} delivered")
+        except LogClosed:
+            woke.append(f"{index} closed")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, 0)
+        nursery.start_soon(wait, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        log.append(1, b"a")
+        await trio.testing.wait_all_tasks_blocked()
+        assert woke == ["0 delivered"]
+        log.close()
+    assert woke == ["0 delivered", "1 closed"]
+    await log.wait_for(0)  # what was delivered stays readable after close
