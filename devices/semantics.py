@@ -8,8 +8,14 @@ O_NONBLOCK; once the log is closed and the reader has everything it reads EOF. A
 whose cursor the log has trimmed away gets EPIPE once and then continues from the
 oldest retained value — what ``/dev/kmsg`` does for a reader overtaken by its ring, so
 a loss is never silent. poll reports POLLIN when a read would not block (data, EOF or
-that error) and POLLOUT always. Writes are refused with EINVAL until record mode (a
-later issue) gives them a meaning: see :meth:`LearnerHandle.write`.
+that error) and POLLOUT always.
+
+Record mode, the original user-space learner's protocol (``wire.original``): when the
+first write on a learner handle is exactly 8 bytes, they are a native ``size_t`` value
+size V. From then on every read returns exactly one record of 4 + V bytes — the native
+int32 iid, then the value zero-padded or cut to V — starting at the next value decided
+after that write, as the original device did. A read buffer smaller than a record gets
+EINVAL (never a partial record). Every other write to the learner is EINVAL.
 
 ``client`` (``/dev/kpaxos-client``): each write is one proposal of exactly the bytes
 written, answered with their count once decided, or with the proposal's errno
@@ -30,8 +36,14 @@ from collections import deque
 
 import trio
 
-from devices.engine import FileServices, Request, RequestError
+from devices.engine import LARGEST_WHOLE_WRITE, FileServices, Request, RequestError
 from kpaxosd.interface import ProposalError, Proposals, ReaderTooFarBehind, ValueLog
+from wire.original import (
+    RECORD_HEADER_SIZE,
+    VALUE_SIZE_WRITE,
+    VALUE_SIZE_WRITE_SIZE,
+    pack_record,
+)
 
 logger = logging.getLogger("kpaxos.devices")
 
@@ -39,10 +51,20 @@ _READABLE = select.POLLIN | select.POLLRDNORM
 _WRITABLE = select.POLLOUT | select.POLLWRNORM
 
 
+#: The largest value size a record-mode reader may ask for: a record must reach the
+#: reader in one READ, and the kernel cuts reads like writes.
+MAX_RECORD_VALUE_SIZE = LARGEST_WHOLE_WRITE - RECORD_HEADER_SIZE
+
+
 class ReadMode(enum.Enum):
-    #: Decided values' bytes, concatenated (the default).
+    """How a learner handle reads, and whether a write may still change that."""
+
+    #: Nothing written yet: reads stream, and a first write of 8 bytes picks RECORD.
+    FRESH = enum.auto()
+    #: Decided values' bytes, concatenated, for good (a first write was refused).
     STREAM = enum.auto()
-    # RECORD (a later issue): chosen by a first write of exactly 8 bytes.
+    #: One record of 4 + value size bytes per read (the original learner's protocol).
+    RECORD = enum.auto()
 
 
 class LearnerDevice:
@@ -81,7 +103,8 @@ class LearnerHandle:
         self._device = device
         self._log = log
         self._services = services
-        self._mode = ReadMode.STREAM
+        self._mode = ReadMode.FRESH
+        self._value_size = 0  # V, in RECORD mode
         self._index = log.first_index  # the next value to read from
         self._offset = 0  # bytes of that value already read
         self._waiting: deque[tuple[Request, int]] = deque()
@@ -90,7 +113,13 @@ class LearnerHandle:
 
     # -- the engine's side --------------------------------------------------------------
 
+    @property
+    def mode(self) -> ReadMode:
+        return self._mode
+
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
+        if self._mode is ReadMode.RECORD and size < RECORD_HEADER_SIZE + self._value_size:
+            raise RequestError(errno.EINVAL, "the read buffer cannot hold a whole record")
         if size == 0:
             request.reply(b"")
             return
@@ -102,9 +131,28 @@ class LearnerHandle:
         self._waiting.append((request, size))
 
     def write(self, request: Request, data: bytes, nonblocking: bool) -> None:
-        # Record mode will start here: a first write of exactly 8 bytes (the original
-        # learner's size_t value size) switches self._mode to RECORD.
-        raise RequestError(errno.EINVAL, "the learner device takes no writes")
+        # Only the first write means anything, and only as a value size: after any
+        # other first write the handle streams for good.
+        fresh = self._mode is ReadMode.FRESH
+        if fresh:
+            self._mode = ReadMode.STREAM
+        if not fresh or len(data) != VALUE_SIZE_WRITE_SIZE:
+            raise RequestError(errno.EINVAL, "the learner device takes only a first write "
+                                             "of 8 bytes, the record value size")
+        value_size = int(VALUE_SIZE_WRITE.parse(data))  # the original's native size_t
+        if value_size > MAX_RECORD_VALUE_SIZE:
+            raise RequestError(errno.EINVAL, f"record value size {value_size} is larger "
+                                             f"than {MAX_RECORD_VALUE_SIZE}")
+        self._mode, self._value_size = ReadMode.RECORD, value_size
+        # The original delivered only what was decided after this write.
+        self._index, self._offset = self._log.next_index, 0
+        request.reply_written(len(data))
+        # Reads already waiting (from another thread) now wait for records; those too
+        # small for one never will get one.
+        for waiting, size in self._waiting:
+            if size < RECORD_HEADER_SIZE + value_size:
+                waiting.fail(errno.EINVAL)
+        self._drop_answered()
 
     def poll(self, kh: int | None) -> int:
         revents = _WRITABLE
@@ -149,6 +197,9 @@ class LearnerHandle:
         return self._index < self._log.next_index or self._log.closed
 
     def _skip_empty(self) -> None:
+        # An empty value adds no bytes to a stream; a record still reports its iid.
+        if self._mode is ReadMode.RECORD:
+            return
         log = self._log
         while self._offset == 0 and log.first_index <= self._index < log.next_index:
             if log.get(self._index).value:
@@ -158,7 +209,7 @@ class LearnerHandle:
     def _try_answer(self, request: Request, size: int) -> bool:
         """Answer ``request`` if there is anything to say; False if it must wait."""
         try:
-            data = self._take(size)
+            data = self._take_record() if self._mode is ReadMode.RECORD else self._take(size)
         except ReaderTooFarBehind as exc:
             logger.warning("a learner reader lost values: %s", exc)
             self._index, self._offset = exc.first_index, 0
@@ -192,6 +243,20 @@ class LearnerHandle:
             else:
                 self._offset += taken
         return b"".join(pieces)
+
+    def _take_record(self) -> bytes:
+        """The record of the value at the cursor (b"" if none yet), advancing it.
+
+        Raises:
+            ReaderTooFarBehind: the cursor was trimmed away.
+        """
+        if self._index >= self._log.next_index:
+            return b""
+        delivered = self._log.get(self._index)
+        self._index += 1
+        # The original's iid is an int32: wrap as its C cast did past 2**31.
+        iid = (delivered.iid + 2**31) % 2**32 - 2**31
+        return pack_record(iid, delivered.value, self._value_size)
 
     def _drop_answered(self) -> None:
         # Interrupted reads were answered by the engine; forget them.

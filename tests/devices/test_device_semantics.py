@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from devices.engine import RequestError
-from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle
+from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle, ReadMode
 from kpaxosd.interface import ProposalTimeout, ValueLog
 from tests.devices.helpers import FakeProposals
 
@@ -188,11 +188,101 @@ def test_release_unsubscribes_and_fails_what_still_waits() -> None:
     log.append(1, b"nobody listens")
 
 
-def test_the_learner_takes_no_writes_yet() -> None:
+# -- record mode (the original user-space learner) ---------------------------------------
+
+RECORD_KEY = "record_iid7_client0x11223344_t1500000000.123456_size8_abcdefg0"
+
+
+def write(handle: LearnerHandle, data: bytes) -> FakeRequest:
+    request = FakeRequest()
+    try:
+        handle.write(request, data, False)  # type: ignore[arg-type]
+    except RequestError as exc:
+        request.fail(exc.errno)
+    return request
+
+
+def test_a_first_write_of_8_bytes_picks_record_mode(chardev_vectors: dict[str, bytes]) -> None:
+    log = filled(b"decided before")
+    handle = reader(log)
+    assert handle.mode is ReadMode.FRESH
+    assert write(handle, chardev_vectors["config_write_value_size_40"]).answer == ("written", 8)
+    assert handle.mode is ReadMode.RECORD
+    # the original started at the next decision: what was decided before is not read
+    waiting = read(handle, 100)
+    assert waiting.answer is None
+    record = chardev_vectors[RECORD_KEY]
+    log.append(7, record[4:])
+    assert waiting.answer == ("data", record)
+
+
+def test_records_pad_or_cut_values_and_come_one_per_read() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    write(handle, (5).to_bytes(8, "little"))
+    log.append(1, b"abc")
+    log.append(2, b"")  # an empty value is still a decided instance
+    log.append(3, b"abcdefgh")
+    assert [read(handle, 4096).answer for _ in range(3)] == [
+        ("data", b"\x01\0\0\0abc\0\0"),
+        ("data", b"\x02\0\0\0" + bytes(5)),
+        ("data", b"\x03\0\0\0abcde"),
+    ]
+    assert read(handle, 9, nonblocking=True).answer == ("error", errno.EAGAIN)
+
+
+def test_a_read_too_small_for_a_record_gets_einval() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    write(handle, (40).to_bytes(8, "little"))
+    assert read(handle, 43).answer == ("error", errno.EINVAL)
+    log.append(1, b"value")
+    assert read(handle, 43).answer == ("error", errno.EINVAL)  # not a partial record
+    assert read(handle, 44).answer == ("data", b"\x01\0\0\0value" + bytes(35))
+
+
+def test_iids_past_int32_wrap_as_the_original_cast_did() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    write(handle, (0).to_bytes(8, "little"))
+    log.append(2**31, b"")
+    assert read(handle, 4).answer == ("data", b"\0\0\0\x80")
+
+
+def test_reads_waiting_when_record_mode_starts_get_records() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    big, small = read(handle, 100), read(handle, 3)
+    write(handle, (2).to_bytes(8, "little"))
+    assert small.answer == ("error", errno.EINVAL)
+    log.append(1, b"xyz")
+    assert big.answer == ("data", b"\x01\0\0\0xy")
+
+
+def test_poll_in_record_mode_counts_empty_values() -> None:
+    log = ValueLog()
+    handle = reader(log)
+    write(handle, (1).to_bytes(8, "little"))
+    assert not handle.poll(None) & select.POLLIN
+    log.append(1, b"")
+    assert handle.poll(None) & select.POLLIN
+
+
+@pytest.mark.parametrize("first", [b"1234567", b"123456789", b"", (2**40).to_bytes(8, "little")])
+def test_every_other_write_to_the_learner_is_einval(first: bytes) -> None:
+    log = filled(b"one")
+    handle = reader(log)
+    assert write(handle, first).answer == ("error", errno.EINVAL)
+    assert handle.mode is ReadMode.STREAM  # the chance has passed
+    assert write(handle, (8).to_bytes(8, "little")).answer == ("error", errno.EINVAL)
+    assert read(handle, 10).answer == ("data", b"one")
+
+
+def test_a_second_size_write_is_einval() -> None:
     handle = reader(ValueLog())
-    with pytest.raises(RequestError) as info:
-        handle.write(FakeRequest(), b"12345678", False)  # type: ignore[arg-type]
-    assert info.value.errno == errno.EINVAL
+    assert write(handle, (8).to_bytes(8, "little")).answer == ("written", 8)
+    assert write(handle, (9).to_bytes(8, "little")).answer == ("error", errno.EINVAL)
+    assert handle.mode is ReadMode.RECORD
 
 
 async def test_wait_readers_done_waits_for_readers_of_a_closed_log() -> None:
