@@ -12,8 +12,11 @@ cd "$(dirname "$(readlink -f "$0")")"
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 
 # Debian packages: python with venv; a C compiler and the kernel's headers for the
-# FUSE ABI size checks; fuse3 for /dev/fuse; kmod, procps and iproute2 for tests.
-PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev fuse3 kmod procps iproute2)
+# FUSE ABI size checks; fuse3 for /dev/fuse; kmod, procps and iproute2 for tests;
+# qemu, Debian's kernel (CUSE as a module) and busybox (virtme-ng's initramfs) for the
+# tests that boot a VM to test the CUSE devices (tests/vm).
+PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev fuse3 kmod procps iproute2
+          qemu-system-x86 linux-image-amd64 busybox-static)
 
 install_packages() {
     local missing=()
@@ -65,7 +68,7 @@ case "$command" in
         install_packages
         install_venv
         say "ruff"
-        .venv/bin/ruff check --output-format concise .
+        .venv/bin/ruff check --no-cache --output-format concise .
         say "mypy (the wire format and the Paxos core, strict)"
         .venv/bin/mypy
         say "pytest"

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from kpaxosd.paxos.cluster import Address
 
 from kpaxosd.interface import NodeStopping, ProposalTimeout, ValueTooLarge
+from kpaxosd.paxos.cluster import Address
 from kpaxosd.proposals import ClientProposals
 from wire import ClientEnvelope, ClientValue, decode_untrusted, unwrap_untrusted
 
