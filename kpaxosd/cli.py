@@ -12,6 +12,7 @@ import trio
 from kpaxosd.config import Config, ConfigError, default_config, describe, load_config
 from kpaxosd.daemon import Daemon, DaemonError, DaemonSpec, DeviceOptions, KClientOptions
 from kpaxosd.paxos.cluster import Address
+from kpaxosd.storage import StorageError
 from wire import MAX_VALUE_SIZE
 from wire.original import CLIENT_VALUE_HEADER_SIZE
 
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--replica", metavar="ID", type=_role_id, action="append", default=[],
                        help="host replica ID: its acceptor, proposer and a learner on one address")
     roles.add_argument("--learner", action="store_true", help="host a learner (and the devices)")
+    roles.add_argument("--storage", metavar="DIR",
+                       help="keep acceptor state durably in LMDB under DIR/acceptor-ID "
+                            "(default: the configuration's storage, else in memory)")
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
                        default=("0.0.0.0", 0),
                        help="where the learner listens for acceptors (default: any, port chosen)")
@@ -153,6 +157,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         else DeviceOptions(args.mount_dir, args.link_dir, args.device_mode),
         client_proposer=args.client_proposer,
         client_timeout=args.client_timeout,
+        storage=args.storage or config.storage,
         kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
         if args.client
         else None,
@@ -176,7 +181,8 @@ def _expected_errors(group: BaseException) -> list[BaseException]:
         return found
     from devices import DeviceError
 
-    return [group] if isinstance(group, DaemonError | DeviceError | ConfigError) else []
+    expected = DaemonError | DeviceError | ConfigError | StorageError
+    return [group] if isinstance(group, expected) else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

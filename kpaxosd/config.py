@@ -9,6 +9,7 @@ One directive a line, ``#`` starts a comment::
     learner-catch-up yes
     proposer-timeout 1
     proposer-preexec-window 128
+    storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
 
 Options libpaxos knows but kpaxos has no use for (its LMDB and TCP knobs) are
 accepted and reported, so an existing file keeps working.
@@ -55,6 +56,8 @@ class Config:
     cluster: Cluster
     options: PaxosOptions
     verbosity: str = "info"
+    #: Directory of the durable acceptor stores; None keeps acceptors in memory.
+    storage: str | None = None
     source: str = "<built-in>"
     #: Lines that were accepted but have no effect, as (line, text), for the log.
     ignored: tuple[tuple[int, str], ...] = field(default=())
@@ -126,6 +129,7 @@ def _parse_verbosity(word: str) -> str:
 # option name -> (PaxosOptions field or "verbosity", parser of its one argument)
 _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "verbosity": ("verbosity", _parse_verbosity),
+    "storage": ("storage", str),
     "learner-catch-up": ("learner_catch_up", _parse_bool),
     "proposer-timeout": ("proposer_timeout", _parse_seconds),
     "proposer-preexec-window": ("preexec_window", _parse_window),
@@ -213,6 +217,7 @@ class _Parser:
         self.check_ids("acceptor", self.acceptors)
         self.check_ids("proposer", self.proposers)
         verbosity = str(self.settings.pop("verbosity", "info"))
+        storage = self.settings.pop("storage", None)
         try:
             cluster = Cluster(
                 acceptors={i: a for i, (a, _) in sorted(self.acceptors.items())},
@@ -225,6 +230,7 @@ class _Parser:
             cluster=cluster,
             options=options,
             verbosity=verbosity,
+            storage=None if storage is None else str(storage),
             source=self.source,
             ignored=tuple(self.ignored),
         )

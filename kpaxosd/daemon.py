@@ -7,6 +7,7 @@ import random
 import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
@@ -17,6 +18,7 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver
 from kpaxosd.paxos.node import Node
 from kpaxosd.proposals import ClientProposals
+from kpaxosd.storage import AcceptorStore
 from kpaxosd.valuelog import ValueLog
 
 log = logging.getLogger("kpaxos")
@@ -59,6 +61,8 @@ class DaemonSpec:
     client_proposer: int = 0
     client_timeout: float = 30.0
     kclient: KClientOptions | None = None
+    #: Directory of the durable acceptor stores (one LMDB environment per acceptor).
+    storage: str | None = None
 
 
 @dataclass
@@ -148,10 +152,14 @@ class Daemon:
                 rng=random.Random(seed_source.getrandbits(64)),
                 now=now,
             )
+            store = None
+            if plan.acceptor_id is not None and spec.storage is not None:
+                store = self._open_store(plan.acceptor_id, node)
             endpoint = UdpEndpoint(
                 node,
                 sock,
                 on_deliver=self._deliver if plan.learner else None,
+                store=store,
                 name=plan.describe(),
             )
             self.endpoints.append(endpoint)
@@ -183,6 +191,19 @@ class Daemon:
                     value_size=spec.kclient.value_size,
                     rng=random.Random(seed_source.getrandbits(64)),
                 )
+
+    def _open_store(self, aid: int, node: Node) -> AcceptorStore:
+        assert self.spec.storage is not None
+        path = Path(self.spec.storage) / f"acceptor-{aid}"
+        store = AcceptorStore(path)
+        self._stack.callback(store.close)
+        records, trim_iid = store.load()
+        node.restore_acceptor(records, trim_iid)
+        log.info(
+            "acceptor %d keeps its state in %s (%d instances restored, trimmed up to %d)",
+            aid, path, len(records), trim_iid,
+        )
+        return store
 
     def _deliver(self, effect: Deliver) -> None:
         log.debug("instance %d decided %d bytes", effect.iid, len(effect.value))

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import trio
 
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver, Send
+from kpaxosd.paxos.effects import Deliver, Persist, Send
 from kpaxosd.paxos.node import Node
+from kpaxosd.storage import AcceptorStore
 from wire import WireError, decode_untrusted, encode
 
 log = logging.getLogger("kpaxos.udp")
@@ -65,11 +66,13 @@ class UdpEndpoint:
         sock: socket.socket,
         *,
         on_deliver: Callable[[Deliver], None] | None = None,
+        store: AcceptorStore | None = None,
         name: str = "endpoint",
     ) -> None:
         self.node = node
         self.sock = sock
         self.name = name
+        self.store = store
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
 
@@ -89,13 +92,22 @@ class UdpEndpoint:
             log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
 
     def flush(self) -> None:
-        """Carry out what the core asked for, in its order."""
-        for effect in self.node.pop_effects():
+        """Carry out what the core asked for, in its order.
+
+        Every Persist of the batch is made durable in one transaction before any
+        message of the batch leaves: persisting first keeps each Persist ahead of
+        the Send it guards, and one sync for the whole batch is the group commit.
+        """
+        effects = self.node.pop_effects()
+        if self.store is not None:
+            persists = [effect for effect in effects if isinstance(effect, Persist)]
+            if persists:
+                self.store.commit(persists)
+        for effect in effects:
             if isinstance(effect, Send):
                 self.send_datagram(encode(effect.msg), effect.dest)
             elif isinstance(effect, Deliver) and self._on_deliver is not None:
                 self._on_deliver(effect)
-            # Persist: this endpoint keeps acceptor state in memory only.
 
     def _drain(self, now: float) -> None:
         node, sock, counters = self.node, self.sock, self.counters
