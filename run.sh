@@ -69,7 +69,7 @@ case "$command" in
         install_venv
         say "ruff"
         .venv/bin/ruff check --no-cache --output-format concise .
-        say "mypy (the wire format and the Paxos core, strict)"
+        say "mypy (the wire format, the Paxos core and the devices, strict)"
         .venv/bin/mypy
         say "pytest"
         exec .venv/bin/pytest "$@"

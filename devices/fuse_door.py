@@ -9,6 +9,7 @@ kernel enforces the files' mode and owner (chmod and chown work, in memory).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -45,7 +46,8 @@ from devices.fuse_abi import (
     parse_name_untrusted,
     parse_untrusted,
 )
-from devices.info import DeviceError, DeviceInfo
+from devices.info import CLIENT_DEVICE, LEARNER_DEVICE, DeviceError, DeviceInfo
+from devices.running import run_engines
 
 logger = logging.getLogger("kpaxos.devices")
 
@@ -53,15 +55,11 @@ FUSE_DEVICE = "/dev/fuse"
 FSTYPE = "fuse.kpaxos"
 LEARNER_NAME = "learner"
 CLIENT_NAME = "client"
-LEARNER_LINK = "kpaxos-learner"
-CLIENT_LINK = "kpaxos-client"
+LEARNER_LINK = LEARNER_DEVICE
+CLIENT_LINK = CLIENT_DEVICE
 #: How long the kernel may cache names and attributes: only we change them, and
 #: every change we make goes back in the reply that made it.
 _CACHE_SECONDS = 3600
-#: How long to wait for the kernel's FUSE_INIT after mounting.
-_INIT_TIMEOUT = 10.0
-#: On shutdown with the log closed, how long readers get to drain and close.
-_DRAIN_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -258,13 +256,6 @@ def _mount(fd: int, mount_dir: str, uid: int, gid: int) -> None:
                           + (f" ({hint})" if hint else "")) from None
 
 
-async def _run_engine(engine: Engine, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
-    # Shielded: on cancellation the caller lets readers drain first, then cancels us.
-    with trio.CancelScope(shield=True) as scope:
-        task_status.started(scope)
-        await engine.run()
-
-
 async def serve_fuse(
     learner: Device,
     client: Device,
@@ -272,6 +263,9 @@ async def serve_fuse(
     mount_dir: str,
     link_dir: str,
     device_mode: int,
+    device_gid: int | None = None,
+    name_prefix: str = "",
+    compat_learner: str | None = None,
     drain: Callable[[], Awaitable[None]] | None = None,
     max_write: int = DEFAULT_MAX_WRITE,
     fuse_device: str = FUSE_DEVICE,
@@ -280,6 +274,10 @@ async def serve_fuse(
     """Serve ``learner`` and ``client`` in a FUSE mount until cancelled.
 
     Args:
+        device_gid: the files' group (default: the daemon's).
+        name_prefix: put before the links' names (``PREFIXkpaxos-learner``).
+        compat_learner: also link ``link_dir/<this>`` to the learner file (the
+            original's ``chardevice/klearner0``; the prefix goes before it too).
         drain: awaited (for at most half a second, shielded) when cancelled, before the
             pending requests are failed: lets readers of a closed log reach EOF.
 
@@ -288,8 +286,12 @@ async def serve_fuse(
     """
     mount_dir = mounts.absolute(mount_dir)
     link_dir = mounts.absolute(link_dir)
-    links = [(os.path.join(link_dir, LEARNER_LINK), os.path.join(mount_dir, LEARNER_NAME)),
-             (os.path.join(link_dir, CLIENT_LINK), os.path.join(mount_dir, CLIENT_NAME))]
+    learner_file = os.path.join(mount_dir, LEARNER_NAME)
+    links = [(os.path.join(link_dir, name_prefix + LEARNER_LINK), learner_file),
+             (os.path.join(link_dir, name_prefix + CLIENT_LINK),
+              os.path.join(mount_dir, CLIENT_NAME))]
+    if compat_learner is not None:
+        links.append((os.path.join(link_dir, name_prefix + compat_learner), learner_file))
     await mounts.clear_stale_mount(mount_dir, FSTYPE)
     try:
         os.makedirs(mount_dir, mode=0o755, exist_ok=True)
@@ -297,46 +299,36 @@ async def serve_fuse(
         raise DeviceError(f"cannot create the mount directory {mount_dir}: {exc}") from None
     uid, gid = os.getuid(), os.getgid()
     fd = _open_fuse_device(fuse_device)
-    mounted = installed = False
+    mounted = False
+    installed: list[tuple[str, str]] = []
     try:
         _mount(fd, mount_dir, uid, gid)
         mounted = True
-        engine = Engine(fd, FuseFilesystem(learner, client, mode=device_mode, uid=uid, gid=gid),
-                        max_write=max_write)
-        went_away = False
-        try:
-            async with trio.open_nursery() as nursery:
-                engine_scope = await nursery.start(_run_engine, engine)
-                try:
-                    await _wait_ready(engine, mount_dir)
-                    installed = True
-                    for link, target in links:
-                        mounts.install_link(link, target)
-                    logger.info("devices served through FUSE: %s", ", ".join(
-                        f"{link} -> {target}" for link, target in links))
-                    task_status.started(DeviceInfo(
-                        door="fuse", learner=links[0][0], client=links[1][0],
-                        learner_target=links[0][1], client_target=links[1][1],
-                        mount_dir=mount_dir, statistics=engine.statistics))
-                    await engine.finished.wait()
-                    went_away = True
-                finally:
-                    if drain is not None and not engine.finished.is_set():
-                        with trio.CancelScope(shield=True), trio.move_on_after(_DRAIN_SECONDS):
-                            await drain()
-                    engine_scope.cancel()
-        except* DeviceError as group:
-            raise _first(group) from None
-        except* OSError as group:
-            raise DeviceError(
-                f"the FUSE connection at {mount_dir} failed: {_first(group)}") from None
-        if went_away:
-            raise DeviceError(f"the FUSE mount at {mount_dir} went away "
-                              f"(unmounted by someone else?)")
-    finally:
-        if installed:
+        door = FuseFilesystem(learner, client, mode=device_mode, uid=uid,
+                              gid=gid if device_gid is None else device_gid)
+        engine = Engine(fd, door, max_write=max_write)
+        what = f"the FUSE file system at {mount_dir}"
+        async with run_engines([engine], what=what, drain=drain) as running:
             for link, target in links:
-                mounts.remove_link(link, target)
+                mounts.install_link(link, target)
+                installed.append((link, target))
+            logger.info("devices served through FUSE: %s", ", ".join(
+                f"{link} -> {target}" for link, target in links))
+            task_status.started(DeviceInfo(
+                door="fuse", learner=links[0][0], client=links[1][0],
+                learner_target=links[0][1], client_target=links[1][1],
+                compat_learner=links[2][0] if compat_learner is not None else None,
+                mount_dir=mount_dir, statistics=running.statistics))
+            await running.wait_any_finished()
+        raise DeviceError(f"the FUSE mount at {mount_dir} went away "
+                          f"(unmounted by someone else?)")
+    finally:
+        for link, target in installed:
+            mounts.remove_link(link, target)
+            folder = os.path.dirname(link)
+            if folder != link_dir:  # made for a name like chardevice/klearner0
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
         if mounted:
             try:
                 mounts.umount2(mount_dir, mounts.MNT_DETACH)
@@ -345,25 +337,3 @@ async def serve_fuse(
         trio.lowlevel.notify_closing(fd)
         os.close(fd)
         logger.info("devices at %s removed", mount_dir)
-
-
-def _first(group: BaseExceptionGroup[Exception]) -> Exception:
-    """The first exception in ``group`` that is not a group."""
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    assert isinstance(leaf, Exception)
-    return leaf
-
-
-async def _wait_ready(engine: Engine, mount_dir: str) -> None:
-    with trio.move_on_after(_INIT_TIMEOUT):
-        async with trio.open_nursery() as nursery:
-            async def first(event: trio.Event) -> None:
-                await event.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(first, engine.ready)
-            nursery.start_soon(first, engine.finished)
-    if not engine.ready.is_set():
-        raise DeviceError(f"the kernel did not start the FUSE file system at {mount_dir}")

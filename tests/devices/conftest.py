@@ -1,18 +1,42 @@
-"""Serving the devices in-process, on a temporary mount and link directory."""
+"""Serving the devices in-process through either door, and which door runs where.
+
+The behaviour suite is parametrized over the two doors by the ``door`` fixture. The
+``cuse`` cases need a kernel with CUSE: they run inside the test VM
+(``tests/vm/test_cuse_in_vm.py`` boots it, runs them there and fails unless every one of
+them passed), and are deselected everywhere else — never skipped.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 
 import pytest
-import trio
 
-from devices import serve_devices
-from kpaxosd.interface import ValueLog
-from tests.devices.helpers import FakeProposals, Served, force_unmount, kill_all
+from tests.devices.helpers import CUSE_MARKER, IN_VM, Served, serving
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Outside the VM the cuse cases are the VM test's business; inside it, only they run.
+    keep, drop = [], []
+    for item in items:
+        wanted = (item.get_closest_marker(CUSE_MARKER) is not None) == IN_VM
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(params=["fuse", pytest.param("cuse", marks=pytest.mark.cuse)])
+def door(request: pytest.FixtureRequest) -> str:
+    """The front door the devices are served through."""
+    door: str = request.param
+    if os.geteuid() != 0:
+        pytest.fail("serving the devices needs root: run the tests as root")
+    if door == "fuse" and not os.path.exists("/dev/fuse"):
+        pytest.fail("the FUSE door needs /dev/fuse (modprobe fuse)")
+    return door
 
 
 @pytest.fixture
@@ -24,21 +48,6 @@ def device_dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def served(device_dirs: tuple[Path, Path]) -> AsyncIterator[Served]:
-    mount_dir, link_dir = device_dirs
-    log = ValueLog()
-    proposals = FakeProposals(log)
-    try:
-        async with trio.open_nursery() as nursery:
-            info = await nursery.start(partial(
-                serve_devices, log, proposals, mount_dir=str(mount_dir),
-                link_dir=str(link_dir)))
-            async with trio.open_nursery() as processes_nursery:
-                served = Served(log, proposals, info, mount_dir, link_dir, processes_nursery)
-                try:
-                    yield served
-                finally:
-                    kill_all(served.processes)
-            nursery.cancel_scope.cancel()
-    finally:
-        force_unmount(mount_dir)
+async def served(door: str, tmp_path: Path) -> AsyncIterator[Served]:
+    async with serving(door, tmp_path) as served:
+        yield served

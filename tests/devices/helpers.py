@@ -6,15 +6,21 @@ left to answer the kernel): devices are used through subprocesses only.
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
-from collections.abc import Callable, Sequence
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from devices import DeviceInfo, EngineStatistics
+from devices import DeviceInfo, EngineStatistics, serve_devices
 from devices.mounts import MNT_DETACH, mounts_at, umount2
 from kpaxosd.interface import ProposalError, ValueLog, ValueTooLarge
 
@@ -22,6 +28,20 @@ from kpaxosd.interface import ProposalError, ValueLog, ValueTooLarge
 SHOULD = 10.0
 #: For "must still be blocked": how long a process is watched before we look.
 STILL_BLOCKED = 0.3
+
+#: Set to 1 only inside the test VM (tests/vm), whose kernel has CUSE: there the
+#: ``cuse`` cases run and nothing else; everywhere else they are deselected.
+IN_VM_ENV = "KPAXOS_IN_VM"
+IN_VM = os.environ.get(IN_VM_ENV) == "1"
+#: The marker of the cases that need CUSE.
+CUSE_MARKER = "cuse"
+
+_names = itertools.count(1)
+
+
+def fresh_name_prefix() -> str:
+    """A device name prefix no other test (nor the real devices) uses: a folder of /dev."""
+    return f"kpaxos-test-{os.getpid()}-{next(_names)}/"
 
 
 class FakeProposals:
@@ -64,7 +84,13 @@ class Served:
     mount_dir: Path
     link_dir: Path
     nursery: trio.Nursery
+    scope: trio.CancelScope  #: cancel to stop serving (the daemon's shutdown)
+    stopped: trio.Event  #: set once serving has ended and everything is removed
     processes: list[trio.Process] = field(default_factory=list)
+
+    @property
+    def door(self) -> str:
+        return self.info.door
 
     @property
     def learner(self) -> str:
@@ -73,6 +99,20 @@ class Served:
     @property
     def client(self) -> str:
         return self.info.client
+
+    @property
+    def compat(self) -> str:
+        assert self.info.compat_learner is not None
+        return self.info.compat_learner
+
+    def device_paths(self) -> list[str]:
+        """What users open: the CUSE nodes, or the FUSE door's links."""
+        return [self.learner, self.client, self.compat]
+
+    async def stop(self) -> None:
+        self.scope.cancel()
+        with trio.fail_after(SHOULD):
+            await self.stopped.wait()
 
     def stats(self) -> EngineStatistics:
         return self.info.statistics()
@@ -89,6 +129,59 @@ class Served:
 
     async def wait_stats(self, condition: Callable[[EngineStatistics], bool]) -> None:
         await wait_until(lambda: condition(self.stats()))
+
+
+def python(script: str) -> list[str]:
+    """The command running ``script`` (dedented) in this Python."""
+    return [sys.executable, "-c", textwrap.dedent(script)]
+
+
+async def run(command: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """Run ``command`` to its end (within :data:`SHOULD`), capturing its output."""
+    with trio.fail_after(SHOULD):
+        return await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                      check=False, stdin=subprocess.DEVNULL)
+
+
+@asynccontextmanager
+async def serving(door: str, tmp_path: Path, **options: Any) -> AsyncIterator[Served]:
+    """Serve the devices through ``door`` for one test, with a FakeProposals node.
+
+    FUSE: mounted in ``tmp_path``, links there too. CUSE: under a fresh name prefix.
+    The compat learner (``chardevice/klearner0``) is served too. Processes started
+    through the result are killed, and any mount is detached, whatever happens.
+    """
+    mount_dir, link_dir = tmp_path / "mnt", tmp_path / "links"
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    options.setdefault("compat_learner_id", 0)
+    if door == "cuse":
+        options.setdefault("name_prefix", fresh_name_prefix())
+    scope, stopped = trio.CancelScope(), trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[DeviceInfo]) -> None:
+        try:
+            with scope:
+                await serve_devices(log, proposals, backend=door, mount_dir=str(mount_dir),
+                                    link_dir=str(link_dir), task_status=task_status,
+                                    **options)
+        finally:
+            stopped.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(serve)
+            assert info.door == door
+            async with trio.open_nursery() as processes_nursery:
+                served = Served(log, proposals, info, mount_dir, link_dir, processes_nursery,
+                                scope, stopped)
+                try:
+                    yield served
+                finally:
+                    kill_all(served.processes)
+            scope.cancel()
+    finally:
+        force_unmount(mount_dir)
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:

@@ -1,0 +1,126 @@
+"""Running a door's engines: started together, ready together, drained and stopped together.
+
+Both doors serve through :class:`devices.engine.Engine` objects: the FUSE door one per
+mount, the CUSE door one per character device. Each engine runs in a shielded scope so
+that, when the devices are cancelled, readers of a closed log still get their last
+values and EOF; then the engines are cancelled and answer whatever is pending with EIO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from typing import TypeVar
+
+import trio
+
+from devices.engine import Engine, EngineStatistics
+from devices.info import DeviceError
+
+T = TypeVar("T")
+
+#: How long to wait for the kernel's INIT once the descriptor is open (or mounted).
+INIT_TIMEOUT = 10.0
+#: On shutdown with the log closed, how long readers get to drain and close.
+DRAIN_SECONDS = 0.5
+
+
+class RunningEngines:
+    """What the body of :func:`run_engines` can ask of the engines it runs."""
+
+    def __init__(self, engines: Sequence[Engine]) -> None:
+        self.engines = list(engines)
+
+    def statistics(self) -> EngineStatistics:
+        """The counters of every engine, added up."""
+        return sum_statistics(engine.statistics() for engine in self.engines)
+
+    async def wait_any_finished(self) -> Engine:
+        """Return the first engine whose connection ended (the kernel ended it)."""
+        return await _first_set([engine.finished for engine in self.engines],
+                                self.engines)
+
+
+def sum_statistics(stats: Iterable[EngineStatistics]) -> EngineStatistics:
+    """Add up :class:`EngineStatistics` field by field."""
+    items = list(stats)
+    return EngineStatistics(**{field.name: sum(getattr(s, field.name) for s in items)
+                               for field in fields(EngineStatistics)})
+
+
+@asynccontextmanager
+async def run_engines(
+    engines: Sequence[Engine],
+    *,
+    what: str,
+    drain: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[RunningEngines]:
+    """Run ``engines`` and wait until every one has answered INIT.
+
+    On the way out (the body ended, failed or was cancelled) ``drain`` is awaited for
+    at most :data:`DRAIN_SECONDS`, shielded, and then the engines are cancelled.
+
+    Args:
+        what: names the devices in errors ("the FUSE file system at /run/kpaxos").
+        drain: lets readers of a closed log reach EOF before requests are failed.
+
+    Raises:
+        DeviceError: an engine did not start (its INIT never came or was refused), or
+            its connection failed with an OSError.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            scopes = [await nursery.start(_run_engine, engine) for engine in engines]
+            try:
+                await _wait_ready(engines, what)
+                yield RunningEngines(engines)
+            finally:
+                if drain is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(DRAIN_SECONDS):
+                        await drain()
+                for scope in scopes:
+                    scope.cancel()
+    except* DeviceError as group:
+        raise first_leaf(group) from None
+    except* OSError as group:
+        raise DeviceError(f"the connection of {what} failed: {first_leaf(group)}") from None
+
+
+async def _run_engine(engine: Engine, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    # Shielded: on cancellation run_engines lets readers drain first, then cancels us.
+    with trio.CancelScope(shield=True) as scope:
+        task_status.started(scope)
+        await engine.run()
+
+
+async def _wait_ready(engines: Sequence[Engine], what: str) -> None:
+    with trio.move_on_after(INIT_TIMEOUT):
+        for engine in engines:
+            # Whichever comes first: INIT answered, or the connection ended without it.
+            await _first_set([engine.ready, engine.finished], [None, None])
+    if not all(engine.ready.is_set() for engine in engines):
+        raise DeviceError(f"the kernel did not start {what}")
+
+
+async def _first_set(events: Sequence[trio.Event], results: Sequence[T]) -> T:
+    """The result paired with the first of ``events`` to be set."""
+    found: list[T] = []
+    async with trio.open_nursery() as nursery:
+        async def watch(event: trio.Event, result: T) -> None:
+            await event.wait()
+            found.append(result)
+            nursery.cancel_scope.cancel()
+
+        for event, result in zip(events, results, strict=True):
+            nursery.start_soon(watch, event, result)
+    return found[0]
+
+
+def first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first exception in ``group`` that is not a group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, Exception)
+    return leaf
