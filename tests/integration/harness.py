@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 KPAXOSD = str(Path(sys.executable).with_name("kpaxosd"))
@@ -148,6 +148,22 @@ def loopback_config(path: Path, acceptors: int = 3, host: str = "127.0.0.1") -> 
 
 def read_lines(stream: object, count: int, timeout: float) -> list[bytes]:
     """``count`` lines from a pipe, failing (not hanging) after ``timeout``."""
+    buffer = _read_while(stream, lambda buffer: buffer.count(b"\n") < count, timeout)
+    got = buffer.count(b"\n")
+    if got < count:
+        raise AssertionError(f"got {got} of {count} lines in {timeout} s: {buffer[-300:]!r}")
+    return buffer.split(b"\n")[:count]
+
+
+def read_until(stream: object, needle: bytes, timeout: float) -> bytes:
+    """Bytes from a pipe up to and including ``needle``, failing after ``timeout``."""
+    buffer = _read_while(stream, lambda buffer: needle not in buffer, timeout)
+    if needle not in buffer:
+        raise AssertionError(f"no {needle!r} in {timeout} s: {buffer[-300:]!r}")
+    return buffer[: buffer.index(needle) + len(needle)]
+
+
+def _read_while(stream: object, wanting: Callable[[bytes], bool], timeout: float) -> bytes:
     import selectors
 
     fd = stream.fileno()  # type: ignore[attr-defined]
@@ -156,7 +172,7 @@ def read_lines(stream: object, count: int, timeout: float) -> list[bytes]:
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
-        while buffer.count(b"\n") < count:
+        while wanting(buffer):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -165,7 +181,10 @@ def read_lines(stream: object, count: int, timeout: float) -> list[bytes]:
                 if not chunk:
                     break
                 buffer += chunk
-    got = buffer.count(b"\n")
-    if got < count:
-        raise AssertionError(f"got {got} of {count} lines in {timeout} s: {buffer[-300:]!r}")
-    return buffer.split(b"\n")[:count]
+    return buffer
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,170 @@
+"""``kpaxos-client``: the original benchmarking client.
+
+Sends CLIENT_VALUE datagrams (each value an original ``struct client_value``) to a
+proposer, keeps ``-o`` values in flight, learns of their decision from the learner
+device (``-d``, record mode) or from a kpaxos-learner (``-s HOST PORT``), and prints
+one line of statistics a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+from clients.engine import ClientEngine
+from clients.options import (
+    add_common_options,
+    cluster_from_args,
+    learner_device_path,
+    run_program,
+)
+from clients.sources import (
+    SourceError,
+    connect_learner,
+    device_records,
+    open_record_device,
+    tcp_records,
+)
+from wire import ClientValue, encode
+from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_client_value_untrusted, unpack_record
+
+DESCRIPTION = """\
+The original Kernel_Paxos benchmarking client. Keeps N values outstanding at a
+proposer and prints, once a second:
+
+  N value/sec, X Mbps, latency min A us max B us avg C us p50 D us p99 E us
+
+Learn of decisions from the learner device (-d) or from a kpaxos-learner (-s).
+Ctrl-C prints the totals and exits.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpaxos-client",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_options(parser)
+    parser.add_argument("-o", "--outstanding", type=int, default=1, metavar="N",
+                        help="values kept in flight (default: 1)")
+    parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
+                        help="payload bytes of each value (default: 64)")
+    parser.add_argument("-p", "--proposer-id", type=int, default=0, metavar="ID",
+                        help="the proposer of the configuration to send to (default: 0)")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("-d", "--device", action="store_true",
+                     help="learn decisions from the learner device, in record mode (default)")
+    how.add_argument("-s", "--learner-server", nargs=2, metavar=("HOST", "PORT"),
+                     help="learn decisions from a kpaxos-learner listening at HOST PORT")
+    parser.add_argument("-i", "--id", type=int, metavar="ID",
+                        help="first client id (default: random); slot k uses ID+k")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="stop after this long (default: until Ctrl-C)")
+    return parser
+
+
+async def run(args: argparse.Namespace) -> int:
+    cluster = cluster_from_args(args, "kpaxos-client")
+    proposers = cluster.proposers
+    if args.proposer_id not in proposers:
+        raise SourceError(f"the configuration has no proposer {args.proposer_id}")
+    proposer = proposers[args.proposer_id]
+    rng = random.Random()
+    base_id = args.id if args.id is not None else rng.randrange(0, 2**31 - args.outstanding)
+    engine = ClientEngine(
+        base_id=base_id, outstanding=args.outstanding, value_size=args.value_size, rng=rng
+    )
+    record_size = CLIENT_VALUE_HEADER_SIZE + args.value_size
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+
+    def send(value: bytes) -> None:
+        # A datagram that cannot go is resent after a second, like any other loss.
+        with contextlib.suppress(OSError):
+            sock.sendto(encode(ClientValue(value)), proposer)
+
+    records: AsyncIterator[bytes]
+    if args.learner_server:
+        host, port = args.learner_server
+        stream = await connect_learner(host, int(port), engine.client_ids)
+        records = tcp_records(stream, record_size)
+        print(f"connected to the learner at {host}:{port}", flush=True)
+    else:
+        path = learner_device_path(args)
+        fd = open_record_device(path, record_size)
+        records = device_records(fd, record_size)
+
+    print(f"client ids {engine.client_ids.start}..{engine.client_ids.stop - 1}, "
+          f"{args.outstanding} outstanding, {args.value_size}-byte values, "
+          f"proposer {args.proposer_id} at {proposer[0]}:{proposer[1]}", flush=True)
+    started = time.monotonic()
+    async with trio.open_nursery() as nursery:
+
+        async def receive() -> None:
+            async for record in records:
+                _, body = unpack_record(record)
+                value = unpack_client_value_untrusted(body)
+                if value is None:
+                    continue  # not an original client value: someone else's
+                following = engine.delivered(value, time.time())
+                if following is not None:
+                    send(following)
+
+        async def resend() -> None:
+            while True:
+                await trio.sleep_until(
+                    trio.current_time() + max(0.0, engine.next_resend_at() - time.time())
+                )
+                for value in engine.due_resends(time.time()):
+                    send(value)
+
+        async def report() -> None:
+            last = time.monotonic()
+            while True:
+                await trio.sleep(1)
+                now = time.monotonic()
+                print(engine.take_interval().line(now - last), flush=True)
+                last = now
+
+        async def stop_on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
+
+        async def stop_after_duration() -> None:
+            await trio.sleep(args.duration if args.duration is not None else math.inf)
+            nursery.cancel_scope.cancel()
+
+        for value in engine.start(time.time()):
+            send(value)
+        for task in (receive, resend, report, stop_on_signal, stop_after_duration):
+            nursery.start_soon(task)
+
+    elapsed = time.monotonic() - started
+    print(f"total: {engine.total.delivered} values in {elapsed:.1f} s, "
+          f"{engine.total.resent} resent; {engine.total.line(elapsed)}", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.outstanding < 1 or args.value_size < 0:
+        print("kpaxos-client: error: -o must be at least 1 and -v at least 0", file=sys.stderr)
+        return 2
+    return run_program("kpaxos-client", run, args, (SourceError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Options the original programs share: the cluster layout and the learner device."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from kpaxosd.config import ConfigError, default_config, load_config
+from kpaxosd.paxos.cluster import Cluster
+
+DEFAULT_DEVICE = "/dev/kpaxos-learner"
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="the cluster's paxos.conf (default: the built-in loopback cluster)")
+    parser.add_argument("-c", "--chardev-id", type=int, metavar="ID",
+                        help="use the original device path /dev/chardevice/klearnerID "
+                             "(kpaxosd --compat-devices) instead of --learner-device")
+    parser.add_argument("--learner-device", default=DEFAULT_DEVICE, metavar="PATH",
+                        help="the learner device (default: %(default)s)")
+
+
+def learner_device_path(args: argparse.Namespace) -> str:
+    if args.chardev_id is not None:
+        return f"/dev/chardevice/klearner{args.chardev_id}"
+    return str(args.learner_device)
+
+
+def cluster_from_args(args: argparse.Namespace, prog: str) -> Cluster:
+    """The cluster of ``--config``; a bad file ends the program with its message."""
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        raise SystemExit(f"{prog}: error: {exc}") from None
+    return config.cluster
+
+
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The exceptions inside a (possibly nested) exception group."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]
+
+
+def run_program(
+    prog: str,
+    program: Callable[[argparse.Namespace], Awaitable[int]],
+    args: argparse.Namespace,
+    expected: tuple[type[BaseException], ...],
+) -> int:
+    """Run ``program`` under trio; expected errors become one line each and exit 1."""
+    try:
+        return trio.run(program, args)
+    except KeyboardInterrupt:
+        return 0
+    except BaseException as error:  # the last line of defence before the user
+        leaves = leaf_errors(error)
+        if not all(isinstance(leaf, expected) for leaf in leaves):
+            raise
+        for leaf in leaves:
+            print(f"{prog}: error: {leaf}", file=sys.stderr)
+        return 1
