@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import grp
 import logging
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,15 @@ def _mode(text: str) -> int:
     return mode
 
 
+def _group(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no group named {text!r}") from None
+
+
 def _role_id(text: str) -> int:
     try:
         value = int(text)
@@ -101,14 +111,36 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the learner listens for acceptors (default: any, port chosen)")
     devices = parser.add_argument_group("devices (served by a process hosting a learner)")
     devices.add_argument("--no-devices", action="store_true", help="serve no devices")
+    devices.add_argument("--device-backend", choices=["auto", "cuse", "fuse"], default="auto",
+                         help="cuse: real character devices /dev/kpaxos-learner and "
+                              "/dev/kpaxos-client (loads the cuse module if needed); fuse: "
+                              "files in a FUSE mount, linked from those paths; auto: CUSE "
+                              "when the kernel has it, else FUSE, and the log says which "
+                              "and why (default: auto)")
+    devices.add_argument("--device-mode", type=_mode, default=0o660, metavar="MODE",
+                         help="permissions of the devices, octal (default: 0660)")
+    devices.add_argument("--device-group", type=_group, metavar="GROUP",
+                         help="group of the devices, a name or a number (default: the "
+                              "daemon's group)")
+    devices.add_argument("--device-name-prefix", default="", metavar="PREFIX",
+                         help="put PREFIX before every device name, so that a second "
+                              "instance or a test does not collide with the real devices: "
+                              "/dev/PREFIXkpaxos-learner (CUSE) or LINK_DIR/PREFIXkpaxos-"
+                              "learner (FUSE); a PREFIX ending in / makes a folder, e.g. "
+                              "'test/' gives /dev/test/kpaxos-learner (default: none)")
+    devices.add_argument("--compat-devices", action="store_true",
+                         help="also serve the learner as /dev/chardevice/klearnerID, the "
+                              "original Kernel_Paxos path (with the prefix, if any); record "
+                              "mode makes it a drop-in for the original user-space learner")
+    devices.add_argument("--compat-learner-id", type=_role_id, metavar="ID",
+                         help="the ID in /dev/chardevice/klearnerID (default: 0; implies "
+                              "--compat-devices)")
     devices.add_argument("--mount-dir", default="/run/kpaxos", metavar="DIR",
-                         help="where the FUSE mount holding the device files goes "
+                         help="FUSE backend: where the mount holding the device files goes "
                               "(default: %(default)s)")
     devices.add_argument("--link-dir", default="/dev", metavar="DIR",
-                         help="where the kpaxos-learner and kpaxos-client links go "
-                              "(default: %(default)s)")
-    devices.add_argument("--device-mode", type=_mode, default=0o660, metavar="MODE",
-                         help="permissions of the device files, octal (default: 0660)")
+                         help="FUSE backend: where the kpaxos-learner and kpaxos-client "
+                              "links go (default: %(default)s)")
     devices.add_argument("--client-proposer", type=_role_id, default=0, metavar="ID",
                          help="the proposer that /dev/kpaxos-client sends to (default: 0)")
     devices.add_argument("--client-timeout", type=float, default=30.0, metavar="SECONDS",
@@ -154,7 +186,15 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         learner_address=args.learner_address,
         devices=None
         if args.no_devices
-        else DeviceOptions(args.mount_dir, args.link_dir, args.device_mode),
+        else DeviceOptions(
+            mount_dir=args.mount_dir,
+            link_dir=args.link_dir,
+            mode=args.device_mode,
+            backend=args.device_backend,
+            group=args.device_group,
+            name_prefix=args.device_name_prefix,
+            compat_learner_id=_compat_learner_id(args),
+        ),
         client_proposer=args.client_proposer,
         client_timeout=args.client_timeout,
         storage=args.storage or config.storage,
@@ -162,6 +202,12 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         if args.client
         else None,
     )
+
+
+def _compat_learner_id(args: argparse.Namespace) -> int | None:
+    if args.compat_learner_id is not None:
+        return int(args.compat_learner_id)
+    return 0 if args.compat_devices else None
 
 
 def configure_logging(level: str) -> None:

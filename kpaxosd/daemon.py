@@ -8,6 +8,7 @@ import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import trio
 
@@ -33,9 +34,19 @@ class DaemonError(Exception):
 
 @dataclass
 class DeviceOptions:
+    """How the devices are served (see devices.serve_devices)."""
+
     mount_dir: str = "/run/kpaxos"
     link_dir: str = "/dev"
     mode: int = 0o660
+    #: "auto" (CUSE when the kernel has it, else FUSE), "cuse" or "fuse".
+    backend: Literal["auto", "cuse", "fuse"] = "auto"
+    #: The devices' group id; None: the daemon's group.
+    group: int | None = None
+    #: Put before every device name, e.g. for a second instance beside the real one.
+    name_prefix: str = ""
+    #: Also serve the learner as /dev/chardevice/klearner<ID>, the original's path.
+    compat_learner_id: int | None = None
 
 
 @dataclass
@@ -251,9 +262,13 @@ class Daemon:
         await serve_devices(
             self.values,
             self.proposals,
+            backend=options.backend,
+            name_prefix=options.name_prefix,
+            compat_learner_id=options.compat_learner_id,
+            device_mode=options.mode,
+            device_gid=options.group,
             mount_dir=options.mount_dir,
             link_dir=options.link_dir,
-            device_mode=options.mode,
             task_status=task_status,
         )
 

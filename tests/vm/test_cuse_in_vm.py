@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import VECTORS
 from tests.devices.helpers import IN_VM_ENV
 from tests.vm.runner import run_in_vm
 
@@ -61,6 +62,7 @@ set -u
 cd {REPO}
 echo "guest kernel: $(uname -r)"
 export {IN_VM_ENV}=1 PYTHONDONTWRITEBYTECODE=1 TMPDIR=/tmp
+export KPAXOS_VECTORS={VECTORS}
 # The shared root is read-only: pytest's cache and temporary files go to the guest's /tmp.
 {sys.executable} -m pytest -p no:cacheprovider --basetemp=/tmp/kpaxos-pytest -v -rA \\
     --junitxml={results}/junit.xml {SUITE} > {results}/pytest.log 2>&1

@@ -1,0 +1,109 @@
+"""The devices of a real kpaxosd process: started, used and stopped as an operator would.
+
+Parametrized over the doors like the behaviour suite (``cuse`` runs in the test VM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kpaxosd.cli import build_parser, spec_from_args
+from kpaxosd.config import default_config
+from kpaxosd.daemon import DeviceOptions
+from tests.devices.helpers import fresh_name_prefix
+from tests.integration.harness import (
+    KPAXOSD,
+    Cluster,
+    cluster,
+    loopback_config,
+    mounted,
+    read_lines,
+)
+
+pytestmark = pytest.mark.root
+
+
+def device_args(door: str, tmp_path: Path, running: Cluster) -> tuple[list[str], Path]:
+    """kpaxosd's device options for ``door``, and the folder the devices appear in."""
+    if door == "cuse":
+        prefix = fresh_name_prefix()
+        return ["--device-backend", "cuse", "--device-name-prefix", prefix], Path("/dev", prefix)
+    mount_dir, link_dir = tmp_path / "mnt", tmp_path / "links"
+    running.mounts.append(mount_dir)  # detached at the end whatever happens
+    return ["--device-backend", "fuse", "--mount-dir", str(mount_dir),
+            "--link-dir", str(link_dir)], link_dir
+
+
+def test_sigterm_ends_a_blocked_reader_and_removes_the_devices(door: str,
+                                                               tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        args, folder = device_args(door, tmp_path, running)
+        daemon = running.start("kpaxosd", "-c", str(config), "--compat-devices", *args)
+        learner, client = folder / "kpaxos-learner", folder / "kpaxos-client"
+        compat = folder / "chardevice" / "klearner0"
+        written = subprocess.run(["bash", "-c", f'echo decided > "{client}"'],
+                                 capture_output=True, timeout=30, check=False)
+        assert written.returncode == 0, written.stderr
+        cat = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE)
+        assert read_lines(cat.stdout, 1, timeout=30) == [b"decided"]
+        assert cat.poll() is None  # blocked in read, waiting for the next value
+
+        assert daemon.stop(signal.SIGTERM) == 0
+        assert cat.wait(10) is not None
+        for path in (learner, client, compat):
+            assert not os.path.lexists(path), path
+        assert not mounted(tmp_path / "mnt")
+        chosen = "CUSE, because /dev/cuse opened" if door == "cuse" else "FUSE, as asked"
+        assert f"devices: {chosen}" in daemon.log
+
+
+@pytest.mark.cuse
+def test_auto_serves_the_real_names_as_character_devices(tmp_path: Path) -> None:
+    # Only in the test VM: these are the real names, which nothing else there uses.
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        daemon = running.start("kpaxosd", "-c", str(config), "--device-group", "4242",
+                               "--compat-devices")
+        assert "devices: CUSE, because /dev/cuse opened" in daemon.log
+        check = subprocess.run(
+            ["sh", "-c", "test -c /dev/kpaxos-learner && test -c /dev/kpaxos-client && "
+                         "test -c /dev/chardevice/klearner0 && "
+                         "stat -c '%a %g' /dev/kpaxos-learner /dev/kpaxos-client"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert check.returncode == 0, check.stderr
+        assert check.stdout.split("\n")[:2] == ["660 4242", "660 4242"]
+        assert daemon.stop(signal.SIGTERM) == 0
+        assert not os.path.lexists("/dev/kpaxos-learner")
+        assert not os.path.lexists("/dev/chardevice")
+
+
+def test_device_options_from_the_command_line() -> None:
+    def options(*argv: str) -> DeviceOptions | None:
+        return spec_from_args(build_parser().parse_args(argv), default_config()).devices
+
+    assert options() == DeviceOptions()
+    assert options("--no-devices") is None
+    assert options("--device-backend", "cuse", "--device-mode", "0640", "--device-group", "root",
+                   "--device-name-prefix", "test/", "--compat-devices") == DeviceOptions(
+        mode=0o640, backend="cuse", group=0, name_prefix="test/", compat_learner_id=0)
+    assert options("--compat-learner-id", "3").compat_learner_id == 3  # type: ignore[union-attr]
+    with pytest.raises(SystemExit):
+        options("--device-group", "no-such-group-here")
+
+
+def test_a_bad_name_prefix_is_one_clear_line(tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    done = subprocess.run([KPAXOSD, "-c", str(config), "--device-backend", "fuse",
+                           "--mount-dir", str(tmp_path / "mnt"), "--link-dir", str(tmp_path),
+                           "--device-name-prefix", "../"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "'../kpaxos-learner' cannot be a device name" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not mounted(tmp_path / "mnt")
