@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
-    cluster = cluster_from_args(args, "kpaxos-client")
+    cluster, seal = cluster_from_args(args, "kpaxos-client")
     proposers = cluster.proposers
     if args.proposer_id not in proposers:
         raise SourceError(f"the configuration has no proposer {args.proposer_id}")
@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
     def send(value: bytes) -> None:
         # A datagram that cannot go is resent after a second, like any other loss.
         with contextlib.suppress(OSError):
-            sock.sendto(encode(ClientValue(value)), proposer)
+            sock.sendto(seal(encode(ClientValue(value))), proposer)
 
     records: AsyncIterator[bytes]
     if args.learner_server:

@@ -85,7 +85,7 @@ class Forwarder:
 
 
 async def run(args: argparse.Namespace) -> int:
-    cluster = cluster_from_args(args, "kpaxos-learner")
+    cluster, seal = cluster_from_args(args, "kpaxos-learner")
     record_value_size = CLIENT_VALUE_HEADER_SIZE + args.value_size
     fd = open_record_device(learner_device_path(args), record_value_size)
     trim_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,7 +109,7 @@ async def run(args: argparse.Namespace) -> int:
                         forwarder.clients.pop(stream, None)
                 delivered += 1
                 if args.trim and delivered % args.trim == 0:
-                    datagram = encode(Trim(iid))
+                    datagram = seal(encode(Trim(iid)))
                     for acceptor in cluster.acceptors.values():
                         with contextlib.suppress(OSError):
                             trim_sock.sendto(datagram, acceptor)

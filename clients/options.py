@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
 
+from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import ConfigError, default_config, load_config
 from kpaxosd.paxos.cluster import Cluster
 
 DEFAULT_DEVICE = "/dev/kpaxos-learner"
+
+#: Turns a datagram into what goes on the wire (adds the authentication trailer).
+Sealer = Callable[[bytes], bytes]
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +27,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                              "(kpaxosd --compat-devices) instead of --learner-device")
     parser.add_argument("--learner-device", default=DEFAULT_DEVICE, metavar="PATH",
                         help="the learner device (default: %(default)s)")
+    parser.add_argument("--auth-key-file", metavar="FILE",
+                        help="the cluster's key, when its datagrams are authenticated "
+                             "(default: the configuration's auth-key-file, else none)")
 
 
 def learner_device_path(args: argparse.Namespace) -> str:
@@ -30,13 +38,22 @@ def learner_device_path(args: argparse.Namespace) -> str:
     return str(args.learner_device)
 
 
-def cluster_from_args(args: argparse.Namespace, prog: str) -> Cluster:
-    """The cluster of ``--config``; a bad file ends the program with its message."""
+def cluster_from_args(args: argparse.Namespace, prog: str) -> tuple[Cluster, Sealer]:
+    """The cluster of ``--config`` and how to seal datagrams for it.
+
+    A bad configuration or key file ends the program with its message.
+    """
     try:
         config = load_config(args.config) if args.config else default_config()
-    except ConfigError as exc:
+        key_file = args.auth_key_file or config.auth_key_file
+        auth = None if key_file is None else Authenticator(load_key(key_file))
+    except (ConfigError, AuthKeyError) as exc:
         raise SystemExit(f"{prog}: error: {exc}") from None
-    return config.cluster
+
+    def seal(datagram: bytes) -> bytes:
+        return datagram if auth is None else auth.seal(datagram, time.time())
+
+    return config.cluster, seal
 
 
 def leaf_errors(error: BaseException) -> list[BaseException]:

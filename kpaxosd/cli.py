@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--storage", metavar="DIR",
                        help="keep acceptor state durably in LMDB under DIR/acceptor-ID "
                             "(default: the configuration's storage, else in memory)")
+    roles.add_argument("--auth-key-file", metavar="FILE",
+                       help="authenticate every datagram with the key in FILE (mode 0600, at "
+                            "least 16 bytes); every node of the cluster needs the same key "
+                            "(default: the configuration's auth-key-file, else none: the "
+                            "original wire format)")
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
                        default=("0.0.0.0", 0),
                        help="where the learner listens for acceptors (default: any, port chosen)")
@@ -198,6 +203,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         client_proposer=args.client_proposer,
         client_timeout=args.client_timeout,
         storage=args.storage or config.storage,
+        auth_key_file=args.auth_key_file or config.auth_key_file,
         kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
         if args.client
         else None,

@@ -10,6 +10,7 @@ One directive a line, ``#`` starts a comment::
     proposer-timeout 1
     proposer-preexec-window 128
     storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
+    auth-key-file /etc/kpaxos/key  # ours: every datagram carries a keyed MAC
 
 Options libpaxos knows but kpaxos has no use for (its LMDB and TCP knobs) are
 accepted and reported, so an existing file keeps working.
@@ -58,6 +59,8 @@ class Config:
     verbosity: str = "info"
     #: Directory of the durable acceptor stores; None keeps acceptors in memory.
     storage: str | None = None
+    #: File holding the key that authenticates every datagram; None: the original wire.
+    auth_key_file: str | None = None
     source: str = "<built-in>"
     #: Lines that were accepted but have no effect, as (line, text), for the log.
     ignored: tuple[tuple[int, str], ...] = field(default=())
@@ -130,6 +133,7 @@ def _parse_verbosity(word: str) -> str:
 _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "verbosity": ("verbosity", _parse_verbosity),
     "storage": ("storage", str),
+    "auth-key-file": ("auth_key_file", str),
     "learner-catch-up": ("learner_catch_up", _parse_bool),
     "proposer-timeout": ("proposer_timeout", _parse_seconds),
     "proposer-preexec-window": ("preexec_window", _parse_window),
@@ -218,6 +222,7 @@ class _Parser:
         self.check_ids("proposer", self.proposers)
         verbosity = str(self.settings.pop("verbosity", "info"))
         storage = self.settings.pop("storage", None)
+        auth_key_file = self.settings.pop("auth_key_file", None)
         try:
             cluster = Cluster(
                 acceptors={i: a for i, (a, _) in sorted(self.acceptors.items())},
@@ -231,6 +236,7 @@ class _Parser:
             options=options,
             verbosity=verbosity,
             storage=None if storage is None else str(storage),
+            auth_key_file=None if auth_key_file is None else str(auth_key_file),
             source=self.source,
             ignored=tuple(self.ignored),
         )

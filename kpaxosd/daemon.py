@@ -12,6 +12,8 @@ from typing import Literal
 
 import trio
 
+from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
+from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
 from kpaxosd.endpoint import UdpEndpoint, open_udp_socket
 from kpaxosd.kclient import KClient
@@ -74,6 +76,8 @@ class DaemonSpec:
     kclient: KClientOptions | None = None
     #: Directory of the durable acceptor stores (one LMDB environment per acceptor).
     storage: str | None = None
+    #: The key file that turns on datagram authentication (None: the original wire).
+    auth_key_file: str | None = None
 
 
 @dataclass
@@ -143,6 +147,13 @@ class Daemon:
         """Open every socket, so that address conflicts show before anything runs."""
         spec = self.spec
         seed_source = random.SystemRandom()
+        auth = None
+        if spec.auth_key_file is not None:
+            try:
+                auth = Authenticator(load_key(spec.auth_key_file))
+            except AuthKeyError as exc:
+                raise DaemonError(str(exc)) from None
+            log.info("every datagram is authenticated with the key in %s", spec.auth_key_file)
         now = trio.current_time()
         for plan in plan_endpoints(spec):
             try:
@@ -171,6 +182,7 @@ class Daemon:
                 sock,
                 on_deliver=self._deliver if plan.learner else None,
                 store=store,
+                auth=auth,
                 name=plan.describe(),
             )
             self.endpoints.append(endpoint)
@@ -189,6 +201,7 @@ class Daemon:
                 proposers[spec.client_proposer],
                 client_id=seed_source.getrandbits(63),
                 timeout=spec.client_timeout,
+                overhead=0 if auth is None else AUTH_TRAILER_SIZE,
             )
             if spec.kclient is not None:
                 if spec.kclient.proposer_id not in proposers:

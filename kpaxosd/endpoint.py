@@ -12,11 +12,13 @@ import contextlib
 import logging
 import math
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
+from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver, Persist, Send
 from kpaxosd.paxos.node import Node
@@ -35,6 +37,7 @@ class EndpointCounters:
     datagrams_in: int = 0
     datagrams_out: int = 0
     malformed: int = 0
+    unauthenticated: int = 0
     send_failures: int = 0
 
 
@@ -67,12 +70,14 @@ class UdpEndpoint:
         *,
         on_deliver: Callable[[Deliver], None] | None = None,
         store: AcceptorStore | None = None,
+        auth: Authenticator | None = None,
         name: str = "endpoint",
     ) -> None:
         self.node = node
         self.sock = sock
         self.name = name
         self.store = store
+        self.auth = auth
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
 
@@ -83,6 +88,8 @@ class UdpEndpoint:
 
     def send_datagram(self, data: bytes, dest: Address) -> None:
         """Send raw bytes from this endpoint's socket; loss is UDP's, never an error."""
+        if self.auth is not None:
+            data = self.auth.seal(data, time.time())
         try:
             self.sock.sendto(data, dest)
             self.counters.datagrams_out += 1
@@ -110,7 +117,8 @@ class UdpEndpoint:
                 self._on_deliver(effect)
 
     def _drain(self, now: float) -> None:
-        node, sock, counters = self.node, self.sock, self.counters
+        node, sock, counters, auth = self.node, self.sock, self.counters, self.auth
+        wall_clock = time.time() if auth is not None else 0.0
         for _ in range(DRAIN_LIMIT):
             try:
                 data, src = sock.recvfrom(65535)
@@ -121,6 +129,14 @@ class UdpEndpoint:
                 log.debug("%s: receive error %s", self.name, exc)
                 continue
             counters.datagrams_in += 1
+            if auth is not None:
+                try:
+                    data = auth.open_untrusted(data, wall_clock)
+                except AuthError as exc:
+                    counters.unauthenticated += 1
+                    log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src,
+                              exc.reason)
+                    continue
             try:
                 msg = decode_untrusted(data)
             except WireError as exc:

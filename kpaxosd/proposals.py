@@ -41,19 +41,22 @@ class ClientProposals:
         *,
         timeout: float = 30.0,
         resend_interval: float = 1.0,
+        overhead: int = 0,
     ) -> None:
         self._send = send
         self._proposer = proposer
         self._client_id = client_id
         self._timeout = timeout
         self._resend_interval = resend_interval
+        # Bytes the transport adds to every datagram (the authentication trailer).
+        self._overhead = overhead
         self._next_seq = 1
         self._waiting: dict[Origin, _Waiter] = {}
         self._stopping = False
 
     @property
     def max_value_size(self) -> int:
-        return MAX_VALUE_SIZE - ENVELOPE_OVERHEAD
+        return MAX_VALUE_SIZE - ENVELOPE_OVERHEAD - self._overhead
 
     @property
     def outstanding(self) -> int:

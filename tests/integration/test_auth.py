@@ -1,0 +1,66 @@
+"""Authenticated clusters: strangers' and replayed datagrams are never decided."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from kpaxosd.auth import Authenticator
+from tests.integration.harness import KPAXOSD, cluster, loopback_config, read_until
+from wire import ClientValue, encode
+
+KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def proposer_of(config: Path) -> tuple[str, int]:
+    for words in (line.split() for line in config.read_text().splitlines()):
+        if words[:2] == ["proposer", "0"]:
+            return words[2], int(words[3])
+    raise AssertionError("no proposer 0")
+
+
+def test_only_authenticated_datagrams_are_decided_and_only_once(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    key_file.chmod(0o600)
+    config = loopback_config(tmp_path / "paxos.conf")
+    proposer = proposer_of(config)
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        node = running.start("node", "-c", str(config), "--auth-key-file", str(key_file),
+                             *device_args)
+        cat = running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=subprocess.PIPE)
+        client = link_dir / "kpaxos-client"
+
+        def echo(text: str) -> None:
+            subprocess.run(["bash", "-c", f"echo {text} > {client}"], check=True, timeout=60)
+
+        echo("first")
+        assert read_until(cat.stdout, b"first\n", timeout=30) == b"first\n"
+
+        sealed = Authenticator(KEY).seal(encode(ClientValue(b"signed\n")), time.time())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(encode(ClientValue(b"stranger\n")), proposer)
+            sock.sendto(sealed, proposer)
+            sock.sendto(sealed, proposer)  # an attacker's replay
+        time.sleep(0.5)
+        echo("last")
+        seen = read_until(cat.stdout, b"last\n", timeout=30)
+        assert seen.count(b"signed\n") == 1, seen
+        assert b"stranger" not in seen
+        assert "dropped a datagram" in node.log
+
+
+def test_a_key_file_others_may_read_stops_the_daemon(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    os.chmod(key_file, 0o644)
+    config = loopback_config(tmp_path / "paxos.conf")
+    done = subprocess.run([KPAXOSD, "-c", str(config), "--acceptor", "0", "--auth-key-file",
+                           str(key_file)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f"the key file {key_file} has mode 0644: others may read it" in done.stderr
+    assert "Traceback" not in done.stderr
