@@ -31,6 +31,8 @@ class DeviceInfo:
             (``/dev/chardevice/klearner0``), if asked for.
         mount_dir: the FUSE mount, or None.
         statistics: the protocol engine's counters, for tests and diagnostics.
+        reader_lags: how many delivered values each open learner reader has yet to
+            read (for metrics).
     """
 
     door: str
@@ -41,3 +43,4 @@ class DeviceInfo:
     compat_learner: str | None
     mount_dir: str | None
     statistics: Callable[[], EngineStatistics] = field(repr=False, compare=False)
+    reader_lags: Callable[[], list[int]] = field(default=list, repr=False, compare=False)

@@ -84,6 +84,11 @@ class LearnerDevice:
     def open_readers(self) -> int:
         return len(self._handles)
 
+    def reader_lags(self) -> list[int]:
+        """How many delivered values each open reader has not read yet."""
+        next_index = self._log.next_index
+        return [next_index - handle.position for handle in self._handles]
+
     async def wait_readers_done(self) -> None:
         """Return once no reader can still drain: the log is open (nothing will end
         their stream) or every reader has closed its handle."""
@@ -116,6 +121,11 @@ class LearnerHandle:
     @property
     def mode(self) -> ReadMode:
         return self._mode
+
+    @property
+    def position(self) -> int:
+        """The log position this reader reads next."""
+        return self._index
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
         if self._mode is ReadMode.RECORD and size < RECORD_HEADER_SIZE + self._value_size:

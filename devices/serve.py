@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -131,6 +132,7 @@ async def serve_devices(
             check_device_name(name_prefix + name)
     learner = LearnerDevice(log)
     client = ClientDevice(proposals)
+    task_status = _AddReaderLags(task_status, learner)
     if await choose_backend(backend, cuse_device=cuse_device) == "cuse":
         devices = [CuseDevice(name_prefix + LEARNER_DEVICE, learner),
                    CuseDevice(name_prefix + CLIENT_DEVICE, client)]
@@ -144,3 +146,15 @@ async def serve_devices(
                          device_mode=device_mode, device_gid=device_gid,
                          name_prefix=name_prefix, compat_learner=compat,
                          drain=learner.wait_readers_done, task_status=task_status)
+
+
+class _AddReaderLags:
+    """Hands the door's DeviceInfo on with the learner's reader lags attached."""
+
+    def __init__(self, outer: trio.TaskStatus[DeviceInfo], learner: LearnerDevice) -> None:
+        self._outer = outer
+        self._learner = learner
+
+    def started(self, value: DeviceInfo | None = None) -> None:
+        assert value is not None, "the doors always report their DeviceInfo"
+        self._outer.started(dataclasses.replace(value, reader_lags=self._learner.reader_lags))

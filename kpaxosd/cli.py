@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="payload bytes of each client value (default: 64)")
     kclient.add_argument("--proposer-id", type=_role_id, default=0, metavar="ID",
                          help="the proposer the client sends to (default: 0)")
+    parser.add_argument("--metrics", metavar="HOST:PORT", type=_address,
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    parser.add_argument("--retain", type=int, default=1_000_000, metavar="N",
+                        help="delivered values kept for readers of the learner device; a "
+                             "reader further behind gets an error (EPIPE) and continues from "
+                             "the oldest kept (default: 1000000)")
     parser.add_argument("-v", "--verbosity", choices=sorted(LOG_LEVELS),
                         help="log level; overrides the configuration's verbosity (default: info)")
     return parser
@@ -204,6 +210,8 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         client_timeout=args.client_timeout,
         storage=args.storage or config.storage,
         auth_key_file=args.auth_key_file or config.auth_key_file,
+        metrics=args.metrics,
+        retain=args.retain,
         kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
         if args.client
         else None,
@@ -240,6 +248,8 @@ def _expected_errors(group: BaseException) -> list[BaseException]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.retain < 1:
+        parser.error("--retain must be at least 1")
     if args.outstanding < 1:
         parser.error("--outstanding must be at least 1")
     if not 0 <= args.value_size <= MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE:

@@ -8,7 +8,7 @@ import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -17,12 +17,16 @@ from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
 from kpaxosd.endpoint import UdpEndpoint, open_udp_socket
 from kpaxosd.kclient import KClient
+from kpaxosd.metrics import make_registry, serve_metrics
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver
 from kpaxosd.paxos.node import Node
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.storage import AcceptorStore
 from kpaxosd.valuelog import ValueLog
+
+if TYPE_CHECKING:
+    from devices import DeviceInfo
 
 log = logging.getLogger("kpaxos")
 
@@ -78,6 +82,18 @@ class DaemonSpec:
     storage: str | None = None
     #: The key file that turns on datagram authentication (None: the original wire).
     auth_key_file: str | None = None
+    #: Where to serve Prometheus metrics, (host, port); None: nowhere.
+    metrics: Address | None = None
+    #: Delivered values kept for device readers; older ones are forgotten.
+    retain: int = 1_000_000
+
+
+@dataclass
+class DecidedCounters:
+    instances: int = 0
+    values: int = 0
+    bytes: int = 0
+    last_iid: int = 0
 
 
 @dataclass
@@ -141,6 +157,9 @@ class Daemon:
         self.proposals: ClientProposals | None = None
         self.learner_endpoint: UdpEndpoint | None = None
         self.kclient: KClient | None = None
+        self.decided = DecidedCounters()
+        self.device_info: DeviceInfo | None = None
+        self.registry, self.latency = make_registry(self)
         self._stack = ExitStack()
 
     def bind(self) -> None:
@@ -202,6 +221,7 @@ class Daemon:
                 client_id=seed_source.getrandbits(63),
                 timeout=spec.client_timeout,
                 overhead=0 if auth is None else AUTH_TRAILER_SIZE,
+                observe_latency=self.latency.observe,
             )
             if spec.kclient is not None:
                 if spec.kclient.proposer_id not in proposers:
@@ -231,7 +251,16 @@ class Daemon:
 
     def _deliver(self, effect: Deliver) -> None:
         log.debug("instance %d decided %d bytes", effect.iid, len(effect.value))
-        self.values.append(effect.iid, effect.value)
+        decided = self.decided
+        if effect.iid != decided.last_iid:
+            decided.instances += 1
+            decided.last_iid = effect.iid
+        decided.values += 1
+        decided.bytes += len(effect.value)
+        values = self.values
+        values.append(effect.iid, effect.value)
+        if values.next_index - values.first_index > self.spec.retain:
+            values.trim_before(values.next_index - self.spec.retain)
         if self.proposals is not None:
             self.proposals.decided(effect.iid, effect.origin)
         if self.kclient is not None:
@@ -244,7 +273,10 @@ class Daemon:
                 for endpoint in self.endpoints:
                     nursery.start_soon(endpoint.run)
                 if self.spec.devices is not None and self.proposals is not None:
-                    await nursery.start(self._serve_devices, self.spec.devices)
+                    self.device_info = await nursery.start(self._serve_devices, self.spec.devices)
+                if self.spec.metrics is not None:
+                    host, port = self.spec.metrics
+                    await nursery.start(serve_metrics, self.registry, host, port)
                 if self.kclient is not None:
                     nursery.start_soon(self.kclient.run)
                 log.info("kpaxosd ready")
@@ -267,7 +299,7 @@ class Daemon:
         await trio.sleep(SHUTDOWN_GRACE)
 
     async def _serve_devices(
-        self, options: DeviceOptions, *, task_status: trio.TaskStatus[None]
+        self, options: DeviceOptions, *, task_status: trio.TaskStatus[DeviceInfo]
     ) -> None:
         from devices import serve_devices
 

@@ -8,6 +8,7 @@ out what it asked for in order.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -23,7 +24,7 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver, Persist, Send
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
-from wire import WireError, decode_untrusted, encode
+from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
 
 log = logging.getLogger("kpaxos.udp")
 
@@ -78,6 +79,8 @@ class UdpEndpoint:
         self.name = name
         self.store = store
         self.auth = auth
+        #: Messages sent, by type name (for metrics).
+        self.sent_by_type: collections.Counter[str] = collections.Counter()
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
 
@@ -113,6 +116,7 @@ class UdpEndpoint:
         for effect in effects:
             if isinstance(effect, Send):
                 self.send_datagram(encode(effect.msg), effect.dest)
+                self.sent_by_type[MESSAGE_TYPES[type(effect.msg)].name] += 1
             elif isinstance(effect, Deliver) and self._on_deliver is not None:
                 self._on_deliver(effect)
 

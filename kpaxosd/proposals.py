@@ -42,6 +42,7 @@ class ClientProposals:
         timeout: float = 30.0,
         resend_interval: float = 1.0,
         overhead: int = 0,
+        observe_latency: Callable[[float], None] | None = None,
     ) -> None:
         self._send = send
         self._proposer = proposer
@@ -50,6 +51,7 @@ class ClientProposals:
         self._resend_interval = resend_interval
         # Bytes the transport adds to every datagram (the authentication trailer).
         self._overhead = overhead
+        self._observe_latency = observe_latency
         self._next_seq = 1
         self._waiting: dict[Origin, _Waiter] = {}
         self._stopping = False
@@ -74,6 +76,7 @@ class ClientProposals:
         datagram = encode(ClientValue(wrap(*origin, value)))
         waiter = _Waiter()
         self._waiting[origin] = waiter
+        started = trio.current_time()
         try:
             with trio.move_on_after(self._timeout if self._timeout > 0 else math.inf):
                 while True:
@@ -89,6 +92,8 @@ class ClientProposals:
             if self._stopping:
                 raise NodeStopping("the node stopped before the value was decided")
             raise ProposalTimeout(f"no decision within {self._timeout:g} s")
+        if self._observe_latency is not None:
+            self._observe_latency(trio.current_time() - started)
         return waiter.iid
 
     def decided(self, iid: int, origin: Origin | None) -> None:

@@ -83,7 +83,7 @@ class AcceptorStore:
         cursor = txn.cursor(db=self._records)
         if not cursor.first():
             return
-        while cursor.key() and iid_of_key(cursor.key()) <= trim_iid:
+        while cursor.key() and iid_of_key(bytes(cursor.key())) <= trim_iid:
             if not cursor.delete():
                 break
 

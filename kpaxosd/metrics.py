@@ -1,0 +1,152 @@
+"""Prometheus metrics of a running daemon, served over HTTP from the trio loop.
+
+Everything is read at scrape time from counters the daemon keeps anyway (the core's
+statistics, the endpoints' counters, the devices' readers), so the hot path pays
+nothing for metrics. Serving from the trio loop, not from prometheus_client's thread,
+means a scrape never reads state while the loop changes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from kpaxosd.daemon import Daemon
+
+log = logging.getLogger("kpaxos.metrics")
+
+#: Seconds from a write to /dev/kpaxos-client until its value is decided.
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+                   1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class DaemonCollector(Collector):
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self._daemon
+        decided = daemon.decided
+        yield _counter("kpaxos_decided_instances", "Instances the learner delivered.",
+                       decided.instances)
+        yield _counter("kpaxos_decided_values", "Values the learner delivered.", decided.values)
+        yield _counter("kpaxos_decided_bytes", "Bytes of the values the learner delivered.",
+                       decided.bytes)
+
+        received = CounterMetricFamily("kpaxos_messages_received",
+                                       "Paxos messages handed to a role, by type.",
+                                       labels=["role", "type"])
+        sent = CounterMetricFamily("kpaxos_messages_sent", "Paxos messages sent, by type.",
+                                   labels=["role", "type"])
+        datagrams = CounterMetricFamily(
+            "kpaxos_datagrams_dropped",
+            "Datagrams dropped: malformed, unauthenticated (missing or wrong MAC, stale, "
+            "replayed), ignored by the protocol (junk for the roles hosted), or not sent.",
+            labels=["role", "reason"],
+        )
+        retries = CounterMetricFamily("kpaxos_proposer_retries",
+                                      "Instances retried after the proposer timeout.",
+                                      labels=["role"])
+        preemptions = CounterMetricFamily("kpaxos_proposer_preemptions",
+                                          "Instances preempted by a higher ballot.",
+                                          labels=["role"])
+        duplicates = CounterMetricFamily("kpaxos_duplicates_suppressed",
+                                         "Decided values not delivered again (same origin).",
+                                         labels=["role"])
+        queued = GaugeMetricFamily("kpaxos_proposer_queued_values",
+                                   "Client values waiting at the proposer.", labels=["role"])
+        for endpoint in daemon.endpoints:
+            role = endpoint.name
+            stats = endpoint.node.statistics()
+            for kind, count in stats.received.items():
+                received.add_metric([role, kind.name], count)
+            for kind_name, count in endpoint.sent_by_type.items():
+                sent.add_metric([role, kind_name], count)
+            counters = endpoint.counters
+            for reason, count in (("malformed", counters.malformed),
+                                  ("unauthenticated", counters.unauthenticated),
+                                  ("ignored", stats.dropped),
+                                  ("send_failed", counters.send_failures)):
+                datagrams.add_metric([role, reason], count)
+            retries.add_metric([role], stats.proposer_retries)
+            preemptions.add_metric([role], stats.preemptions)
+            duplicates.add_metric([role], stats.duplicates)
+            queued.add_metric([role], stats.queued_values)
+        yield from (received, sent, datagrams, retries, preemptions, duplicates, queued)
+
+        lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []
+        yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",
+                                value=len(lags))
+        yield GaugeMetricFamily("kpaxos_device_reader_lag_max",
+                                "Delivered values the furthest-behind reader has not read.",
+                                value=max(lags, default=0))
+        yield GaugeMetricFamily("kpaxos_device_reader_lag_total",
+                                "Delivered values not yet read, summed over readers.",
+                                value=sum(lags))
+
+
+def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def make_registry(daemon: Daemon) -> tuple[CollectorRegistry, Histogram]:
+    """A registry with the daemon's metrics, and the decision latency histogram."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(daemon))
+    latency = Histogram(
+        "kpaxos_decision_latency_seconds",
+        "Time from a write to /dev/kpaxos-client until its value was decided.",
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    return registry, latency
+
+
+async def _answer(registry: CollectorRegistry, stream: trio.SocketStream) -> None:
+    """One HTTP/1.0 exchange: GET /metrics gets the exposition, anything else 404."""
+    try:
+        request = b""
+        with trio.move_on_after(5):
+            while b"\r\n\r\n" not in request and len(request) < 8192:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                request += chunk
+        words = request.split(b"\r\n", 1)[0].split()
+        if len(words) >= 2 and words[0] == b"GET" and words[1].split(b"?")[0] == b"/metrics":
+            status, content_type, body = b"200 OK", CONTENT_TYPE_LATEST.encode(), generate_latest(
+                registry
+            )
+        else:
+            status, content_type, body = b"404 Not Found", b"text/plain", b"try /metrics\n"
+        await stream.send_all(
+            b"HTTP/1.0 " + status + b"\r\nContent-Type: " + content_type
+            + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        await stream.aclose()
+
+
+async def serve_metrics(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    address = listeners[0].socket.getsockname()
+    log.info("metrics at http://%s:%d/metrics", address[0], address[1])
+    task_status.started()
+    await trio.serve_listeners(partial(_answer, registry), listeners)
