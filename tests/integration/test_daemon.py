@@ -168,3 +168,15 @@ def test_the_kclient_role_keeps_values_in_flight_and_reports_each_second(tmp_pat
             assert high < 10_000_000  # a decision takes less than 10 s here
         assert kclient.stop(signal.SIGINT) == 0
         assert re.search(r"^total: \d+ values", kclient.log, re.MULTILINE)
+
+
+def test_the_learner_keeps_only_the_last_retain_values_for_new_readers(tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("node", "-c", str(config), "--retain", "3", *device_args)
+        for i in range(5):
+            done = run_shell(f"echo kept-{i} > {link_dir / 'kpaxos-client'}")
+            assert done.returncode == 0, done.stderr
+        late = running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=subprocess.PIPE)
+        assert read_lines(late.stdout, 3, timeout=30) == [b"kept-2", b"kept-3", b"kept-4"]
