@@ -6,6 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# No per-example deadline: the machines are small and shared, and a slow example is
+# not a wrong one. "fuzz" is the longer hunt: pytest --hypothesis-profile=fuzz tests/fuzz
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "fuzz", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = Path(os.environ.get("KPAXOS_VECTORS", REPO.parent / "shared" / "vectors"))

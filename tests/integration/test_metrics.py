@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.integration.harness import cluster, free_tcp_port, loopback_config, read_lines
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        assert answer.status == 200
-        text = answer.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
-        if match:
-            samples[match.group(1)] = float(match.group(2))
-    return samples
+from tests.integration.harness import (
+    cluster,
+    free_tcp_port,
+    loopback_config,
+    read_lines,
+    scrape,
+)
 
 
 def test_metrics_are_scraped_during_a_run(tmp_path: Path) -> None:
