@@ -14,9 +14,10 @@ say() { printf 'run.sh: %s\n' "$*" >&2; }
 # Debian packages: python with venv; a C compiler and the kernel's headers for the
 # FUSE ABI size checks; fuse3 for /dev/fuse; kmod, procps and iproute2 for tests;
 # qemu, Debian's kernel (CUSE as a module) and busybox (virtme-ng's initramfs) for the
-# tests that boot a VM to test the CUSE devices (tests/vm).
+# tests that boot a VM to test the CUSE devices (tests/vm); systemd for checking the
+# unit files (systemd-analyze verify).
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev fuse3 kmod procps iproute2
-          qemu-system-x86 linux-image-amd64 busybox-static)
+          qemu-system-x86 linux-image-amd64 busybox-static systemd)
 
 install_packages() {
     local missing=()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import grp
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -224,12 +225,34 @@ def _compat_learner_id(args: argparse.Namespace) -> int | None:
     return 0 if args.compat_devices else None
 
 
+class JournalFormatter(logging.Formatter):
+    """Lines for journald: a syslog priority prefix, no timestamp (the journal adds
+    one), so ``journalctl -p err`` finds the errors."""
+
+    PRIORITIES = {
+        logging.CRITICAL: 2,
+        logging.ERROR: 3,
+        logging.WARNING: 4,
+        logging.INFO: 6,
+        logging.DEBUG: 7,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return f"<{priority}>{record.name}: {super().format(record)}"
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=LOG_LEVELS[level],
-        format="%(asctime)s kpaxosd %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):  # set by systemd when stderr is the journal
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s kpaxosd %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LOG_LEVELS[level])
 
 
 def _expected_errors(group: BaseException) -> list[BaseException]:
