@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import trio
 
-from clients.engine import ClientEngine
+from clients.engine import ClientEngine, total_line
 from clients.options import (
     add_common_options,
     cluster_from_args,
@@ -153,8 +153,7 @@ async def run(args: argparse.Namespace) -> int:
             nursery.start_soon(task)
 
     elapsed = time.monotonic() - started
-    print(f"total: {engine.total.delivered} values in {elapsed:.1f} s, "
-          f"{engine.total.resent} resent; {engine.total.line(elapsed)}", flush=True)
+    print(total_line(engine.total, elapsed), flush=True)
     return 0
 
 

@@ -55,6 +55,12 @@ class Interval:
         )
 
 
+def total_line(total: Interval, seconds: float) -> str:
+    """The closing line of a run (kpaxos-client and the kclient role print the same)."""
+    return (f"total: {total.delivered} values in {seconds:.1f} s, {total.resent} resent; "
+            f"{total.line(seconds)}")
+
+
 def percentile(ordered: list[float], pct: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     if not ordered:

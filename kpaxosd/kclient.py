@@ -16,7 +16,7 @@ from typing import TextIO
 
 import trio
 
-from clients.engine import ClientEngine
+from clients.engine import ClientEngine, total_line
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver
 from wire import ClientValue, encode
@@ -61,7 +61,7 @@ class KClient:
         engine = self.engine
         for value in engine.start(time.time()):
             self._propose(value)
-        last = time.monotonic()
+        started = last = time.monotonic()
         next_report = trio.current_time() + 1
         try:
             while True:
@@ -74,6 +74,5 @@ class KClient:
                     print(engine.take_interval().line(now - last), file=self._out, flush=True)
                     last, next_report = now, next_report + 1
         finally:
-            total = engine.total
-            print(f"total: {total.delivered} values, {total.resent} resent", file=self._out,
+            print(total_line(engine.total, time.monotonic() - started), file=self._out,
                   flush=True)

@@ -1,0 +1,271 @@
+"""``kpaxos-bench``: decided values per second, latency, CPU and memory of a cluster.
+
+Starts a cluster on loopback (``single``: every role in one daemon; ``processes``: three
+acceptor processes, a proposer and a learner, as the original deployed them), drives it
+with the kpaxos-client engine for ``--duration`` seconds, and reports. In the same run
+it measures the machine's raw loopback rate of 64-byte datagrams between two plain
+Python sockets, so numbers from noisy machines compare as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TOTAL = re.compile(
+    r"^total: (\d+) values in ([\d.]+) s, (\d+) resent; (\d+) value/sec, [\d.]+ Mbps, "
+    r"latency min (\d+) us max (\d+) us avg (\d+) us p50 (\d+) us p99 (\d+) us$",
+    re.MULTILINE,
+)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _receive_count(port: int, seconds: float, result: multiprocessing.Queue[int]) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.5)
+    count = 0
+    try:
+        sock.recv(64)  # the first datagram starts the clock
+    except TimeoutError:
+        result.put(0)
+        return
+    deadline = time.monotonic() + seconds
+    sock.setblocking(False)
+    while time.monotonic() < deadline:
+        try:
+            while True:
+                sock.recv(64)
+                count += 1
+        except BlockingIOError:
+            pass
+    result.put(int(count / seconds))
+
+
+def _send_blast(port: int, seconds: float) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payload = b"x" * 64
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(256):
+            sock.sendto(payload, ("127.0.0.1", port))
+
+
+def udp_floor(seconds: float = 1.0) -> int:
+    """Datagrams of 64 bytes per second between two plain Python sockets on loopback."""
+    port = _free_port(socket.SOCK_DGRAM)
+    context = multiprocessing.get_context("spawn")
+    result: multiprocessing.Queue[int] = context.Queue()
+    receiver = context.Process(target=_receive_count, args=(port, seconds, result))
+    receiver.start()
+    time.sleep(0.3)
+    sender = context.Process(target=_send_blast, args=(port, seconds + 0.7))
+    sender.start()
+    rate = result.get(timeout=seconds + 10)
+    sender.join()
+    receiver.join()
+    return rate
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    processes: list[subprocess.Popen[bytes]]
+    learner_device: Path | None
+    config: Path
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen([str(BIN / "kpaxosd"), "--verbosity", "info", *args],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while "kpaxosd ready" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"kpaxos-bench: a daemon did not start:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
+def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str]) -> Cluster:
+    config = workdir / "paxos.conf"
+    lines = [f"acceptor {i} 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}" for i in range(3)]
+    lines.append(f"proposer 0 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}")
+    config.write_text("\n".join(lines) + "\nverbosity error\n")
+    link_dir = workdir / "dev"
+    link_dir.mkdir()
+    device_args = (["--device-backend", "fuse", "--mount-dir", str(workdir / "mnt"),
+                    "--link-dir", str(link_dir)] if devices else ["--no-devices"])
+    base = ["-c", str(config), *extra]
+    if topology == "single":
+        plans = [("node", [*base, *device_args])]
+    else:
+        plans = [(f"acceptor{i}", [*base, "--acceptor", str(i)]) for i in range(3)]
+        plans.append(("proposer", [*base, "--proposer", "0"]))
+        if devices:
+            plans.append(("learner", [*base, "--learner", *device_args]))
+    processes = []
+    try:
+        for name, plan in plans:
+            log = workdir / f"{name}.log"
+            proc = _start(plan, log)
+            processes.append(proc)
+            _wait_ready(proc, log)
+    except BaseException:
+        Cluster(workdir, processes, None, config).stop()
+        raise
+    return Cluster(workdir, processes, link_dir / "kpaxos-learner" if devices else None, config)
+
+
+def run_bench(options: argparse.Namespace) -> dict[str, object]:
+    floor = udp_floor()
+    workdir = Path(tempfile.mkdtemp(prefix="kpaxos-bench-"))
+    cluster = start_cluster(options.topology, not options.no_device, workdir,
+                            ["--retain", str(options.retain)])
+    try:
+        common = ["-o", str(options.outstanding), "-v", str(options.value_size)]
+        if cluster.learner_device is not None:
+            driver = subprocess.Popen(
+                [str(BIN / "kpaxos-client"), "--config", str(cluster.config), "-d",
+                 "--learner-device", str(cluster.learner_device), *common,
+                 "--duration", str(options.duration)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+        else:  # the kclient role: a client and its own learner inside a daemon
+            driver = subprocess.Popen(
+                [str(BIN / "kpaxosd"), "-c", str(cluster.config), "--client", "--no-devices",
+                 "--outstanding", str(options.outstanding),
+                 "--value-size", str(options.value_size)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+        watched = [*cluster.processes, driver]
+        cpu_before = sum(_cpu_seconds(proc.pid) for proc in watched)
+        if cluster.learner_device is None:
+            time.sleep(options.duration)
+            driver.send_signal(signal.SIGINT)
+        cpu_after = 0.0
+        deadline = time.monotonic() + options.duration + 60
+        while driver.poll() is None and time.monotonic() < deadline:
+            cpu_after = sum(_cpu_seconds(proc.pid) for proc in watched)
+            rss = max(_peak_rss_mb(proc.pid) for proc in watched)
+            time.sleep(0.2)
+        output, _ = driver.communicate(timeout=30)
+        if cpu_after == 0.0:
+            cpu_after = sum(_cpu_seconds(proc.pid) for proc in cluster.processes)
+            rss = max(_peak_rss_mb(proc.pid) for proc in cluster.processes)
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = output.decode(errors="replace")
+    total = TOTAL.search(text)
+    if total is None:
+        raise SystemExit(f"kpaxos-bench: the driver printed no totals:\n{text}")
+    delivered, seconds = int(total.group(1)), float(total.group(2))
+    return {
+        "topology": options.topology,
+        "outstanding": options.outstanding,
+        "value_size": options.value_size,
+        "device": not options.no_device,
+        "duration_s": seconds,
+        "values": delivered,
+        "values_per_s": round(delivered / seconds, 1) if seconds else 0.0,
+        "resent": int(total.group(3)),
+        "p50_us": int(total.group(8)),
+        "p99_us": int(total.group(9)),
+        "avg_us": int(total.group(7)),
+        "cpu_us_per_value": round((cpu_after - cpu_before) * 1e6 / delivered, 1)
+        if delivered else None,
+        "max_rss_mb": round(rss, 1),
+        "udp_floor_dgrams_per_s": floor,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kpaxos-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topology", choices=["single", "processes"], default="single",
+                        help="single: all roles in one daemon; processes: 3 acceptor "
+                             "processes + proposer + learner (default: single)")
+    parser.add_argument("-o", "--outstanding", type=int, default=1, metavar="N",
+                        help="values the client keeps in flight (default: 1)")
+    parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
+                        help="payload bytes of each value (default: 64)")
+    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to drive the cluster (default: 10)")
+    parser.add_argument("--no-device", action="store_true",
+                        help="learn decisions inside a daemon (the kclient role) instead of "
+                             "reading the learner device")
+    parser.add_argument("--retain", type=int, default=100_000, metavar="N",
+                        help="values the learner keeps for readers (default: 100000)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on the last line")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    if os.geteuid() != 0 and not options.no_device:
+        print("kpaxos-bench: reading the learner device needs root (or use --no-device)",
+              file=sys.stderr)
+        return 2
+    result = run_bench(options)
+    print(f"{result['topology']}, {result['outstanding']} outstanding, "
+          f"{result['value_size']}-byte values, "
+          f"{'device' if result['device'] else 'in-daemon learner'}: "
+          f"{result['values_per_s']} values/s, p50 {result['p50_us']} us, "
+          f"p99 {result['p99_us']} us, {result['cpu_us_per_value']} us CPU per value, "
+          f"max RSS {result['max_rss_mb']} MB; UDP floor "
+          f"{result['udp_floor_dgrams_per_s']} datagrams/s")
+    if options.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

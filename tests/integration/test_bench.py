@@ -1,0 +1,32 @@
+"""kpaxos-bench prints its numbers (their size is the machine's business, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = str(Path(sys.executable).with_name("kpaxos-bench"))
+FIELDS = {"values_per_s", "p50_us", "p99_us", "cpu_us_per_value", "max_rss_mb", "topology",
+          "outstanding", "value_size", "udp_floor_dgrams_per_s"}
+
+
+@pytest.mark.parametrize(("topology", "extra"), [("single", []),
+                                                 ("processes", ["--no-device"])])
+def test_the_bench_reports_its_numbers_as_json(topology: str, extra: list[str]) -> None:
+    done = subprocess.run(
+        [BENCH, "--topology", topology, "-o", "4", "--duration", "2", "--json", *extra],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert set(result) >= FIELDS
+    assert result["topology"] == topology
+    assert result["outstanding"] == 4
+    assert result["values_per_s"] > 0
+    assert 0 < result["p50_us"] <= result["p99_us"]
+    assert result["udp_floor_dgrams_per_s"] > 0
+    assert result["max_rss_mb"] > 0
