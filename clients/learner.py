@@ -100,7 +100,7 @@ async def run(args: argparse.Namespace) -> int:
             delivered = 0
             async for record in device_records(fd, record_value_size):
                 iid, value = unpack_record(record)
-                client_id = int.from_bytes(value[:4], "little", signed=True)
+                client_id = int.from_bytes(value[:4], sys.byteorder, signed=True)
                 stream = forwarder.target(client_id)
                 if stream is not None:
                     try:

@@ -13,7 +13,7 @@ import trio
 from wire.original import RECORD_HEADER_SIZE, VALUE_SIZE_WRITE
 
 #: The TCP greeting of a client: the half-open range of client ids it wants, native.
-ID_RANGE = struct.Struct("<ii")
+ID_RANGE = struct.Struct("=ii")
 
 
 class SourceError(Exception):

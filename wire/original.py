@@ -1,4 +1,4 @@
-"""Byte layouts of the original user-space programs (x86_64, little-endian, LP64).
+"""Byte layouts of the original user-space programs (native byte order, LP64).
 
 From ../shared/vectors/chardev_records.txt, produced by compiling the original
 structs with gcc:
@@ -16,30 +16,32 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from construct import ConstructError, GreedyBytes, Int32sl, Int64sl, Int64ul, Padding, Struct
+from construct import ConstructError, GreedyBytes, Int32sn, Int64sn, Int64un, Padding, Struct
 
 #: ``struct client_value`` with its payload.
 CLIENT_VALUE = Struct(
-    "client_id" / Int32sl,
+    "client_id" / Int32sn,
     Padding(4),
-    "tv_sec" / Int64sl,
-    "tv_usec" / Int64sl,
-    "size" / Int64ul,
+    "tv_sec" / Int64sn,
+    "tv_usec" / Int64sn,
+    "size" / Int64un,
     "payload" / GreedyBytes,
 )
 CLIENT_VALUE_HEADER_SIZE = 32
 
 #: The first write on a record-mode learner handle: the value size, a native size_t.
-VALUE_SIZE_WRITE = Int64ul
+VALUE_SIZE_WRITE = Int64un
 VALUE_SIZE_WRITE_SIZE = 8
 
 #: A record read from a record-mode learner handle: ``int32 iid`` then the value,
 #: padded with zeros or cut to the agreed size (the value is added by the caller).
-RECORD_HEADER = Struct("iid" / Int32sl)
+RECORD_HEADER = Struct("iid" / Int32sn)
 RECORD_HEADER_SIZE = 4
 
-_CLIENT_VALUE_HEAD = struct.Struct("<i4xqqQ")
-_RECORD_HEAD = struct.Struct("<i")
+# "=": native byte order with standard sizes and no implicit padding (the padding
+# after client_id is explicit), as gcc laid the structs out on LP64.
+_CLIENT_VALUE_HEAD = struct.Struct("=i4xqqQ")
+_RECORD_HEAD = struct.Struct("=i")
 
 
 @dataclass(frozen=True, slots=True)
