@@ -13,6 +13,14 @@ from wire.envelope import (
     unwrap_untrusted,
     wrap,
 )
+from wire.identity import (
+    IdentifiedValue,
+    Origin,
+    identify_untrusted,
+    is_original_origin,
+    origin_untrusted,
+    original_origin,
+)
 from wire.messages import (
     MESSAGE_TYPES,
     Accept,
@@ -42,10 +50,12 @@ __all__ = [
     "AcceptorState",
     "ClientEnvelope",
     "ClientValue",
+    "IdentifiedValue",
     "LearnerDel",
     "LearnerHi",
     "Message",
     "MessageType",
+    "Origin",
     "Preempted",
     "Prepare",
     "Promise",
@@ -54,6 +64,10 @@ __all__ = [
     "WireError",
     "decode_untrusted",
     "encode",
+    "identify_untrusted",
+    "is_original_origin",
+    "origin_untrusted",
+    "original_origin",
     "unwrap_untrusted",
     "wrap",
 ]
