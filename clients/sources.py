@@ -12,6 +12,9 @@ import trio
 
 from wire.original import RECORD_HEADER_SIZE, VALUE_SIZE_WRITE
 
+#: Records read before other tasks get a turn.
+DRAIN_LIMIT = 256
+
 #: The TCP greeting of a client: the half-open range of client ids it wants, native.
 ID_RANGE = struct.Struct("=ii")
 
@@ -43,7 +46,9 @@ async def device_records(fd: int, value_size: int) -> AsyncIterator[bytes]:
     size = RECORD_HEADER_SIZE + value_size
     while True:
         await trio.lowlevel.wait_readable(fd)
-        while True:
+        # A bounded drain: with values arriving as fast as they are read, an unbounded
+        # one would never give the other tasks (statistics, resends) a turn.
+        for _ in range(DRAIN_LIMIT):
             try:
                 record = os.read(fd, size)
             except BlockingIOError:
