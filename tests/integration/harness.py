@@ -148,6 +148,15 @@ def loopback_config(path: Path, acceptors: int = 3, host: str = "127.0.0.1") -> 
     return path
 
 
+def role_addresses(config: Path) -> dict[tuple[str, int], tuple[str, int]]:
+    """``(role, id) -> (host, port)`` of every role line of a paxos.conf."""
+    addresses = {}
+    for words in (line.split("#")[0].split() for line in config.read_text().splitlines()):
+        if len(words) == 4 and words[0] in ("acceptor", "proposer", "replica"):
+            addresses[(words[0], int(words[1]))] = (words[2], int(words[3]))
+    return addresses
+
+
 def read_lines(stream: object, count: int, timeout: float) -> list[bytes]:
     """``count`` lines from a pipe, failing (not hanging) after ``timeout``."""
     buffer = _read_while(stream, lambda buffer: buffer.count(b"\n") < count, timeout)

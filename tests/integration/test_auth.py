@@ -9,17 +9,16 @@ import time
 from pathlib import Path
 
 from kpaxosd.auth import Authenticator
-from tests.integration.harness import KPAXOSD, cluster, loopback_config, read_until
+from tests.integration.harness import (
+    KPAXOSD,
+    cluster,
+    loopback_config,
+    read_until,
+    role_addresses,
+)
 from wire import ClientValue, encode
 
 KEY = b"0123456789abcdef0123456789abcdef"
-
-
-def proposer_of(config: Path) -> tuple[str, int]:
-    for words in (line.split() for line in config.read_text().splitlines()):
-        if words[:2] == ["proposer", "0"]:
-            return words[2], int(words[3])
-    raise AssertionError("no proposer 0")
 
 
 def test_only_authenticated_datagrams_are_decided_and_only_once(tmp_path: Path) -> None:
@@ -27,7 +26,7 @@ def test_only_authenticated_datagrams_are_decided_and_only_once(tmp_path: Path) 
     key_file.write_bytes(KEY)
     key_file.chmod(0o600)
     config = loopback_config(tmp_path / "paxos.conf")
-    proposer = proposer_of(config)
+    proposer = role_addresses(config)[("proposer", 0)]
     with cluster(tmp_path) as running:
         _, link_dir, device_args = running.devices("node")
         node = running.start("node", "-c", str(config), "--auth-key-file", str(key_file),

@@ -9,7 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.harness import cluster, loopback_config, read_lines, wait_until
+from tests.integration.harness import (
+    cluster,
+    loopback_config,
+    read_lines,
+    role_addresses,
+    wait_until,
+)
 from wire import (
     Accepted,
     Preempted,
@@ -46,11 +52,7 @@ def ask(acceptor: tuple[str, int], request: bytes, want: int, timeout: float = 1
 
 def test_an_acceptor_killed_and_restarted_on_its_storage_keeps_everything(tmp_path: Path) -> None:
     config = loopback_config(tmp_path / "paxos.conf")
-    addresses = {
-        int(words[1]): (words[2], int(words[3]))
-        for words in (line.split() for line in config.read_text().splitlines())
-        if words[0] == "acceptor"
-    }
+    addresses = {aid: role_addresses(config)[("acceptor", aid)] for aid in range(3)}
     storage = tmp_path / "storage"
     with cluster(tmp_path) as running:
         acceptors = {
@@ -96,11 +98,7 @@ def test_an_acceptor_killed_and_restarted_on_its_storage_keeps_everything(tmp_pa
 def test_without_storage_a_restarted_acceptor_remembers_nothing(tmp_path: Path) -> None:
     # The contrast that shows the test above measures the storage, not luck.
     config = loopback_config(tmp_path / "paxos.conf")
-    address = next(
-        (words[2], int(words[3]))
-        for words in (line.split() for line in config.read_text().splitlines())
-        if words[:2] == ["acceptor", "0"]
-    )
+    address = role_addresses(config)[("acceptor", 0)]
     with cluster(tmp_path) as running:
         running.start("cluster", "-c", str(config), "--no-devices")
         kclient = running.start("kclient", "-c", str(config), "--no-devices", "--client",

@@ -23,6 +23,7 @@ from tests.integration.harness import (
     free_tcp_port,
     loopback_config,
     read_lines,
+    role_addresses,
     scrape,
 )
 from wire import WireError, decode_untrusted
@@ -64,10 +65,7 @@ def flood(
     reader saw, how much the daemon's resident memory grew (KiB) and its metrics."""
     port = free_tcp_port()
     config = loopback_config(tmp_path / "paxos.conf")
-    targets = [
-        (words[2], int(words[3]))
-        for words in (line.split() for line in config.read_text().splitlines())
-    ]
+    targets = list(role_addresses(config).values())
     with cluster(tmp_path) as running:
         _, link_dir, device_args = running.devices("node")
         node = running.start("node", "-c", str(config), "--verbosity", "info",
@@ -139,10 +137,7 @@ def test_an_authenticated_cluster_loses_no_value_to_any_flood(tmp_path: Path) ->
 def test_well_formed_junk_neither_crashes_nor_bloats_an_open_cluster(tmp_path: Path) -> None:
     rng, vectors = random.Random(2028), list(read_vectors("kernel_paxos_wire.txt").values())
     config = loopback_config(tmp_path / "paxos.conf")
-    targets = [
-        (words[2], int(words[3]))
-        for words in (line.split() for line in config.read_text().splitlines())
-    ]
+    targets = list(role_addresses(config).values())
     with cluster(tmp_path) as running:
         node = running.start("node", "-c", str(config), "--no-devices", "--verbosity", "info")
         before = rss_kib(node.proc.pid)
