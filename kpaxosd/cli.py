@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delivered values kept for readers of the learner device; a "
                              "reader further behind gets an error (EPIPE) and continues from "
                              "the oldest kept (default: 1000000)")
+    parser.add_argument("--no-local-delivery", action="store_true",
+                        help="send messages between the roles of this process as UDP "
+                             "datagrams too (default: hand them over in process)")
     parser.add_argument("-v", "--verbosity", choices=sorted(LOG_LEVELS),
                         help="log level; overrides the configuration's verbosity (default: info)")
     return parser
@@ -213,6 +216,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         auth_key_file=args.auth_key_file or config.auth_key_file,
         metrics=args.metrics,
         retain=args.retain,
+        local_delivery=not args.no_local_delivery,
         kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
         if args.client
         else None,

@@ -15,7 +15,7 @@ import trio
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
-from kpaxosd.endpoint import UdpEndpoint, open_udp_socket
+from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, serve_metrics
 from kpaxosd.paxos.cluster import Address
@@ -86,6 +86,8 @@ class DaemonSpec:
     metrics: Address | None = None
     #: Delivered values kept for device readers; older ones are forgotten.
     retain: int = 1_000_000
+    #: Hand messages between this process's own endpoints in process (no datagram).
+    local_delivery: bool = True
 
 
 @dataclass
@@ -160,6 +162,7 @@ class Daemon:
         self.decided = DecidedCounters()
         self.device_info: DeviceInfo | None = None
         self.registry, self.latency = make_registry(self)
+        self.bus = LocalBus() if spec.local_delivery else None
         self._stack = ExitStack()
 
     def bind(self) -> None:
@@ -203,6 +206,7 @@ class Daemon:
                 store=store,
                 auth=auth,
                 name=plan.describe(),
+                bus=self.bus,
             )
             self.endpoints.append(endpoint)
             if plan.learner:
@@ -295,7 +299,7 @@ class Daemon:
             self.proposals.stop()
         for endpoint in self.endpoints:
             endpoint.node.stop(now)
-            endpoint.flush()
+            endpoint.flush_and_pump()
         await trio.sleep(SHUTDOWN_GRACE)
 
     async def _serve_devices(

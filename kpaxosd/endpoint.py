@@ -4,6 +4,11 @@ The loop is the one of STYLE.md: wait until the socket is readable or the core's
 deadline passes, drain every pending datagram with non-blocking reads (one scheduler
 round trip per batch, not per datagram), let the core handle its timers, then carry
 out what it asked for in order.
+
+The endpoints of one daemon share a :class:`LocalBus`: a message for an address that
+another endpoint of the same process owns is handed to that endpoint's node as the
+message object, without encoding, a datagram or a scheduler round trip. Remote peers
+still get UDP, in the original wire format.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import math
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,10 +27,11 @@ import trio
 
 from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver, Persist, Send
+from kpaxosd.paxos.effects import Deliver, Effect, Persist, Send
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
+from wire.messages import Message
 
 log = logging.getLogger("kpaxos.udp")
 
@@ -40,6 +47,9 @@ class EndpointCounters:
     malformed: int = 0
     unauthenticated: int = 0
     send_failures: int = 0
+    #: Messages handed over in process (:class:`LocalBus`), not counted as datagrams.
+    local_in: int = 0
+    local_out: int = 0
 
 
 def open_udp_socket(address: Address) -> socket.socket:
@@ -61,8 +71,53 @@ def open_udp_socket(address: Address) -> socket.socket:
     return sock
 
 
+class LocalBus:
+    """Hands messages between the endpoints of one daemon, in process.
+
+    A Send to an address that a registered endpoint owns is posted to that
+    endpoint's inbox; :meth:`pump` then feeds every inbox to its node (all of an
+    inbox, then one flush, as a drained socket would) until no inbox holds anything.
+    Pumping is never nested: a flush that posts (or a delivery that proposes) only
+    enqueues, and whoever called the outermost flush pumps afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._endpoints: dict[Address, UdpEndpoint] = {}
+        self._ready: deque[UdpEndpoint] = deque()
+        # Flushes under way, and whether a pump is: either defers pumping.
+        self._holds = 0
+        self._pumping = False
+
+    def register(self, endpoint: UdpEndpoint) -> None:
+        self._endpoints[endpoint.address] = endpoint
+
+    def endpoint_at(self, address: Address) -> UdpEndpoint | None:
+        return self._endpoints.get(address)
+
+    def post(self, target: UdpEndpoint, msg: Message, src: Address) -> None:
+        if not target._inbox:
+            self._ready.append(target)
+        target._inbox.append((msg, src))
+
+    def pump(self) -> None:
+        """Feed every posted message to its node, and what that posts, until none is left."""
+        if self._pumping or self._holds or not self._ready:
+            return
+        self._pumping = True
+        try:
+            now = trio.current_time()
+            ready = self._ready
+            while ready:
+                ready.popleft()._receive_local(now)
+        finally:
+            self._pumping = False
+
+
 class UdpEndpoint:
-    """Runs ``node`` on ``sock``; delivered values go to ``on_deliver``."""
+    """Runs ``node`` on ``sock``; delivered values go to ``on_deliver``.
+
+    With a ``bus``, messages for the other endpoints on that bus skip the socket.
+    """
 
     def __init__(
         self,
@@ -73,6 +128,7 @@ class UdpEndpoint:
         store: AcceptorStore | None = None,
         auth: Authenticator | None = None,
         name: str = "endpoint",
+        bus: LocalBus | None = None,
     ) -> None:
         self.node = node
         self.sock = sock
@@ -83,14 +139,88 @@ class UdpEndpoint:
         self.sent_by_type: collections.Counter[str] = collections.Counter()
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
+        self._bus = bus
+        # Messages posted by other endpoints of this process, with their source.
+        self._inbox: list[tuple[Message, Address]] = []
+        host, port = sock.getsockname()[:2]
+        self._address: Address = (host, port)
+        if bus is not None:
+            bus.register(self)
 
     @property
     def address(self) -> Address:
-        host, port = self.sock.getsockname()
-        return (host, port)
+        return self._address
 
     def send_datagram(self, data: bytes, dest: Address) -> None:
-        """Send raw bytes from this endpoint's socket; loss is UDP's, never an error."""
+        """Send raw bytes from this endpoint's socket; loss is UDP's, never an error.
+
+        Bytes for an endpoint of this process are decoded and handed over instead.
+        """
+        bus = self._bus
+        if bus is not None:
+            target = bus.endpoint_at(dest)
+            if target is not None:
+                try:
+                    msg = decode_untrusted(data)
+                except WireError as exc:
+                    log.warning("%s: not sending a malformed message: %s", self.name, exc)
+                    return
+                self.counters.local_out += 1
+                bus.post(target, msg, self.address)
+                bus.pump()
+                return
+        self._send_bytes(data, dest)
+
+    def flush(self) -> None:
+        """Carry out what the core asked for, in its order.
+
+        Every Persist of the batch is made durable in one transaction before any
+        message of the batch leaves: persisting first keeps each Persist ahead of
+        the Send it guards, and one sync for the whole batch is the group commit.
+
+        Messages for endpoints of this process are only posted here; the caller
+        pumps the bus afterwards (:meth:`run` does).
+        """
+        effects = self.node.pop_effects()
+        if not effects:
+            return
+        if self.store is not None:
+            persists = [effect for effect in effects if isinstance(effect, Persist)]
+            if persists:
+                self.store.commit(persists)
+        bus = self._bus
+        if bus is not None:
+            bus._holds += 1
+        try:
+            self._carry_out(effects)
+        finally:
+            if bus is not None:
+                bus._holds -= 1
+
+    def _carry_out(self, effects: list[Effect]) -> None:
+        bus, on_deliver, sent_by_type = self._bus, self._on_deliver, self.sent_by_type
+        counters = self.counters
+        me = self.address
+        # A message sent to several peers (an ACCEPT to every acceptor) is encoded once.
+        last_msg: Message | None = None
+        last_data = b""
+        for effect in effects:
+            if isinstance(effect, Send):
+                msg, dest = effect.msg, effect.dest
+                sent_by_type[MESSAGE_TYPES[type(msg)].name] += 1
+                target = bus.endpoint_at(dest) if bus is not None else None
+                if target is not None:
+                    assert bus is not None
+                    counters.local_out += 1
+                    bus.post(target, msg, me)
+                    continue
+                if msg is not last_msg:
+                    last_msg, last_data = msg, encode(msg)
+                self._send_bytes(last_data, dest)
+            elif isinstance(effect, Deliver) and on_deliver is not None:
+                on_deliver(effect)
+
+    def _send_bytes(self, data: bytes, dest: Address) -> None:
         if self.auth is not None:
             data = self.auth.seal(data, time.time())
         try:
@@ -99,26 +229,17 @@ class UdpEndpoint:
         except OSError as exc:
             # A full buffer or an unreachable peer: the protocol's retries cover it.
             self.counters.send_failures += 1
-            log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
 
-    def flush(self) -> None:
-        """Carry out what the core asked for, in its order.
-
-        Every Persist of the batch is made durable in one transaction before any
-        message of the batch leaves: persisting first keeps each Persist ahead of
-        the Send it guards, and one sync for the whole batch is the group commit.
-        """
-        effects = self.node.pop_effects()
-        if self.store is not None:
-            persists = [effect for effect in effects if isinstance(effect, Persist)]
-            if persists:
-                self.store.commit(persists)
-        for effect in effects:
-            if isinstance(effect, Send):
-                self.send_datagram(encode(effect.msg), effect.dest)
-                self.sent_by_type[MESSAGE_TYPES[type(effect.msg)].name] += 1
-            elif isinstance(effect, Deliver) and self._on_deliver is not None:
-                self._on_deliver(effect)
+    def _receive_local(self, now: float) -> None:
+        """Hand the node what other endpoints of this process posted, then flush."""
+        inbox, self._inbox = self._inbox, []
+        self.counters.local_in += len(inbox)
+        receive = self.node.receive
+        for msg, src in inbox:
+            receive(msg, src, now)
+        self.flush()
 
     def _drain(self, now: float) -> None:
         node, sock, counters, auth = self.node, self.sock, self.counters, self.auth
@@ -147,12 +268,12 @@ class UdpEndpoint:
                 counters.malformed += 1
                 log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src, exc)
                 continue
-            node.receive(msg, (src[0], src[1]), now)
+            node.receive(msg, src, now)
 
     async def run(self) -> None:
         """Serve until cancelled."""
         node = self.node
-        self.flush()
+        self.flush_and_pump()
         while True:
             deadline = node.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
@@ -162,4 +283,10 @@ class UdpEndpoint:
             deadline = node.next_deadline()
             if deadline is not None and deadline <= now:
                 node.handle_timer(now)
-            self.flush()
+            self.flush_and_pump()
+
+    def flush_and_pump(self) -> None:
+        """:meth:`flush`, then hand over what it posted to other endpoints (and so on)."""
+        self.flush()
+        if self._bus is not None:
+            self._bus.pump()

@@ -1,0 +1,117 @@
+"""UDP endpoints, and the in-process hand-over between the endpoints of one daemon."""
+
+from __future__ import annotations
+
+import random
+import socket
+from contextlib import ExitStack
+
+import trio
+
+from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
+from kpaxosd.paxos.cluster import Cluster
+from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.node import Node
+from wire import ClientValue, encode
+
+
+def _bound(stack: ExitStack) -> socket.socket:
+    return stack.enter_context(open_udp_socket(("127.0.0.1", 0)))
+
+
+async def _run_cluster(local_learner_on_bus: bool) -> tuple[dict[str, UdpEndpoint], list[bytes]]:
+    """One acceptor, a proposer and two learners; returns them after one decision."""
+    with ExitStack() as stack:
+        socks = {name: _bound(stack) for name in ("acceptor", "proposer", "local", "remote")}
+        cluster = Cluster(
+            acceptors={0: socks["acceptor"].getsockname()},
+            proposers={0: socks["proposer"].getsockname()},
+        )
+        now = trio.current_time()
+        bus = LocalBus()
+        decided: list[bytes] = []
+        done = trio.Event()
+
+        def deliver(effect: Deliver) -> None:
+            decided.append(effect.value)
+            if len(decided) == 2:
+                done.set()
+
+        def endpoint(name: str, on_bus: bool, **roles: object) -> UdpEndpoint:
+            sock = socks[name]
+            node = Node(sock.getsockname(), cluster, rng=random.Random(0), now=now,
+                        **roles)  # type: ignore[arg-type]
+            learner = bool(roles.get("learner"))
+            return UdpEndpoint(node, sock, on_deliver=deliver if learner else None,
+                               name=name, bus=bus if on_bus else None)
+
+        endpoints = {
+            "acceptor": endpoint("acceptor", True, acceptor_id=0),
+            "proposer": endpoint("proposer", True, proposer_id=0),
+            "local": endpoint("local", local_learner_on_bus, learner=True),
+            # A peer in another process: only datagrams reach it.
+            "remote": endpoint("remote", False, learner=True),
+        }
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for ep in endpoints.values():
+                    nursery.start_soon(ep.run)
+                # Let the learners register and the proposer prepare its window.
+                while not all(
+                    ep.node.learner is None or ep.node.learner.registration(0).name == "REGISTERED"
+                    for ep in endpoints.values()
+                ):
+                    await trio.sleep(0.01)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    client.sendto(encode(ClientValue(b"hello")), cluster.proposers[0])
+                await done.wait()
+                nursery.cancel_scope.cancel()
+        return endpoints, decided
+
+
+async def test_endpoints_of_one_process_hand_messages_over_without_datagrams() -> None:
+    endpoints, decided = await _run_cluster(local_learner_on_bus=True)
+    assert decided == [b"hello", b"hello"]
+    acceptor, proposer = endpoints["acceptor"].counters, endpoints["proposer"].counters
+    # The acceptor heard PREPAREs and the ACCEPT in process, and the remote learner's
+    # LEARNER_HI as a datagram; it answered the proposer and the local learner in
+    # process, the remote learner by UDP.
+    assert acceptor.local_in > 0 and acceptor.local_out > 0
+    assert acceptor.datagrams_in > 0 and acceptor.datagrams_out > 0
+    assert proposer.datagrams_out == 0
+    # The client's CLIENT_VALUE was the proposer's only datagram.
+    assert proposer.datagrams_in == 1
+    local, remote = endpoints["local"].counters, endpoints["remote"].counters
+    assert local.datagrams_in == local.datagrams_out == 0
+    assert remote.local_in == remote.local_out == 0
+    assert remote.datagrams_in > 0
+    # Messages sent count alike either way.
+    assert endpoints["proposer"].sent_by_type["ACCEPT"] >= 1
+
+
+async def test_an_endpoint_off_the_bus_is_reached_by_datagrams() -> None:
+    endpoints, decided = await _run_cluster(local_learner_on_bus=False)
+    assert decided == [b"hello", b"hello"]
+    local = endpoints["local"].counters
+    assert local.local_in == local.local_out == 0
+    assert local.datagrams_in > 0
+
+
+async def test_bytes_sent_to_a_local_endpoint_are_decoded_and_handed_over() -> None:
+    with ExitStack() as stack:
+        a, b = _bound(stack), _bound(stack)
+        cluster = Cluster(acceptors={0: b.getsockname()})
+        now = trio.current_time()
+        bus = LocalBus()
+        sender = UdpEndpoint(Node(a.getsockname(), cluster, rng=random.Random(0), now=now),
+                             a, bus=bus)
+        acceptor = UdpEndpoint(
+            Node(b.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=now),
+            b, bus=bus,
+        )
+        sender.send_datagram(encode(ClientValue(b"x")), acceptor.address)
+        sender.send_datagram(b"\x00", acceptor.address)  # malformed: not handed over
+        assert sender.counters.local_out == 1
+        assert acceptor.counters.local_in == 1
+        # An acceptor ignores CLIENT_VALUE: the message reached its node and was counted.
+        assert acceptor.node.statistics().dropped == 1
