@@ -167,12 +167,13 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
     floor = udp_floor()
     workdir = Path(tempfile.mkdtemp(prefix="kpaxos-bench-"))
     cluster = start_cluster(options.topology, not options.no_device, workdir,
-                            ["--retain", str(options.retain)])
+                            ["--retain", str(options.retain), *options.kpaxosd_option])
     try:
         common = ["-o", str(options.outstanding), "-v", str(options.value_size)]
         if cluster.learner_device is not None:
+            how = "-d" if options.record_mode else "--stream"
             driver = subprocess.Popen(
-                [str(BIN / "kpaxos-client"), "--config", str(cluster.config), "-d",
+                [str(BIN / "kpaxos-client"), "--config", str(cluster.config), how,
                  "--learner-device", str(cluster.learner_device), *common,
                  "--duration", str(options.duration)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -212,6 +213,8 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         "outstanding": options.outstanding,
         "value_size": options.value_size,
         "device": not options.no_device,
+        "read_mode": None if options.no_device else
+        ("record" if options.record_mode else "stream"),
         "duration_s": seconds,
         "values": delivered,
         "values_per_s": round(delivered / seconds, 1) if seconds else 0.0,
@@ -241,8 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-device", action="store_true",
                         help="learn decisions inside a daemon (the kclient role) instead of "
                              "reading the learner device")
+    parser.add_argument("--record-mode", action="store_true",
+                        help="the client reads the learner device in record mode, one value "
+                             "per read, as the original did (default: stream mode)")
     parser.add_argument("--retain", type=int, default=100_000, metavar="N",
                         help="values the learner keeps for readers (default: 100000)")
+    parser.add_argument("--kpaxosd-option", action="append", default=[], metavar="ARG",
+                        help="pass ARG to every daemon of the cluster (repeatable), e.g. "
+                             "--kpaxosd-option=--no-local-delivery")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on the last line")
     return parser

@@ -2,8 +2,8 @@
 
 Sends CLIENT_VALUE datagrams (each value an original ``struct client_value``) to a
 proposer, keeps ``-o`` values in flight, learns of their decision from the learner
-device (``-d``, record mode) or from a kpaxos-learner (``-s HOST PORT``), and prints
-one line of statistics a second.
+device (``-d``, record mode; ``--stream``, stream mode) or from a kpaxos-learner
+(``-s HOST PORT``), and prints one line of statistics a second.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from clients.options import (
 from clients.sources import (
     SourceError,
     connect_learner,
+    device_client_values,
     device_records,
     open_record_device,
+    open_stream_device,
     tcp_records,
 )
 from wire import ClientValue, encode
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     how = parser.add_mutually_exclusive_group()
     how.add_argument("-d", "--device", action="store_true",
                      help="learn decisions from the learner device, in record mode (default)")
+    how.add_argument("--stream", action="store_true",
+                     help="learn decisions from the learner device in stream mode, many "
+                          "values per read; every value decided on the cluster must then be "
+                          "an original client value of at most -v bytes")
     how.add_argument("-s", "--learner-server", nargs=2, metavar=("HOST", "PORT"),
                      help="learn decisions from a kpaxos-learner listening at HOST PORT")
     parser.add_argument("-i", "--id", type=int, metavar="ID",
@@ -94,8 +100,12 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             sock.sendto(seal(encode(ClientValue(value))), proposer)
 
-    records: AsyncIterator[bytes]
-    if args.learner_server:
+    records: AsyncIterator[bytes] | None = None
+    headers: AsyncIterator[list[tuple[int, int, int, int]]] | None = None
+    if args.stream:
+        headers = device_client_values(open_stream_device(learner_device_path(args)),
+                                       args.value_size)
+    elif args.learner_server:
         host, port = args.learner_server
         stream = await connect_learner(host, int(port), engine.client_ids)
         records = tcp_records(stream, record_size)
@@ -111,7 +121,17 @@ async def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     async with trio.open_nursery() as nursery:
 
+        async def receive_headers() -> None:
+            assert headers is not None
+            async for batch in headers:
+                now = time.time()
+                for client_id, tv_sec, tv_usec, size in batch:
+                    following = engine.delivered_header(client_id, tv_sec, tv_usec, size, now)
+                    if following is not None:
+                        send(following)
+
         async def receive() -> None:
+            assert records is not None
             async for record in records:
                 _, body = unpack_record(record)
                 value = unpack_client_value_untrusted(body)
@@ -149,7 +169,8 @@ async def run(args: argparse.Namespace) -> int:
 
         for value in engine.start(time.time()):
             send(value)
-        for task in (receive, resend, report, stop_on_signal, stop_after_duration):
+        for task in (receive if headers is None else receive_headers, resend, report,
+                     stop_on_signal, stop_after_duration):
             nursery.start_soon(task)
 
     elapsed = time.monotonic() - started

@@ -13,12 +13,21 @@ a ``struct timeval`` as the original wrote it).
 
 from __future__ import annotations
 
+import math
 import random
+import struct
+from collections import Counter
 from dataclasses import dataclass, field
 
-from wire.original import OriginalClientValue, pack_client_value
+from wire.original import CLIENT_VALUE_HEADER_SIZE, OriginalClientValue
 
 _ALPHANUM = b"0123456789abcdefghijklmnopqrstuvwxyz"
+#: Payloads are cut from a pool of random characters this long (plus the value size):
+#: drawing every byte anew cost more than everything else the client does per value.
+PAYLOAD_POOL = 1 << 16
+# The header of struct client_value (wire.original), packed per value.
+_HEADER = struct.Struct("=i4xqqQ")
+assert _HEADER.size == CLIENT_VALUE_HEADER_SIZE
 
 
 @dataclass
@@ -30,6 +39,48 @@ class _Slot:
     first_sent_at: float = 0.0
 
 
+#: Latencies are counted in buckets this much apart (relative): percentiles are
+#: exact to within half of it, and memory stays bounded however long the run.
+_BUCKET_RATIO = 1.01
+_LOG_RATIO = math.log(_BUCKET_RATIO)
+
+
+class Latencies:
+    """Latencies in microseconds: count, sum, min and max exactly, percentiles
+    from logarithmic buckets (within 0.5%), in memory that does not grow with count."""
+
+    __slots__ = ("buckets", "count", "high", "low", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.low = math.inf
+        self.high = 0.0
+        self.buckets: Counter[int] = Counter()
+
+    def add(self, us: float) -> None:
+        self.count += 1
+        self.total += us
+        if us < self.low:
+            self.low = us
+        if us > self.high:
+            self.high = us
+        self.buckets[int(math.log(us) / _LOG_RATIO) if us >= 1.0 else -1] += 1
+
+    def percentile(self, pct: float) -> float:
+        """Nearest-rank percentile (the middle of its bucket, kept within min..max)."""
+        if not self.count:
+            return 0.0
+        rank = max(1, min(self.count, round(pct / 100 * self.count + 0.5)))
+        seen = 0
+        for bucket in sorted(self.buckets):
+            seen += self.buckets[bucket]
+            if seen >= rank:
+                middle = 0.0 if bucket < 0 else _BUCKET_RATIO ** (bucket + 0.5)
+                return min(max(middle, self.low), self.high)
+        return self.high
+
+
 @dataclass
 class Interval:
     """What was delivered in one reporting interval (or in the whole run)."""
@@ -37,16 +88,16 @@ class Interval:
     delivered: int = 0
     delivered_bytes: int = 0
     resent: int = 0
-    latencies_us: list[float] = field(default_factory=list)
+    latencies: Latencies = field(default_factory=Latencies)
 
     def line(self, seconds: float) -> str:
         """The original's per-second line, plus p50 and p99."""
         rate = self.delivered / seconds if seconds > 0 else 0.0
         mbps = self.delivered_bytes * 8 / (1024 * 1024) / seconds if seconds > 0 else 0.0
-        lat = sorted(self.latencies_us)
-        if lat:
-            low, high, avg = lat[0], lat[-1], sum(lat) / len(lat)
-            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        lat = self.latencies
+        if lat.count:
+            low, high, avg = lat.low, lat.high, lat.total / lat.count
+            p50, p99 = lat.percentile(50), lat.percentile(99)
         else:
             low = high = avg = p50 = p99 = 0.0
         return (
@@ -59,14 +110,6 @@ def total_line(total: Interval, seconds: float) -> str:
     """The closing line of a run (kpaxos-client and the kclient role print the same)."""
     return (f"total: {total.delivered} values in {seconds:.1f} s, {total.resent} resent; "
             f"{total.line(seconds)}")
-
-
-def percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not ordered:
-        return 0.0
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 class ClientEngine:
@@ -86,6 +129,7 @@ class ClientEngine:
         self.value_size = value_size
         self.resend_after = resend_after
         self._rng = rng
+        self._pool = bytes(rng.choices(_ALPHANUM, k=PAYLOAD_POOL + value_size))
         self._slots = {base_id + k: _Slot(base_id + k) for k in range(outstanding)}
         self.interval = Interval()
         self.total = Interval()
@@ -101,14 +145,22 @@ class ClientEngine:
 
     def delivered(self, value: OriginalClientValue, now: float) -> bytes | None:
         """A decided value came back; returns the slot's next value when it was ours."""
-        slot = self._slots.get(value.client_id)
-        if slot is None or (value.tv_sec, value.tv_usec) != slot.stamp:
+        return self.delivered_header(
+            value.client_id, value.tv_sec, value.tv_usec, len(value.payload), now
+        )
+
+    def delivered_header(
+        self, client_id: int, tv_sec: int, tv_usec: int, size: int, now: float
+    ) -> bytes | None:
+        """:meth:`delivered`, from the fields of the value's header alone."""
+        slot = self._slots.get(client_id)
+        if slot is None or (tv_sec, tv_usec) != slot.stamp:
             return None  # someone else's, or an old duplicate
         latency_us = max(0.0, (now - slot.first_sent_at) * 1e6)
         for interval in (self.interval, self.total):
             interval.delivered += 1
-            interval.delivered_bytes += len(value.payload)
-            interval.latencies_us.append(latency_us)
+            interval.delivered_bytes += size
+            interval.latencies.add(latency_us)
         return self._next_value(slot, now)
 
     def due_resends(self, now: float) -> list[bytes]:
@@ -133,8 +185,9 @@ class ClientEngine:
         micros = int(now * 1e6)
         previous = slot.stamp[0] * 1_000_000 + slot.stamp[1]
         micros = max(micros, previous + 1)  # a slot's stamps must never repeat
-        slot.stamp = divmod(micros, 1_000_000)
-        payload = bytes(self._rng.choices(_ALPHANUM, k=self.value_size))
-        slot.value = pack_client_value(OriginalClientValue(slot.client_id, *slot.stamp, payload))
+        tv_sec, tv_usec = slot.stamp = divmod(micros, 1_000_000)
+        start = self._rng.randrange(PAYLOAD_POOL)
+        payload = self._pool[start : start + self.value_size]
+        slot.value = _HEADER.pack(slot.client_id, tv_sec, tv_usec, self.value_size) + payload
         slot.sent_at = slot.first_sent_at = now
         return slot.value

@@ -1,5 +1,7 @@
 """Where the original programs read decided values from: the learner device in record
-mode, or a kpaxos-learner over TCP. Both yield raw records (``int32 iid`` + V bytes)."""
+mode, or a kpaxos-learner over TCP, both yielding raw records (``int32 iid`` + V
+bytes); or the learner device in stream mode, yielding the headers of the original
+client values it carries."""
 
 from __future__ import annotations
 
@@ -10,10 +12,15 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from wire.original import RECORD_HEADER_SIZE, VALUE_SIZE_WRITE
+from wire.original import RECORD_HEADER_SIZE, VALUE_SIZE_WRITE, split_client_values_untrusted
 
 #: Records read before other tasks get a turn.
 DRAIN_LIMIT = 256
+
+#: Bytes asked for by one read in stream mode: the largest READ the kernel sends the
+#: device in one request (a larger read would become several requests, and the
+#: second would wait for more values even with this one's bytes in hand).
+STREAM_READ_SIZE = 128 * 1024
 
 #: The TCP greeting of a client: the half-open range of client ids it wants, native.
 ID_RANGE = struct.Struct("=ii")
@@ -60,6 +67,59 @@ async def device_records(fd: int, value_size: int) -> AsyncIterator[bytes]:
             if not record:
                 raise SourceError("the learner device ended (the daemon stopped)")
             yield record
+
+
+def open_stream_device(path: str) -> int:
+    """Open the learner device at ``path`` for reading in stream mode.
+
+    Raises:
+        SourceError: the device cannot be opened.
+    """
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SourceError(f"cannot open {path}: {exc.strerror}") from None
+
+
+async def device_client_values(
+    fd: int, value_size: int
+) -> AsyncIterator[list[tuple[int, int, int, int]]]:
+    """Headers ``(client_id, tv_sec, tv_usec, size)`` of the original client values
+    read from a stream-mode learner handle, a list per read, until EOF.
+
+    Stream mode concatenates the decided values; a stream of ``struct client_value``
+    delimits itself (each header counts its payload). Every value decided on the
+    cluster must be one, of at most ``value_size`` payload bytes.
+
+    Raises:
+        SourceError: the device failed or ended, or the stream holds something else.
+    """
+    pending = b""
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        # Bounded, so that other tasks (statistics, resends) get their turns.
+        for _ in range(DRAIN_LIMIT):
+            try:
+                chunk = os.read(fd, STREAM_READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise SourceError(f"reading the learner device failed: {exc.strerror}") from None
+            if not chunk:
+                raise SourceError("the learner device ended (the daemon stopped)")
+            data = pending + chunk if pending else chunk
+            try:
+                headers, used = split_client_values_untrusted(data, value_size)
+            except ValueError as exc:
+                raise SourceError(
+                    f"the learner device carries a value that is not a client value of "
+                    f"{value_size} bytes ({exc}); read it in record mode"
+                ) from None
+            pending = data[used:]
+            if headers:
+                yield headers
 
 
 async def tcp_records(

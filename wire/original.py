@@ -73,6 +73,39 @@ def unpack_client_value_untrusted(data: bytes) -> OriginalClientValue | None:
     return OriginalClientValue(client_id, tv_sec, tv_usec, bytes(data[CLIENT_VALUE_HEADER_SIZE:]))
 
 
+def split_client_values_untrusted(
+    data: bytes | bytearray | memoryview, max_size: int
+) -> tuple[list[tuple[int, int, int, int]], int]:
+    """The original client values at the start of ``data``, back to back.
+
+    A stream of decided client values (the learner device in stream mode) carries
+    them without separators: each header says how many payload bytes follow.
+
+    Returns:
+        ``(client_id, tv_sec, tv_usec, size)`` of every whole value, in order, and the
+        number of bytes they take (a value cut short at the end is left for later).
+
+    Raises:
+        ValueError: a header announces more than ``max_size`` payload bytes: what
+            follows is not a stream of such values.
+    """
+    unpack = _CLIENT_VALUE_HEAD.unpack_from
+    headers: list[tuple[int, int, int, int]] = []
+    end = len(data)
+    offset = 0
+    while offset + CLIENT_VALUE_HEADER_SIZE <= end:
+        header = unpack(data, offset)
+        size = header[3]
+        if size > max_size:
+            raise ValueError(f"a client value header at byte {offset} announces {size} bytes")
+        following = offset + CLIENT_VALUE_HEADER_SIZE + size
+        if following > end:
+            break
+        headers.append(header)
+        offset = following
+    return headers, offset
+
+
 def parse_client_value_with_construct(data: bytes) -> OriginalClientValue | None:
     """The reference decoding of :func:`unpack_client_value_untrusted` (for tests)."""
     try:

@@ -52,6 +52,25 @@ def test_kpaxos_client_learns_from_the_device_in_record_mode(tmp_path: Path) -> 
     check_statistics(done.stdout)
 
 
+def test_kpaxos_client_learns_from_the_device_in_stream_mode(tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("cluster", "-c", str(config), *device_args)
+        client = [BIN / "kpaxos-client", "--config", str(config), "--stream",
+                  "--learner-device", str(link_dir / "kpaxos-learner"), "-v", "32"]
+        done = subprocess.run([*client, "-o", "10", "--duration", "4"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        check_statistics(done.stdout)
+        # A value that is not a client value ends a stream-mode reader, with the reason.
+        (link_dir / "kpaxos-client").write_bytes(b"hello\n")
+        done = subprocess.run([*client, "-o", "1", "--duration", "10"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert "not a client value" in done.stderr
+
+
 def test_kpaxos_client_learns_through_kpaxos_learner_over_tcp(tmp_path: Path) -> None:
     config = loopback_config(tmp_path / "paxos.conf")
     port = str(free_tcp_port())

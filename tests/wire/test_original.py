@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from wire.original import (
     pack_client_value,
     pack_record,
     parse_client_value_with_construct,
+    split_client_values_untrusted,
     unpack_client_value_untrusted,
     unpack_record,
 )
@@ -59,3 +61,37 @@ def test_client_values_agree_with_construct(
 @given(st.binary(max_size=80))
 def test_anything_else_is_not_a_client_value(data: bytes) -> None:
     assert unpack_client_value_untrusted(data) == parse_client_value_with_construct(data)
+
+
+_VALUES = st.builds(
+    OriginalClientValue,
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(0, 2**40),
+    st.integers(0, 999_999),
+    st.binary(max_size=40),
+)
+
+
+@given(st.lists(_VALUES, max_size=8), st.data())
+def test_a_stream_of_client_values_splits_into_them(
+    values: list[OriginalClientValue], data: st.DataObject
+) -> None:
+    stream = b"".join(pack_client_value(v) for v in values)
+    headers, used = split_client_values_untrusted(stream, 40)
+    assert used == len(stream)
+    assert headers == [(v.client_id, v.tv_sec, v.tv_usec, len(v.payload)) for v in values]
+    # Cut anywhere: the whole values before the cut, and the offset of the cut one.
+    cut = data.draw(st.integers(0, len(stream)))
+    headers, used = split_client_values_untrusted(stream[:cut], 40)
+    ends = [0]
+    for v in values:
+        ends.append(ends[-1] + 32 + len(v.payload))
+    whole = max(i for i, end in enumerate(ends) if end <= cut)
+    assert used == ends[whole]
+    assert len(headers) == whole
+
+
+def test_a_stream_holding_something_else_is_refused() -> None:
+    stream = pack_client_value(VALUE) + b"hello, a value that is not a client value"
+    with pytest.raises(ValueError):
+        split_client_values_untrusted(stream, 64)

@@ -1,0 +1,57 @@
+"""The benchmarking client's engine: values, their recognition, and the statistics."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clients.engine import ClientEngine, Latencies
+from wire.original import unpack_client_value_untrusted
+
+
+def _exact_percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@given(st.lists(st.floats(1.0, 1e7), min_size=1, max_size=200), st.sampled_from([50, 90, 99]))
+def test_latency_percentiles_are_within_half_a_percent(values: list[float], pct: int) -> None:
+    latencies = Latencies()
+    for value in values:
+        latencies.add(value)
+    assert latencies.count == len(values)
+    assert latencies.low == min(values) and latencies.high == max(values)
+    exact = _exact_percentile(values, pct)
+    assert abs(latencies.percentile(pct) - exact) <= 0.0051 * exact
+
+
+def test_latency_memory_does_not_grow_with_the_count() -> None:
+    latencies = Latencies()
+    for i in range(100_000):
+        latencies.add(100 + i % 50)
+    assert len(latencies.buckets) <= 41  # 100..149 us, 1% apart
+
+
+def test_values_come_back_recognised_by_their_header_and_the_slot_moves_on() -> None:
+    engine = ClientEngine(base_id=10, outstanding=2, value_size=64, rng=random.Random(1))
+    first = engine.start(1000.0)
+    assert len(first) == 2
+    values = [unpack_client_value_untrusted(v) for v in first]
+    assert all(v is not None and len(v.payload) == 64 for v in values)
+    assert values[0] is not None and values[1] is not None
+    assert {values[0].client_id, values[1].client_id} == {10, 11}
+    assert values[0].payload != values[1].payload  # cut from the pool at random places
+    v = values[0]
+    following = engine.delivered_header(v.client_id, v.tv_sec, v.tv_usec, 64, 1000.001)
+    assert following is not None
+    nxt = unpack_client_value_untrusted(following)
+    assert nxt is not None and nxt.client_id == v.client_id
+    assert (nxt.tv_sec, nxt.tv_usec) > (v.tv_sec, v.tv_usec)
+    # The same value again (a duplicate), or someone else's: not ours.
+    assert engine.delivered_header(v.client_id, v.tv_sec, v.tv_usec, 64, 1000.002) is None
+    assert engine.delivered_header(99, v.tv_sec, v.tv_usec, 64, 1000.002) is None
+    assert engine.total.delivered == 1
+    assert 999 <= engine.total.latencies.percentile(50) <= 1001
