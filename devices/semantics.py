@@ -51,6 +51,9 @@ _READABLE = select.POLLIN | select.POLLRDNORM
 _WRITABLE = select.POLLOUT | select.POLLWRNORM
 
 
+#: Values fetched from the log at a time by a stream-mode read.
+_TAKE_CHUNK = 1024
+
 #: The largest value size a record-mode reader may ask for: a record must reach the
 #: reader in one READ, and the kernel cuts reads like writes.
 MAX_RECORD_VALUE_SIZE = LARGEST_WHOLE_WRITE - RECORD_HEADER_SIZE
@@ -212,7 +215,7 @@ class LearnerHandle:
             return
         log = self._log
         while self._offset == 0 and log.first_index <= self._index < log.next_index:
-            if log.get(self._index).value:
+            if log.value_at(self._index):
                 return
             self._index += 1
 
@@ -239,19 +242,28 @@ class LearnerHandle:
         log = self._log
         pieces: list[bytes | memoryview] = []
         room = size
-        while room > 0 and self._index < log.next_index:
-            value = log.get(self._index).value  # only the first get can be too far behind
-            end = self._offset + room
-            if self._offset == 0 and end >= len(value):
-                pieces.append(value)
-            else:
-                pieces.append(memoryview(value)[self._offset:end])
-            taken = min(len(value) - self._offset, room)
-            room -= taken
-            if self._offset + taken == len(value):
-                self._index, self._offset = self._index + 1, 0
-            else:
-                self._offset += taken
+        index, offset = self._index, self._offset
+        while room > 0 and index < log.next_index:
+            # Values come a slice at a time; only the first slice can be too far behind.
+            for value in log.values_from(index, _TAKE_CHUNK):
+                length = len(value)
+                if offset == 0 and length <= room:
+                    pieces.append(value)
+                    room -= length
+                    index += 1
+                    if room == 0:
+                        break
+                    continue
+                taken = min(length - offset, room)
+                pieces.append(memoryview(value)[offset : offset + taken])
+                room -= taken
+                if offset + taken == length:
+                    index, offset = index + 1, 0
+                else:
+                    offset += taken
+                if room == 0:
+                    break
+        self._index, self._offset = index, offset
         return b"".join(pieces)
 
     def _take_record(self) -> bytes:

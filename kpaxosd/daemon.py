@@ -19,7 +19,7 @@ from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, serve_metrics
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.effects import Deliver, Effect
 from kpaxosd.paxos.node import Node
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.storage import AcceptorStore
@@ -253,22 +253,33 @@ class Daemon:
         )
         return store
 
-    def _deliver(self, effect: Deliver) -> None:
-        log.debug("instance %d decided %d bytes", effect.iid, len(effect.value))
-        decided = self.decided
-        if effect.iid != decided.last_iid:
-            decided.instances += 1
-            decided.last_iid = effect.iid
-        decided.values += 1
-        decided.bytes += len(effect.value)
-        values = self.values
-        values.append(effect.iid, effect.value)
-        if values.next_index - values.first_index > self.spec.retain:
-            values.trim_before(values.next_index - self.spec.retain)
-        if self.proposals is not None:
-            self.proposals.decided(effect.iid, effect.origin)
-        if self.kclient is not None:
-            self.kclient.delivered(effect)
+    def _deliver(self, effects: list[Effect]) -> None:
+        """What the learner learned in one flush: the values go to the log together."""
+        decided, proposals, kclient = self.decided, self.proposals, self.kclient
+        debug = log.isEnabledFor(logging.DEBUG)
+        iids: list[int] = []
+        values: list[bytes] = []
+        for effect in effects:
+            if not isinstance(effect, Deliver):
+                continue
+            iid, value = effect.iid, effect.value
+            if debug:
+                log.debug("instance %d decided %d bytes", iid, len(value))
+            if iid != decided.last_iid:
+                decided.instances += 1
+                decided.last_iid = iid
+            iids.append(iid)
+            values.append(value)
+            decided.bytes += len(value)
+            if proposals is not None and effect.origin is not None:
+                proposals.decided(iid, effect.origin)
+            if kclient is not None:
+                kclient.delivered(effect)
+        decided.values += len(values)
+        log_ = self.values
+        log_.extend_raw(iids, values)
+        if log_.next_index - log_.first_index > self.spec.retain:
+            log_.trim_before(log_.next_index - self.spec.retain)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until SIGINT/SIGTERM, then shut down cleanly."""

@@ -27,7 +27,7 @@ import trio
 
 from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver, Effect, Persist, Send
+from kpaxosd.paxos.effects import Effect, Persist, Send
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
@@ -114,7 +114,11 @@ class LocalBus:
 
 
 class UdpEndpoint:
-    """Runs ``node`` on ``sock``; delivered values go to ``on_deliver``.
+    """Runs ``node`` on ``sock``; what its learner learned goes to ``on_deliver``.
+
+    ``on_deliver`` gets, once per flush, the learner's effects of that flush in order
+    (every effect that is neither a Send nor a Persist), so that values decided
+    together reach readers together.
 
     With a ``bus``, messages for the other endpoints on that bus skip the socket.
     """
@@ -124,7 +128,7 @@ class UdpEndpoint:
         node: Node,
         sock: socket.socket,
         *,
-        on_deliver: Callable[[Deliver], None] | None = None,
+        on_deliver: Callable[[list[Effect]], None] | None = None,
         store: AcceptorStore | None = None,
         auth: Authenticator | None = None,
         name: str = "endpoint",
@@ -204,6 +208,7 @@ class UdpEndpoint:
         # A message sent to several peers (an ACCEPT to every acceptor) is encoded once.
         last_msg: Message | None = None
         last_data = b""
+        learned: list[Effect] = []
         for effect in effects:
             if isinstance(effect, Send):
                 msg, dest = effect.msg, effect.dest
@@ -217,8 +222,10 @@ class UdpEndpoint:
                 if msg is not last_msg:
                     last_msg, last_data = msg, encode(msg)
                 self._send_bytes(last_data, dest)
-            elif isinstance(effect, Deliver) and on_deliver is not None:
-                on_deliver(effect)
+            elif not isinstance(effect, Persist):
+                learned.append(effect)
+        if learned and on_deliver is not None:
+            on_deliver(learned)
 
     def _send_bytes(self, data: bytes, dest: Address) -> None:
         if self.auth is not None:

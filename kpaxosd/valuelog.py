@@ -7,7 +7,6 @@ from ``first_index`` on and wakes whoever waits when more arrive or it closes.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,8 +38,21 @@ Listener = Callable[[], None]
 
 
 class ValueLog:
+    """Delivered values from ``first_index`` to ``next_index - 1``, for every reader.
+
+    Values and their iids sit in two lists; trimming only moves ``first_index`` and
+    drops the dead front of the lists now and then, so appending, reading at a
+    position and trimming cost the same however much is retained.
+    """
+
+    #: The dead front of the lists is dropped once it is this long and at least half.
+    COMPACT_AT = 4096
+
     def __init__(self) -> None:
-        self._values: deque[DeliveredValue] = deque()
+        self._iids: list[int] = []
+        self._values: list[bytes] = []
+        # Entries at the front of the lists that were trimmed but not yet dropped.
+        self._dead = 0
         self._first_index = 0
         self._closed = False
         self._grown = trio.Event()
@@ -54,21 +66,26 @@ class ValueLog:
     @property
     def next_index(self) -> int:
         """The position the next delivered value will take."""
-        return self._first_index + len(self._values)
+        return self._first_index + len(self._values) - self._dead
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def append(self, iid: int, value: bytes) -> None:
-        self.extend([DeliveredValue(iid, value)])
+        self.extend_raw([iid], [value])
 
     def extend(self, values: list[DeliveredValue]) -> None:
         """Append several values and wake waiters once."""
+        self.extend_raw([v.iid for v in values], [v.value for v in values])
+
+    def extend_raw(self, iids: list[int], values: list[bytes]) -> None:
+        """Append ``values[k]`` decided in ``iids[k]``, in order, and wake waiters once."""
         if self._closed:
             raise LogClosed("the value log is closed")
         if not values:
             return
+        self._iids.extend(iids)
         self._values.extend(values)
         self._notify()
 
@@ -79,19 +96,35 @@ class ValueLog:
             ReaderTooFarBehind: ``index`` is older than what is retained.
             IndexError: nothing has been delivered at ``index`` yet.
         """
+        slot = self._slot(index)
+        return DeliveredValue(self._iids[slot], self._values[slot])
+
+    def value_at(self, index: int) -> bytes:
+        """The bytes of the value at ``index`` (raises as :meth:`get` does)."""
+        return self._values[self._slot(index)]
+
+    def values_from(self, index: int, count: int) -> list[bytes]:
+        """The bytes of up to ``count`` values from ``index`` on (fewer at the end).
+
+        Raises:
+            ReaderTooFarBehind: ``index`` is older than what is retained.
+        """
         if index < self._first_index:
             raise ReaderTooFarBehind(index, self._first_index)
-        offset = index - self._first_index
-        if offset >= len(self._values):
-            raise IndexError(index)
-        return self._values[offset]
+        slot = index - self._first_index + self._dead
+        return self._values[slot : slot + count]
 
     def trim_before(self, index: int) -> None:
         """Forget every value below position ``index``."""
         index = min(index, self.next_index)
-        while self._first_index < index:
-            self._values.popleft()
-            self._first_index += 1
+        if index <= self._first_index:
+            return
+        self._dead += index - self._first_index
+        self._first_index = index
+        if self._dead >= self.COMPACT_AT and 2 * self._dead >= len(self._values):
+            del self._iids[: self._dead]
+            del self._values[: self._dead]
+            self._dead = 0
 
     def close(self) -> None:
         if not self._closed:
@@ -118,6 +151,14 @@ class ValueLog:
             if self._closed:
                 raise LogClosed("the value log is closed")
             await self._grown.wait()
+
+    def _slot(self, index: int) -> int:
+        if index < self._first_index:
+            raise ReaderTooFarBehind(index, self._first_index)
+        slot = index - self._first_index + self._dead
+        if slot >= len(self._values):
+            raise IndexError(index)
+        return slot
 
     def _notify(self) -> None:
         grown, self._grown = self._grown, trio.Event()

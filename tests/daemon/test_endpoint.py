@@ -10,7 +10,7 @@ import trio
 
 from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.effects import Deliver, Effect
 from kpaxosd.paxos.node import Node
 from wire import ClientValue, encode
 
@@ -32,8 +32,8 @@ async def _run_cluster(local_learner_on_bus: bool) -> tuple[dict[str, UdpEndpoin
         decided: list[bytes] = []
         done = trio.Event()
 
-        def deliver(effect: Deliver) -> None:
-            decided.append(effect.value)
+        def deliver(effects: list[Effect]) -> None:
+            decided.extend(e.value for e in effects if isinstance(e, Deliver))
             if len(decided) == 2:
                 done.set()
 

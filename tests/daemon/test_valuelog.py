@@ -68,3 +68,19 @@ async def test_waiters_wake_on_growth_and_on_close() -> None:
         log.close()
     assert woke == ["0 delivered", "1 closed"]
     await log.wait_for(0)  # what was delivered stays readable after close
+
+
+def test_trimming_far_keeps_positions_and_values() -> None:
+    log = ValueLog()
+    log.extend_raw(list(range(1, 10_001)), [str(i).encode() for i in range(10_000)])
+    for cut in (10, 3000, 6000, 9990):  # compaction happens on the way
+        log.trim_before(cut)
+        assert (log.first_index, log.next_index) == (cut, 10_000)
+        assert log.get(cut) == DeliveredValue(cut + 1, str(cut).encode())
+        assert log.value_at(9999) == b"9999"
+        assert log.values_from(cut, 3) == [str(i).encode() for i in range(cut, cut + 3)]
+    assert log.values_from(9998, 100) == [b"9998", b"9999"]
+    with pytest.raises(ReaderTooFarBehind):
+        log.values_from(5, 1)
+    log.append(10_001, b"next")
+    assert log.get(10_000) == DeliveredValue(10_001, b"next")
