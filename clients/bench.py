@@ -10,7 +10,9 @@ Python sockets, so numbers from noisy machines compare as ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -93,11 +95,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _peak_rss_mb(pid: int, field: str = "VmHWM:") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _rss_by_process(
+    names: list[str], procs: list[subprocess.Popen[bytes]], field: str
+) -> dict[str, float]:
+    """Each process's RSS (``VmRSS:``) or peak RSS so far (``VmHWM:``), in MB."""
+    result = {}
+    for name, proc in zip(names, procs, strict=True):
+        with contextlib.suppress(OSError):
+            result[name] = round(_peak_rss_mb(proc.pid, field), 1)
+    return result
 
 
 @dataclass
@@ -106,6 +119,7 @@ class Cluster:
     processes: list[subprocess.Popen[bytes]]
     learner_device: Path | None
     config: Path
+    names: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
         for proc in self.processes:
@@ -160,7 +174,8 @@ def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str])
     except BaseException:
         Cluster(workdir, processes, None, config).stop()
         raise
-    return Cluster(workdir, processes, link_dir / "kpaxos-learner" if devices else None, config)
+    return Cluster(workdir, processes, link_dir / "kpaxos-learner" if devices else None, config,
+                   [name for name, _ in plans])
 
 
 def run_bench(options: argparse.Namespace) -> dict[str, object]:
@@ -191,10 +206,19 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
             time.sleep(options.duration)
             driver.send_signal(signal.SIGINT)
         cpu_after = 0.0
-        deadline = time.monotonic() + options.duration + 60
+        started = time.monotonic()
+        deadline = started + options.duration + 60
+        names = [*cluster.names, "client"]
+        timeline: list[dict[str, object]] = []
+        next_sample = started + options.rss_every if options.rss_every else math.inf
         while driver.poll() is None and time.monotonic() < deadline:
             cpu_after = sum(_cpu_seconds(proc.pid) for proc in watched)
             rss = max(_peak_rss_mb(proc.pid) for proc in watched)
+            if time.monotonic() >= next_sample:
+                timeline.append({"at_s": round(time.monotonic() - started),
+                                 "peak_rss_mb": _rss_by_process(names, watched, "VmHWM:"),
+                                 "rss_mb": _rss_by_process(names, watched, "VmRSS:")})
+                next_sample += options.rss_every
             time.sleep(0.2)
         output, _ = driver.communicate(timeout=30)
         if cpu_after == 0.0:
@@ -226,6 +250,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         if delivered else None,
         "max_rss_mb": round(rss, 1),
         "udp_floor_dgrams_per_s": floor,
+        **({"rss_timeline": timeline} if options.rss_every else {}),
     }
 
 
@@ -252,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kpaxosd-option", action="append", default=[], metavar="ARG",
                         help="pass ARG to every daemon of the cluster (repeatable), e.g. "
                              "--kpaxosd-option=--no-local-delivery")
+    parser.add_argument("--rss-every", type=float, default=0.0, metavar="SECONDS",
+                        help="record every process's peak RSS this often (JSON: "
+                             "rss_timeline; default: only the overall maximum)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on the last line")
     return parser
