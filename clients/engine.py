@@ -24,7 +24,8 @@ from wire.original import CLIENT_VALUE_HEADER_SIZE, OriginalClientValue
 _ALPHANUM = b"0123456789abcdefghijklmnopqrstuvwxyz"
 #: Payloads are cut from a pool of random characters this long (plus the value size):
 #: drawing every byte anew cost more than everything else the client does per value.
-PAYLOAD_POOL = 1 << 16
+_POOL_BITS = 16
+PAYLOAD_POOL = 1 << _POOL_BITS
 # The header of struct client_value (wire.original), packed per value.
 _HEADER = struct.Struct("=i4xqqQ")
 assert _HEADER.size == CLIENT_VALUE_HEADER_SIZE
@@ -39,15 +40,31 @@ class _Slot:
     first_sent_at: float = 0.0
 
 
-#: Latencies are counted in buckets this much apart (relative): percentiles are
-#: exact to within half of it, and memory stays bounded however long the run.
-_BUCKET_RATIO = 1.01
-_LOG_RATIO = math.log(_BUCKET_RATIO)
+#: Latencies are counted in buckets of 1/256 of their size or less (the top 8 bits of
+#: the latency in 1/256 us): percentiles are exact to within 0.4%, and memory stays
+#: bounded however long the run.
+_SCALE = 256
+_MANTISSA_BITS = 8
+
+
+def _bucket(us: float) -> int:
+    n = int(us * _SCALE)
+    if n < 1 << _MANTISSA_BITS:
+        return n
+    shift = n.bit_length() - _MANTISSA_BITS
+    return (shift << _MANTISSA_BITS) | (n >> shift)
+
+
+def _bucket_middle(bucket: int) -> float:
+    shift, top = bucket >> _MANTISSA_BITS, bucket & ((1 << _MANTISSA_BITS) - 1)
+    if shift == 0:
+        return (top + 0.5) / _SCALE
+    return ((top << shift) + (1 << shift) / 2) / _SCALE
 
 
 class Latencies:
     """Latencies in microseconds: count, sum, min and max exactly, percentiles
-    from logarithmic buckets (within 0.5%), in memory that does not grow with count."""
+    from buckets (within 0.4%), in memory that does not grow with the count."""
 
     __slots__ = ("buckets", "count", "high", "low", "total")
 
@@ -65,7 +82,15 @@ class Latencies:
             self.low = us
         if us > self.high:
             self.high = us
-        self.buckets[int(math.log(us) / _LOG_RATIO) if us >= 1.0 else -1] += 1
+        self.buckets[_bucket(us)] += 1
+
+    def merge(self, other: Latencies) -> None:
+        """Count ``other``'s latencies too."""
+        self.count += other.count
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+        self.buckets.update(other.buckets)
 
     def percentile(self, pct: float) -> float:
         """Nearest-rank percentile (the middle of its bucket, kept within min..max)."""
@@ -76,8 +101,7 @@ class Latencies:
         for bucket in sorted(self.buckets):
             seen += self.buckets[bucket]
             if seen >= rank:
-                middle = 0.0 if bucket < 0 else _BUCKET_RATIO ** (bucket + 0.5)
-                return min(max(middle, self.low), self.high)
+                return min(max(_bucket_middle(bucket), self.low), self.high)
         return self.high
 
 
@@ -89,6 +113,12 @@ class Interval:
     delivered_bytes: int = 0
     resent: int = 0
     latencies: Latencies = field(default_factory=Latencies)
+
+    def merge(self, other: Interval) -> None:
+        self.delivered += other.delivered
+        self.delivered_bytes += other.delivered_bytes
+        self.resent += other.resent
+        self.latencies.merge(other.latencies)
 
     def line(self, seconds: float) -> str:
         """The original's per-second line, plus p50 and p99."""
@@ -132,7 +162,16 @@ class ClientEngine:
         self._pool = bytes(rng.choices(_ALPHANUM, k=PAYLOAD_POOL + value_size))
         self._slots = {base_id + k: _Slot(base_id + k) for k in range(outstanding)}
         self.interval = Interval()
-        self.total = Interval()
+        # Every interval taken so far (the current one is added by ``total``).
+        self._taken = Interval()
+
+    @property
+    def total(self) -> Interval:
+        """What was delivered since the start."""
+        total = Interval()
+        total.merge(self._taken)
+        total.merge(self.interval)
+        return total
 
     @property
     def client_ids(self) -> range:
@@ -156,11 +195,10 @@ class ClientEngine:
         slot = self._slots.get(client_id)
         if slot is None or (tv_sec, tv_usec) != slot.stamp:
             return None  # someone else's, or an old duplicate
-        latency_us = max(0.0, (now - slot.first_sent_at) * 1e6)
-        for interval in (self.interval, self.total):
-            interval.delivered += 1
-            interval.delivered_bytes += size
-            interval.latencies.add(latency_us)
+        interval = self.interval
+        interval.delivered += 1
+        interval.delivered_bytes += size
+        interval.latencies.add(max(0.0, (now - slot.first_sent_at) * 1e6))
         return self._next_value(slot, now)
 
     def due_resends(self, now: float) -> list[bytes]:
@@ -170,7 +208,6 @@ class ClientEngine:
             if now - slot.sent_at >= self.resend_after:
                 slot.sent_at = now
                 self.interval.resent += 1
-                self.total.resent += 1
                 due.append(slot.value)
         return due
 
@@ -179,6 +216,7 @@ class ClientEngine:
 
     def take_interval(self) -> Interval:
         interval, self.interval = self.interval, Interval()
+        self._taken.merge(interval)
         return interval
 
     def _next_value(self, slot: _Slot, now: float) -> bytes:
@@ -186,7 +224,7 @@ class ClientEngine:
         previous = slot.stamp[0] * 1_000_000 + slot.stamp[1]
         micros = max(micros, previous + 1)  # a slot's stamps must never repeat
         tv_sec, tv_usec = slot.stamp = divmod(micros, 1_000_000)
-        start = self._rng.randrange(PAYLOAD_POOL)
+        start = self._rng.getrandbits(_POOL_BITS)
         payload = self._pool[start : start + self.value_size]
         slot.value = _HEADER.pack(slot.client_id, tv_sec, tv_usec, self.value_size) + payload
         slot.sent_at = slot.first_sent_at = now

@@ -18,21 +18,21 @@ def _exact_percentile(values: list[float], pct: float) -> float:
 
 
 @given(st.lists(st.floats(1.0, 1e7), min_size=1, max_size=200), st.sampled_from([50, 90, 99]))
-def test_latency_percentiles_are_within_half_a_percent(values: list[float], pct: int) -> None:
+def test_latency_percentiles_are_within_0_4_percent(values: list[float], pct: int) -> None:
     latencies = Latencies()
     for value in values:
         latencies.add(value)
     assert latencies.count == len(values)
     assert latencies.low == min(values) and latencies.high == max(values)
     exact = _exact_percentile(values, pct)
-    assert abs(latencies.percentile(pct) - exact) <= 0.0051 * exact
+    assert abs(latencies.percentile(pct) - exact) <= 0.004 * exact
 
 
 def test_latency_memory_does_not_grow_with_the_count() -> None:
     latencies = Latencies()
     for i in range(100_000):
         latencies.add(100 + i % 50)
-    assert len(latencies.buckets) <= 41  # 100..149 us, 1% apart
+    assert len(latencies.buckets) <= 128  # 100..149 us, 1/256 of 128 us apart
 
 
 def test_values_come_back_recognised_by_their_header_and_the_slot_moves_on() -> None:
@@ -55,3 +55,22 @@ def test_values_come_back_recognised_by_their_header_and_the_slot_moves_on() -> 
     assert engine.delivered_header(99, v.tv_sec, v.tv_usec, 64, 1000.002) is None
     assert engine.total.delivered == 1
     assert 999 <= engine.total.latencies.percentile(50) <= 1001
+
+
+def test_the_total_counts_every_interval() -> None:
+    engine = ClientEngine(base_id=0, outstanding=1, value_size=8, rng=random.Random(2))
+    now = 10.0
+    (value,) = engine.start(now)
+    for _ in range(5):
+        v = unpack_client_value_untrusted(value)
+        assert v is not None
+        now += 0.001
+        following = engine.delivered_header(v.client_id, v.tv_sec, v.tv_usec, 8, now)
+        assert following is not None
+        value = following
+        if engine.interval.delivered == 2:
+            assert engine.take_interval().delivered == 2
+    total = engine.total
+    assert total.delivered == 5
+    assert total.latencies.count == 5
+    assert 990 <= total.latencies.percentile(99) <= 1010
