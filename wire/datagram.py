@@ -70,6 +70,9 @@ BODIES = {
     "LEARNER_HI": Pass,
     "LEARNER_DEL": Pass,
     "ACCEPTOR_OK": Pass,
+    # kpaxos extension (type 100 and up: never sent by the original)
+    "PROPOSER_HI": Struct("pid" / Int32ub, "decided_below" / Int32ub),
+    "LEARNER_STUCK": Struct("iid" / Int32ub),
 }
 
 #: The whole datagram: a type word, the body it selects, and nothing after it.
@@ -93,6 +96,8 @@ _FIELDS: dict[MessageType, tuple[str, ...]] = {
     MessageType.LEARNER_HI: (),
     MessageType.LEARNER_DEL: (),
     MessageType.ACCEPTOR_OK: (),
+    MessageType.PROPOSER_HI: ("pid", "decided_below"),
+    MessageType.LEARNER_STUCK: ("iid",),
 }
 
 _CLASSES: dict[MessageType, type[Message]] = {t: c for c, t in MESSAGE_TYPES.items()}

@@ -1,7 +1,12 @@
-"""The twelve Kernel_Paxos datagrams as plain, immutable values.
+"""The twelve Kernel_Paxos datagrams, and kpaxos's extension, as immutable values.
 
 These are what the rest of kpaxos handles; the byte layout that carries them is
 declared once in :mod:`wire.datagram`.
+
+Extensions: type words from 100 up are kpaxos's own; the original never sends them.
+Both go only to the proposers of the configuration (PROPOSER_HI from a proposer,
+LEARNER_STUCK from a learner), so an original acceptor, learner or client never
+sees one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ class MessageType(enum.IntEnum):
     LEARNER_HI = 9
     LEARNER_DEL = 10
     ACCEPTOR_OK = 11
+    #: kpaxos extension: a proposer is alive (the stable leader's heartbeat).
+    PROPOSER_HI = 100
+    #: kpaxos extension: a learner cannot learn an instance from the acceptors.
+    LEARNER_STUCK = 101
+
+
+#: The first type word of kpaxos's extensions.
+FIRST_EXTENSION = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,24 @@ class AcceptorOk:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ProposerHi:
+    """kpaxos extension. Proposer ``pid`` is alive, and knows every instance below
+    ``decided_below`` decided (a taking-over proposer need not prepare those)."""
+
+    pid: int
+    decided_below: int
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerStuck:
+    """kpaxos extension. A learner cannot learn instance ``iid``: the acceptors it
+    asked hold too few acceptances at one ballot. The leading proposer runs the
+    instance again."""
+
+    iid: int
+
+
 Message = (
     Prepare
     | Promise
@@ -115,6 +146,8 @@ Message = (
     | LearnerHi
     | LearnerDel
     | AcceptorOk
+    | ProposerHi
+    | LearnerStuck
 )
 
 MESSAGE_TYPES: dict[type[Message], MessageType] = {
@@ -130,4 +163,6 @@ MESSAGE_TYPES: dict[type[Message], MessageType] = {
     LearnerHi: MessageType.LEARNER_HI,
     LearnerDel: MessageType.LEARNER_DEL,
     AcceptorOk: MessageType.ACCEPTOR_OK,
+    ProposerHi: MessageType.PROPOSER_HI,
+    LearnerStuck: MessageType.LEARNER_STUCK,
 }

@@ -28,6 +28,7 @@ from wire import (
     encode,
 )
 from wire.datagram import build_with_construct, parse_with_construct
+from wire.messages import FIRST_EXTENSION, MESSAGE_TYPES
 
 # What each golden vector's name spells.
 EXPECTED: dict[str, Message] = {
@@ -52,7 +53,10 @@ VECTORS = read_vectors("kernel_paxos_wire.txt")
 
 def test_every_vector_is_covered() -> None:
     assert set(VECTORS) == set(EXPECTED)
-    assert {type(m) for m in EXPECTED.values()} == set(Message.__args__)  # type: ignore[attr-defined]
+    # kpaxos's extensions (type 100 and up) have no vector of the original's; they
+    # are checked in test_extensions.py.
+    originals = {c for c, t in MESSAGE_TYPES.items() if t < FIRST_EXTENSION}
+    assert {type(m) for m in EXPECTED.values()} == originals
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
