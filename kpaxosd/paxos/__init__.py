@@ -6,7 +6,8 @@ daemon and the deterministic simulator drive the same :class:`Node`.
 
 from kpaxosd.paxos.ballots import MAX_PROPOSERS
 from kpaxosd.paxos.cluster import Address, Cluster
-from kpaxosd.paxos.effects import Deliver, Effect, Persist, Send
+from kpaxosd.paxos.effects import Deliver, Effect, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos.leader import Role
 from kpaxosd.paxos.node import Node, RoleNotHosted
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.stats import NodeStatistics
@@ -21,6 +22,9 @@ __all__ = [
     "NodeStatistics",
     "PaxosOptions",
     "Persist",
+    "PersistTrim",
+    "Role",
     "RoleNotHosted",
     "Send",
+    "Trimmed",
 ]

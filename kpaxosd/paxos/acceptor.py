@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from kpaxosd.paxos.cluster import Address, Cluster
-from kpaxosd.paxos.effects import Outbox, Persist
+from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import PaxosOptions
 from wire.messages import (
     Accept,
@@ -60,6 +60,11 @@ class Acceptor:
     @property
     def trim_iid(self) -> int:
         return self._trim_iid
+
+    @property
+    def instances(self) -> int:
+        """How many instances this acceptor holds (all above its trim point)."""
+        return len(self._records)
 
     def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Load what the wrapper persisted, before any input (a restarted acceptor)."""
@@ -139,6 +144,10 @@ class Acceptor:
         if msg.iid > self._horizon():
             self.dropped += 1
             return
+        # The trim point is made durable with the records it drops: an acceptor that
+        # came back from a crash without those records and without the trim point
+        # would promise and accept there afresh, as if it had never accepted.
+        self._out.add(PersistTrim(msg.iid))
         self._trim_iid = msg.iid
         cut = bisect_right(self._held, msg.iid)
         for iid in self._held[:cut]:

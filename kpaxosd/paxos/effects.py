@@ -18,14 +18,31 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """Instance ``iid`` decided ``value`` (an envelope's payload, or a raw value).
+    """Instance ``iid`` decided ``value``: an envelope's payload, any other value whole.
 
-    ``origin`` is the envelope's (client_id, seq), None for a raw value.
+    ``origin`` is the value's identity (:mod:`wire.identity`): an envelope's
+    (client_id, seq), an original ``struct client_value``'s client id and timestamp
+    (first element below 0), None for a value without identity.
     """
 
     iid: int
     value: bytes
     origin: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """Instances ``first_iid`` to ``next_iid - 1`` are gone for this learner.
+
+    The acceptors trimmed them before this learner learned their values: they will
+    never be delivered here. Delivery goes on at ``next_iid``. It takes its place in
+    delivery order: every Deliver before it has an iid below ``first_iid``, every
+    Deliver after it an iid of at least ``next_iid``. A reader of the decided values
+    must be told; nothing was skipped silently.
+    """
+
+    first_iid: int
+    next_iid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +59,20 @@ class Persist:
     value: bytes
 
 
-Effect = Send | Deliver | Persist
+@dataclass(frozen=True, slots=True)
+class PersistTrim:
+    """The acceptor forgot every instance up to ``iid``: keep that trim point durably.
+
+    The persisted records at or below ``iid`` may go; after a restart the trim point
+    goes back in with :meth:`Node.restore_acceptor`. It comes before anything that
+    relies on it (an ACCEPTOR_STATE naming it, a refusal below it): an acceptor that
+    restarts must not answer for an instance it told someone it forgot.
+    """
+
+    iid: int
+
+
+Effect = Send | Deliver | Persist | PersistTrim | Trimmed
 
 
 class Outbox:

@@ -3,20 +3,48 @@
 It registers with every acceptor (LEARNER_HI until ACCEPTOR_OK, then as a keepalive),
 decides an instance when a majority accepted the same ballot and value, delivers in
 iid order, and asks for what it missed with REPEAT when a hole stays open.
+
+Trimming. Acceptors forget instances up to their trim point (TRIM) and report it
+(ACCEPTOR_STATE, in answer to a REPEAT or a keepalive's probe below it). A learner
+that still needs such an instance may never get it. It says so with a
+:class:`Trimmed` effect and goes on after the trim point:
+
+- at once when so many acceptors report a trim point at or beyond its next instance
+  that the others are fewer than a quorum (no majority can answer any more);
+- otherwise when one acceptor reported it and TRIM_PATIENCE rounds of REPEAT to all
+  acceptors brought nothing (those that did not trim could not decide it either).
+
+A learner with ``trim_every`` sends that TRIM itself (see PaxosOptions).
+
+Stuck instances. The acceptors may all answer and still be unable to decide an
+instance for a learner: a quorum accepted it, then one acceptor of that quorum was
+lost for good (or a proposer retrying it higher was cut short), and the latest
+acceptances left disagree on the ballot. Only running Paxos for it again helps.
+After STUCK_ROUNDS fruitless REPEAT rounds the learner sends LEARNER_STUCK (a
+kpaxos extension) to every proposer; the leading one runs the instance again.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from kpaxosd.paxos.ballots import MAX_U32
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
-from kpaxosd.paxos.effects import Deliver, Outbox
+from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
-from wire.envelope import unwrap_untrusted
-from wire.messages import Accepted, AcceptorState, LearnerDel, LearnerHi, Repeat
+from wire.identity import identify_untrusted
+from wire.messages import (
+    Accepted,
+    AcceptorState,
+    LearnerDel,
+    LearnerHi,
+    LearnerStuck,
+    Repeat,
+    Trim,
+)
 
 #: Catch-up REPEATs that bring nothing before the learner stops asking for history.
 CATCH_UP_PROBES = 3
@@ -26,6 +54,19 @@ MAX_REPEAT_RUNS = 16
 #: repeat_interval: a hole nobody can fill (its acceptors trimmed it, say) must not
 #: cost a full answer every tenth of a second forever.
 MAX_REPEAT_BACKOFF = 32
+#: REPEAT rounds without progress, after an acceptor said it trimmed the instance
+#: this learner needs, before the learner gives that history up.
+TRIM_PATIENCE = 3
+#: REPEAT rounds without progress, with later instances known, before the learner
+#: reports the instance it waits for as stuck (LEARNER_STUCK), and again each round.
+STUCK_ROUNDS = 3
+#: The value a proposer fills a hole with (Proposer, "no-op"): decided like any
+#: other, never delivered.
+NOOP = b""
+
+#: Told of every decided value, in iid order, delivered or not (a replica's proposer
+#: remembers the origins).
+DecidedHook = Callable[[int, bytes], None]
 
 
 class Registration(enum.Enum):
@@ -38,8 +79,16 @@ class Registration(enum.Enum):
 
 
 class Learner:
-    def __init__(self, cluster: Cluster, options: PaxosOptions, outbox: Outbox, now: float) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        options: PaxosOptions,
+        outbox: Outbox,
+        now: float,
+        on_decided: DecidedHook | None = None,
+    ) -> None:
         self._cluster = cluster
+        self._on_decided = on_decided
         self._options = options
         self._out = outbox
         self._quorum = cluster.quorum
@@ -60,9 +109,22 @@ class Learner:
         # Asking for history beyond anything heard of (catch-up from instance 1).
         self._probing = options.learner_catch_up
         self._probe_misses = 0
+        # The trim point each acceptor reported, and the REPEAT rounds that brought
+        # nothing since one of them covered our next instance.
+        self._trims: dict[int, int] = {}
+        self._trim_stalls = 0
+        # REPEAT rounds in a row that brought nothing.
+        self._fruitless_rounds = 0
+        # The last TRIM this learner sent (trim_every), resent with the keepalives.
+        self._trim_sent = 0
         self.deliveries = 0
         self.duplicates = 0
+        self.noops = 0
+        #: Instances given up because the acceptors trimmed them (see Trimmed).
+        self.trimmed = 0
         self.repeats_sent = 0
+        #: LEARNER_STUCK rounds sent.
+        self.stuck_reports = 0
         self.dropped = 0
         for aid, address in cluster.acceptors.items():
             self._out.send(address, LearnerHi())
@@ -75,6 +137,11 @@ class Learner:
     def next_iid(self) -> int | None:
         """The next instance to deliver (None: waiting for a first one, no catch-up)."""
         return self._next
+
+    @property
+    def instances(self) -> int:
+        """Instances held: votes being counted and decisions waiting for a hole."""
+        return len(self._pending) + len(self._decided)
 
     def registration(self, aid: int) -> Registration:
         return self._hello[aid][0]
@@ -113,10 +180,19 @@ class Learner:
             self._hello[aid] = (Registration.REGISTERED, now + self._options.hello_keepalive)
 
     def on_acceptor_state(self, msg: AcceptorState) -> None:
-        # An acceptor's trim point. Instances below it are gone from that acceptor;
-        # this learner has no way to skip them, so there is nothing to do.
+        """An acceptor's trim point: it forgot every instance up to there."""
         if msg.aid not in self._cluster.acceptors:
             self.dropped += 1
+            return
+        if msg.trim_iid <= self._trims.get(msg.aid, 0):
+            return
+        self._trims[msg.aid] = msg.trim_iid
+        # The trim point that leaves fewer than a quorum of acceptors holding an
+        # instance: the (n - quorum + 1)-th highest reported.
+        enough = len(self._cluster.acceptors) - self._quorum + 1
+        reported = sorted(self._trims.values(), reverse=True)
+        if len(reported) >= enough:
+            self._give_up_through(reported[enough - 1])
 
     def handle_timer(self, now: float) -> None:
         for aid, (state, due) in self._hello.items():
@@ -124,6 +200,10 @@ class Learner:
                 continue
             address = self._cluster.acceptors[aid]
             self._out.send(address, LearnerHi())
+            if self._trim_sent:
+                # A lost TRIM would otherwise wait for the next trim_every deliveries,
+                # which an idle cluster never makes.
+                self._out.send(address, Trim(self._trim_sent))
             if state is Registration.REGISTERED:
                 period = self._options.hello_keepalive
                 self._probe_tail(address)
@@ -151,18 +231,49 @@ class Learner:
             iid = self._next
             self._next = iid + 1
             self._deliver(iid, value)
+        self._trim_acceptors()
 
     def _deliver(self, iid: int, value: bytes) -> None:
-        envelope = unwrap_untrusted(value)
-        if envelope is None:
-            self._out.add(Deliver(iid, value, None))
-        elif self._origins.first_time(envelope.client_id, envelope.seq):
-            origin = (envelope.client_id, envelope.seq)
-            self._out.add(Deliver(iid, envelope.payload, origin))
-        else:
+        if self._on_decided is not None:
+            self._on_decided(iid, value)
+        if value == NOOP:
+            self.noops += 1
+            return
+        identified = identify_untrusted(value)
+        origin = identified.origin
+        if origin is not None and not self._origins.first_time(*origin):
             self.duplicates += 1
             return
+        self._out.add(Deliver(iid, identified.payload, origin))
         self.deliveries += 1
+
+    def _give_up_through(self, trim_iid: int) -> None:
+        """Skip to after ``trim_iid`` if we still need anything up to it (Trimmed)."""
+        if self._next is None or trim_iid < self._next:
+            return
+        first = self._next
+        self._next = trim_iid + 1
+        self.trimmed += self._next - first
+        self._trim_stalls = 0
+        self._fruitless_rounds = 0
+        self._repeat_backoff = 1
+        for held in (self._pending, self._decided):
+            for iid in [i for i in held if i <= trim_iid]:
+                del held[iid]
+        self._out.add(Trimmed(first, self._next))
+        self._deliver_in_order()
+
+    def _trim_acceptors(self) -> None:
+        """trim_every: let the acceptors forget what we delivered, but the last
+        trim_every instances."""
+        every = self._options.trim_every
+        if every is None or self._next is None:
+            return
+        point = self._next - 1 - every
+        if point - self._trim_sent >= every:
+            self._trim_sent = point
+            for address in self._cluster.acceptors.values():
+                self._out.send(address, Trim(point))
 
     # -- hole repair
 
@@ -184,6 +295,23 @@ class Learner:
         progressed = self._next != self._repeat_mark
         if progressed:
             self._repeat_backoff = 1
+            self._trim_stalls = 0
+            self._fruitless_rounds = 0
+        else:
+            # Counted only while a later instance is known: then ours is a hole. An
+            # idle cluster (or one whose next instance is still in flight) is not.
+            self._fruitless_rounds = self._fruitless_rounds + 1 if self._highest > self._next else 0
+            trimmed = max(self._trims.values(), default=0)
+            if trimmed >= self._next:
+                self._trim_stalls += 1
+                if self._trim_stalls >= TRIM_PATIENCE:
+                    self._give_up_through(trimmed)
+                    progressed = True
+            elif self._fruitless_rounds >= STUCK_ROUNDS:
+                # Asking the acceptors again will not fill this hole.
+                self.stuck_reports += 1
+                for address in self._cluster.proposers.values():
+                    self._out.send(address, LearnerStuck(self._next))
         if self._probing:
             self._probe_misses = 0 if progressed else self._probe_misses + 1
             if self._probe_misses >= CATCH_UP_PROBES:

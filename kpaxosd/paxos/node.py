@@ -23,10 +23,12 @@ from wire.messages import (
     ClientValue,
     LearnerDel,
     LearnerHi,
+    LearnerStuck,
     Message,
     Preempted,
     Prepare,
     Promise,
+    ProposerHi,
     Repeat,
     Trim,
 )
@@ -46,8 +48,9 @@ class Node:
 
     The wrapper hands every decoded datagram to :meth:`receive` with its source, calls
     :meth:`handle_timer` at :meth:`next_deadline`, and after each call carries out
-    :meth:`pop_effects` in order: Persist before the Send it guards, Send from this
-    endpoint's socket, Deliver to whoever reads decided values.
+    :meth:`pop_effects` in order: Persist and PersistTrim before the Send they guard,
+    Send from this endpoint's socket, Deliver and Trimmed to whoever reads decided
+    values.
 
     Args:
         endpoint: the address this node's datagrams come from.
@@ -91,7 +94,19 @@ class Node:
             if proposer_id is None
             else Proposer(proposer_id, cluster, options, rng, self._out, now)
         )
-        self.learner = Learner(cluster, options, self._out, now) if learner else None
+        # A replica's proposer remembers what its learner saw decided: a resend of a
+        # value decided while another proposer led is not proposed again here.
+        self.learner = (
+            Learner(
+                cluster,
+                options,
+                self._out,
+                now,
+                on_decided=None if self.proposer is None else self.proposer.learned,
+            )
+            if learner
+            else None
+        )
 
     def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Give a restarted acceptor what was persisted, before any input.
@@ -166,6 +181,16 @@ class Node:
             queued_values=proposer.queued if proposer else 0,
             open_instances=proposer.open_instances if proposer else 0,
             next_iid=learner.next_iid if learner else None,
+            coalesced=proposer.coalesced if proposer else 0,
+            already_decided=proposer.already_decided if proposer else 0,
+            forwarded=proposer.forwarded if proposer else 0,
+            noops_proposed=proposer.noops if proposer else 0,
+            reopened=proposer.reopened if proposer else 0,
+            leader=proposer.leader if proposer else None,
+            trimmed=learner.trimmed if learner else 0,
+            learner_instances=learner.instances if learner else 0,
+            acceptor_instances=acceptor.instances if acceptor else 0,
+            trim_iid=acceptor.trim_iid if acceptor else None,
         )
 
     def _dispatch(self, msg: Message, src: Address, now: float) -> bool:
@@ -190,6 +215,10 @@ class Node:
                 proposer.on_preempted(msg, now)
             case ClientValue() if proposer:
                 proposer.submit(msg.value, now)
+            case ProposerHi() if proposer:
+                proposer.on_proposer_hi(msg, src, now)
+            case LearnerStuck() if proposer:
+                proposer.on_learner_stuck(msg, now)
             case Accepted() if learner or proposer:
                 # The proposer learns here that its instance closed; in a replica the
                 # acceptors send one copy to the shared address, for both.

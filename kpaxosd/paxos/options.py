@@ -31,6 +31,20 @@ class PaxosOptions:
     #: same address, for the same ballot. Two lives would then propose two values
     #: under one ballot. A random first round makes that a one in millions chance.
     proposer_first_round: int | None = None
+    #: The origins (wire.identity) of this many decided values are remembered, most
+    #: recent first out last: a client value whose origin is among them is not
+    #: proposed again (nor one already queued or in flight). At 20,000 decisions a
+    #: second this covers three seconds of resends; the learners' dedupe is the
+    #: guarantee beyond that.
+    proposer_decided_memory: int = 65536
+    #: With several proposers, the lowest-numbered live one leads and the others
+    #: forward client values to it, so that proposers do not preempt each other.
+    #: False: every proposer proposes (libpaxos, and a duel under contention).
+    stable_leader: bool = True
+    #: Each proposer tells the others it is alive (PROPOSER_HI) this often ...
+    heartbeat_interval: float = 0.2
+    #: ... and a proposer not heard from for this long is taken for dead.
+    leader_timeout: float = 1.0
     # -- learner
     #: Ask for history from instance 1 at start (libpaxos learner-catch-up).
     learner_catch_up: bool = True
@@ -49,6 +63,11 @@ class PaxosOptions:
     #: ... and, per client, how far below its highest sequence number seqs are told
     #: apart (anything older counts as already delivered).
     dedupe_window: int = 1024
+    #: The original klearner's cantrim: every this many delivered instances, send
+    #: TRIM to every acceptor so that they forget what this learner delivered, all
+    #: but the last trim_every instances (learners a little behind still catch up by
+    #: REPEAT). One learner of a cluster trims; None: this one does not.
+    trim_every: int | None = None
     # -- acceptor
     #: ACCEPTED messages sent in answer to one REPEAT.
     repeat_reply_max: int = 1024
@@ -66,3 +85,8 @@ class PaxosOptions:
                 raise ValueError(f"{f.name} must be at least 1, got {value}")
             if isinstance(value, float) and not value > 0:
                 raise ValueError(f"{f.name} must be positive, got {value}")
+        if self.leader_timeout <= self.heartbeat_interval:
+            raise ValueError(
+                f"leader_timeout ({self.leader_timeout}) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval}), or every leader looks dead"
+            )

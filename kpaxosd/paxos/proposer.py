@@ -1,24 +1,59 @@
 """The proposer: phase 1 ahead of time for a window of instances, client values into
-phase 2, retries and preemptions (libpaxos proposer.c)."""
+phase 2, retries and preemptions (libpaxos proposer.c).
+
+Beyond libpaxos:
+
+- Exactly once. A client value whose origin (:mod:`wire.identity`) is queued, in
+  flight, or among the last ``proposer_decided_memory`` decided values is dropped:
+  the client resent it because it had not seen it yet, not to have it twice.
+- Holes. A prepared instance below one known decided is a hole: learners wait for
+  it. With no client value queued it is filled with the no-op (the empty value,
+  decided like any other and delivered by nobody). libpaxos left the hole to the
+  next client value, which in kpaxos may never come: resends of a decided value
+  are dropped.
+- A stable leader among several proposers (:mod:`kpaxosd.paxos.leader`): followers
+  forward client values to it and prepare nothing.
+- Re-opening. A learner that cannot learn an instance (LEARNER_STUCK) has the
+  leader run Paxos for it again (:meth:`on_learner_stuck`).
+"""
 
 from __future__ import annotations
 
 import enum
 import heapq
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import FIRST_ROUND_SPREAD, MAX_U32, ballot_above, ballot_of
-from kpaxosd.paxos.cluster import Cluster
+from kpaxosd.paxos.cluster import Address, Cluster
+from kpaxosd.paxos.dedupe import RecentOrigins
 from kpaxosd.paxos.effects import Outbox
+from kpaxosd.paxos.leader import LeaderView, Role
+from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
 from wire.datagram import MAX_VALUE_SIZE
-from wire.envelope import unwrap_untrusted
-from wire.messages import Accept, Accepted, AcceptorState, Message, Preempted, Prepare, Promise
+from wire.identity import origin_untrusted
+from wire.messages import (
+    Accept,
+    Accepted,
+    AcceptorState,
+    ClientValue,
+    LearnerStuck,
+    Message,
+    Preempted,
+    Prepare,
+    Promise,
+    ProposerHi,
+)
 
 if TYPE_CHECKING:
     import random
+
+#: Instances open at once because a learner reported them stuck (beyond the window):
+#: LEARNER_STUCK comes from anyone, and must not open instances without end.
+REOPEN_MAX = 8
 
 
 class Phase(enum.Enum):
@@ -110,6 +145,11 @@ class Proposer:
         # open instance: a client resends every second until it sees its value, and
         # on a slow cluster every copy would otherwise take an instance of its own.
         self._pending: set[tuple[int, int]] = set()
+        # Origins of recently decided values: a resend of one is not proposed again.
+        self._decided = RecentOrigins(options.proposer_decided_memory)
+        # A READY instance below this is a hole: an instance above it is decided (or
+        # a learner waits for it).
+        self._holes_below = 0
         # READY iids, lowest first (lazy: entries of instances that moved on stay
         # until popped or compacted).
         self._ready: list[int] = []
@@ -124,8 +164,27 @@ class Proposer:
         self.retries = 0
         self.preemptions = 0
         self.dropped = 0
+        #: Client values merged with a copy queued or in flight ...
         self.coalesced = 0
-        self._fill_window(now)
+        #: ... and dropped because they were decided recently.
+        self.already_decided = 0
+        #: Holes filled with the no-op.
+        self.noops = 0
+        #: Client values sent on to the leader.
+        self.forwarded = 0
+        #: Instances run again for a learner that could not learn them.
+        self.reopened = 0
+        # The open instances opened that way, and when each instance last was.
+        self._reopened: set[int] = set()
+        self._reopened_at: dict[int, float] = {}
+        self._view = LeaderView(pid, cluster, options, now)
+        self._leader = self._view.leader(now)
+        self._role = Role.LEADING if self._leader == pid else Role.FOLLOWING
+        # The leader view's next deadline, recomputed whenever the view changes.
+        self._view_deadline: float | None = None
+        self._heartbeat(now)
+        if self._role is Role.LEADING:
+            self._fill_window(now)
 
     @property
     def queued(self) -> int:
@@ -135,6 +194,20 @@ class Proposer:
     def open_instances(self) -> int:
         return len(self._instances)
 
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def leader(self) -> int:
+        """The proposer this one takes for the leader (its own id when leading)."""
+        return self._leader
+
+    @property
+    def decided_below(self) -> int:
+        """Every instance below this one is known decided (closed, or trimmed)."""
+        return min(self._instances, default=self._next_iid)
+
     def phase(self, iid: int) -> Phase | None:
         """The phase of an open instance; None once closed or not yet opened."""
         inst = self._instances.get(iid)
@@ -143,18 +216,80 @@ class Proposer:
     # -- input
 
     def submit(self, value: bytes, now: float) -> None:
-        """Queue a client value (a CLIENT_VALUE that arrived, or a local proposal)."""
-        if len(value) > MAX_VALUE_SIZE or len(self._queue) >= self._options.max_queued_values:
+        """Queue a client value (a CLIENT_VALUE that arrived, or a local proposal).
+
+        A follower sends it on to the leader instead. The empty value is the no-op,
+        not a proposal: it is dropped.
+        """
+        if not value or len(value) > MAX_VALUE_SIZE:
             self.dropped += 1
             return
-        origin = _origin(value)
+        self._update_role(now)
+        if self._role is Role.FOLLOWING:
+            self.forwarded += 1
+            self._out.send(self._view.peers[self._leader], ClientValue(value))
+            return
+        origin = origin_untrusted(value)
         if origin is not None:
             if origin in self._pending:
                 self.coalesced += 1
                 return
+            if origin in self._decided:
+                self.already_decided += 1
+                return
+        if len(self._queue) >= self._options.max_queued_values:
+            self.dropped += 1
+            return
+        if origin is not None:
             self._pending.add(origin)
         self._queue.append(value)
         self._assign(now)
+
+    def on_learner_stuck(self, msg: LearnerStuck, now: float) -> None:
+        """A learner cannot learn ``msg.iid``: the leader runs it again.
+
+        A quorum accepted it once, and then the latest acceptances the acceptors
+        hold came to disagree on the ballot (one acceptor of the quorum was lost for
+        good, or a proposer retrying it higher was cut short). A new ballot fixes
+        that: its promises bring the value back (or show that nothing was chosen,
+        and the no-op fills the hole) and its acceptances make a fresh quorum. An
+        instance still open, or not prepared yet, is left alone; one instance at
+        most once per proposer_timeout, and at most REOPEN_MAX at a time.
+        """
+        if self._role is not Role.LEADING:
+            return
+        iid, timeout = msg.iid, self._options.proposer_timeout
+        if (
+            iid in self._instances
+            or not 0 < iid < self._next_iid
+            or len(self._reopened) >= REOPEN_MAX
+            or now < self._reopened_at.get(iid, -math.inf) + timeout
+        ):
+            return
+        if len(self._reopened_at) >= 4 * REOPEN_MAX:
+            recent = self._reopened_at.items()
+            self._reopened_at = {i: at for i, at in recent if now < at + timeout}
+        self._reopened_at[iid] = now
+        self._reopened.add(iid)
+        self.reopened += 1
+        # The learner knows of instances above, so this one is a hole.
+        self._holes_below = max(self._holes_below, iid + 1)
+        # One round above where every instance starts: the instance was most likely
+        # decided at our first ballot, which the acceptors will not promise again.
+        inst = _Instance(iid, ballot_above(self.pid, self.first_ballot) or self.first_ballot)
+        self._instances[iid] = inst
+        self._set_timer(inst, now + timeout)
+        self._to_acceptors(Prepare(iid, inst.ballot))
+
+    def learned(self, iid: int, value: bytes) -> None:
+        """A learner on this node saw ``value`` decided in ``iid`` (a replica).
+
+        Its origin joins the memory of decided values, so a resend is not proposed
+        again, even by a proposer that was following when it was decided.
+        """
+        origin = origin_untrusted(value)
+        if origin is not None:
+            self._decided.add(origin)
 
     def on_promise(self, msg: Promise, now: float) -> None:
         if msg.aid not in self._acceptors:
@@ -227,19 +362,24 @@ class Proposer:
         ):
             self.dropped += 1
             return
-        if msg.trim_iid < self._next_iid and not any(
-            iid <= msg.trim_iid for iid in self._instances
-        ):
+        self._skip_decided(msg.trim_iid, now)
+
+    def on_proposer_hi(self, msg: ProposerHi, src: Address, now: float) -> None:
+        """A peer is alive (and knows every instance below ``decided_below`` decided)."""
+        peers = self._view.peers
+        if peers.get(msg.pid) != src or not 1 <= msg.decided_below <= MAX_U32:
+            self.dropped += 1  # not a proposer of ours, or a leader election is off
             return
-        self._next_iid = max(self._next_iid, msg.trim_iid + 1)
-        # Highest first: each client value goes back to the front of the queue, so
-        # the lowest instance's value ends up first.
-        for iid in sorted((i for i in self._instances if i <= msg.trim_iid), reverse=True):
-            # Whatever was decided there is unknown: a client value goes round again
-            # (learners drop it if it was decided twice).
-            self._close(self._instances[iid], None, now)
+        self._view.heard(msg.pid, now)
+        self._update_role(now)
+        # What a peer knows decided needs no preparing here: a proposer that takes
+        # over, or comes back, starts where the others are, not at instance 1.
+        # Instances already open stay open (one may be re-opened on purpose).
+        self._next_iid = max(self._next_iid, msg.decided_below)
 
     def handle_timer(self, now: float) -> None:
+        self._heartbeat(now)
+        self._update_role(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, iid, timer = heapq.heappop(timers)
@@ -252,18 +392,79 @@ class Proposer:
             self._prepare_higher(inst, now)
 
     def next_deadline(self) -> float | None:
+        """When handle_timer wants to run. ``now`` is not needed: the leader view's
+        deadline only moves when a message arrives or a timer runs."""
         timers = self._timers
+        due = self._view_deadline
         while timers:
             _, iid, timer = timers[0]
             inst = self._instances.get(iid)
             if inst is not None and inst.timer == timer:
-                return timers[0][0]
+                first = timers[0][0]
+                return first if due is None else min(first, due)
             heapq.heappop(timers)
-        return None
+        return due
+
+    # -- leadership
+
+    def _heartbeat(self, now: float) -> None:
+        if self._view.heartbeat_due(now):
+            hi = ProposerHi(self.pid, min(self.decided_below, MAX_U32))
+            for address in self._view.peers.values():
+                self._out.send(address, hi)
+        self._view_deadline = self._view.next_deadline(now)
+
+    def _update_role(self, now: float) -> None:
+        self._leader = self._view.leader(now)
+        self._view_deadline = self._view.next_deadline(now)
+        role = Role.LEADING if self._leader == self.pid else Role.FOLLOWING
+        if role is self._role:
+            return
+        self._role = role
+        if role is Role.LEADING:
+            self._fill_window(now)
+            self._assign(now)
+            return
+        # A lower id is back: hand every client value we hold to it, and prepare
+        # nothing more. Open instances are abandoned; whoever leads next prepares
+        # them again (our decided_below stays at the lowest of them). A value in
+        # flight may so be decided twice, and learners deliver it once.
+        values = [
+            inst.client_value
+            for _, inst in sorted(self._instances.items())
+            if inst.client_value is not None
+        ]
+        values.extend(self._queue)
+        self._next_iid = self.decided_below
+        self._instances.clear()
+        self._reopened.clear()
+        self._ready.clear()
+        self._timers.clear()
+        self._queue.clear()
+        self._pending.clear()
+        address = self._view.peers[self._leader]
+        for value in values:
+            self.forwarded += 1
+            self._out.send(address, ClientValue(value))
 
     # -- phases
 
+    def _skip_decided(self, through: int, now: float) -> None:
+        """Every instance up to ``through`` is decided: prepare none of them."""
+        if through < self._next_iid and not any(iid <= through for iid in self._instances):
+            return
+        self._next_iid = max(self._next_iid, through + 1)
+        # Highest first: each client value goes back to the front of the queue, so
+        # the lowest instance's value ends up first.
+        for iid in sorted((i for i in self._instances if i <= through), reverse=True):
+            # Whatever was decided there is unknown: a client value goes round again
+            # (learners drop it if it was decided twice).
+            self._close(self._instances[iid], None, now)
+        self._fill_window(now)
+
     def _fill_window(self, now: float) -> None:
+        if self._role is not Role.LEADING:
+            return
         while len(self._instances) < self._options.preexec_window and self._next_iid <= MAX_U32:
             inst = _Instance(self._next_iid, self.first_ballot)
             self._next_iid += 1
@@ -304,17 +505,40 @@ class Proposer:
             self._assign(now)
 
     def _assign(self, now: float) -> None:
-        """Give queued client values to READY instances, lowest iid first."""
-        while self._queue and self._ready:
-            inst = self._instances.get(heapq.heappop(self._ready))
+        """Give queued client values to READY instances, lowest iid first; fill the
+        holes that are left with the no-op."""
+        queue, ready = self._queue, self._ready
+        while ready and (queue or ready[0] < self._holes_below):
+            inst = self._instances.get(heapq.heappop(ready))
             if inst is None or inst.phase is not Phase.READY:
                 continue
-            inst.client_value = self._queue.popleft()
-            self._accept(inst, inst.client_value, now)
+            value = self._next_value()
+            if value is None:
+                if not inst.iid < self._holes_below:
+                    # Every value queued was decided already; no hole here.
+                    heapq.heappush(ready, inst.iid)
+                    break
+                self.noops += 1
+                self._accept(inst, NOOP, now)
+            else:
+                inst.client_value = value
+                self._accept(inst, value, now)
         if len(self._ready) > 2 * self._options.preexec_window:
             # Instances closed while READY leave entries behind.
             self._ready = [i for i, x in self._instances.items() if x.phase is Phase.READY]
             heapq.heapify(self._ready)
+
+    def _next_value(self) -> bytes | None:
+        """The first queued value not decided meanwhile (through another instance
+        or another proposer), or None."""
+        while self._queue:
+            value = self._queue.popleft()
+            origin = origin_untrusted(value)
+            if origin is None or origin not in self._decided:
+                return value
+            self.already_decided += 1
+            self._pending.discard(origin)
+        return None
 
     def _accept(self, inst: _Instance, value: bytes, now: float) -> None:
         self._move(inst, Phase.ACCEPTING)
@@ -325,11 +549,17 @@ class Proposer:
 
     def _close(self, inst: _Instance, decided: bytes | None, now: float) -> None:
         del self._instances[inst.iid]
+        self._reopened.discard(inst.iid)
+        if decided is not None:
+            self._holes_below = max(self._holes_below, inst.iid)
+            origin = origin_untrusted(decided)
+            if origin is not None:
+                self._decided.add(origin)
         if inst.client_value is not None:
             if inst.client_value != decided:
                 self._queue.appendleft(inst.client_value)
             else:
-                origin = _origin(decided)
+                origin = origin_untrusted(inst.client_value)
                 if origin is not None:
                     self._pending.discard(origin)
         self._fill_window(now)
@@ -350,7 +580,3 @@ class Proposer:
         for address in self._acceptors.values():
             self._out.send(address, msg)
 
-
-def _origin(value: bytes) -> tuple[int, int] | None:
-    envelope = unwrap_untrusted(value)
-    return None if envelope is None else (envelope.client_id, envelope.seq)

@@ -31,3 +31,24 @@ class NodeStatistics:
     open_instances: int
     #: The learner's next instance to deliver.
     next_iid: int | None
+    # Added later, with defaults, so that a snapshot built by hand still works.
+    #: Client values the proposer merged with a copy queued or in flight ...
+    coalesced: int = 0
+    #: ... or dropped because it saw them decided recently (exactly once).
+    already_decided: int = 0
+    #: Client values the proposer sent on to the leader.
+    forwarded: int = 0
+    #: Holes the proposer filled with the no-op.
+    noops_proposed: int = 0
+    #: Instances the proposer ran again for a learner that could not learn them.
+    reopened: int = 0
+    #: The proposer the proposer takes for the leader (its own id when leading).
+    leader: int | None = None
+    #: Instances the learner gave up because the acceptors trimmed them (Trimmed).
+    trimmed: int = 0
+    #: Instances the learner holds: votes being counted, decisions waiting for a hole.
+    learner_instances: int = 0
+    #: Instances the acceptor holds (all above its trim point).
+    acceptor_instances: int = 0
+    #: The acceptor's trim point.
+    trim_iid: int | None = None

@@ -6,7 +6,7 @@ import pytest
 
 from kpaxosd.paxos.acceptor import Acceptor, Record
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Outbox, Persist, Send
+from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim, Send
 from kpaxosd.paxos.options import PaxosOptions
 from wire import (
     Accept,
@@ -181,11 +181,13 @@ def test_trim_forgets_and_tells_askers() -> None:
     acc.on_accept(Accept(1, 99, b"y"), PROPOSER)
     acc.on_repeat(Repeat(1, 5), LEARNER)
     assert out.drain() == [
+        PersistTrim(2),  # durable before anyone is told
         Send(PROPOSER, AcceptorState(0, 2)),
         Send(PROPOSER, AcceptorState(0, 2)),
         Send(LEARNER, AcceptorState(0, 2)),
         Send(LEARNER, Accepted(0, 3, 10, 10, b"x")),
     ]
+    assert acc.instances == 1
 
 
 @pytest.mark.parametrize(

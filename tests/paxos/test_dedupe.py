@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from kpaxosd.paxos.dedupe import OriginFilter
+from kpaxosd.paxos.dedupe import OriginFilter, RecentOrigins
 
 
 def test_first_time_only() -> None:
@@ -31,3 +31,37 @@ def test_least_recently_seen_client_is_forgotten() -> None:
     f.first_time(3, 1)  # client 2 goes
     assert not f.first_time(1, 1)
     assert f.first_time(2, 1)  # forgotten: delivered again
+
+
+def test_original_values_are_told_apart_exactly_never_by_age() -> None:
+    f = OriginFilter(max_clients=10, window=3)
+    client = -43  # an original client's origins have a first element below 0
+    assert f.first_time(client, 5_000_000)
+    assert not f.first_time(client, 5_000_000)
+    # An older timestamp is a new value (another program with this id, a clock
+    # stepped back): delivered, where an envelope's old seq would count as seen.
+    assert f.first_time(client, 1_000)
+    for stamp in (2_000, 3_000, 4_000):
+        assert f.first_time(client, stamp)
+    # Only the last `window` stamps are remembered.
+    assert f.first_time(client, 5_000_000)
+    assert not f.first_time(client, 4_000)
+
+
+def test_envelope_and_original_clients_share_the_client_limit() -> None:
+    f = OriginFilter(max_clients=2, window=4)
+    f.first_time(1, 1)
+    f.first_time(-2, 7)
+    f.first_time(3, 1)  # client 1 goes
+    assert f.first_time(1, 1)
+    assert not f.first_time(3, 1)
+
+
+def test_recent_origins_keep_the_last_n() -> None:
+    recent = RecentOrigins(2)
+    recent.add((1, 1))
+    recent.add((1, 2))
+    recent.add((1, 1))  # seen again: now the most recent
+    recent.add((-5, 9))
+    assert ((1, 1) in recent, (1, 2) in recent, (-5, 9) in recent) == (True, False, True)
+    assert len(recent) == 2

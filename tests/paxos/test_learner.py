@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Deliver, Outbox, Send
-from kpaxosd.paxos.learner import Learner, Registration
+from kpaxosd.paxos.effects import Deliver, Outbox, Send, Trimmed
+from kpaxosd.paxos.learner import NOOP, STUCK_ROUNDS, TRIM_PATIENCE, Learner, Registration
 from kpaxosd.paxos.options import PaxosOptions
-from wire import Accepted, AcceptorState, LearnerDel, LearnerHi, Message, Repeat, wrap
+from wire import (
+    Accepted,
+    AcceptorState,
+    LearnerDel,
+    LearnerHi,
+    LearnerStuck,
+    Message,
+    Repeat,
+    Trim,
+    wrap,
+)
+from wire.original import OriginalClientValue, pack_client_value
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
 CLUSTER = Cluster(ACCEPTORS, {0: ("10.0.0.9", 3002)})
@@ -210,3 +221,132 @@ def test_stop_says_goodbye_to_every_acceptor() -> None:
     out.drain()
     learner.stop()
     assert out.drain() == to_all(LearnerDel())
+
+
+# -- original values, the no-op, the decided hook
+
+
+def test_an_original_value_is_delivered_whole_and_once() -> None:
+    value = pack_client_value(OriginalClientValue(3, 1_500_000_000, 7, b"abc"))
+    origin = (-4, 1_500_000_000_000_007)
+    learner, out = make(catch_up=True)
+    vote(learner, 1, value)
+    vote(learner, 2, value)  # a resend decided again (a restarted proposer, say)
+    assert delivered(out) == [Deliver(1, value, origin)]
+    assert (learner.deliveries, learner.duplicates) == (1, 1)
+
+
+def test_the_noop_fills_a_hole_and_is_not_delivered() -> None:
+    seen: list[tuple[int, bytes]] = []
+    out = Outbox()
+    learner = Learner(CLUSTER, PaxosOptions(), out, now=0.0,
+                      on_decided=lambda iid, value: seen.append((iid, value)))
+    vote(learner, 2, b"b")
+    vote(learner, 1, NOOP)
+    assert delivered(out) == [Deliver(2, b"b", None)]
+    assert (learner.noops, learner.deliveries, learner.next_iid) == (1, 1, 3)
+    assert seen == [(1, b""), (2, b"b")]  # every decision, in order, delivered or not
+
+
+# -- trimming
+
+
+def test_trim_points_of_enough_acceptors_give_the_history_up() -> None:
+    learner, out = make(catch_up=True)
+    vote(learner, 1, b"a")
+    vote(learner, 6, b"f")
+    out.drain()
+    learner.on_acceptor_state(AcceptorState(0, 5))
+    # Acceptors 1 and 2 together still make a quorum: wait for them.
+    assert out.drain() == []
+    learner.on_acceptor_state(AcceptorState(1, 4))
+    # Only acceptor 2 may still hold 2..4: no quorum can answer for them.
+    assert out.drain() == [Trimmed(2, 5)]
+    assert (learner.next_iid, learner.trimmed) == (5, 3)
+    vote(learner, 5, b"e")
+    assert delivered(out) == [Deliver(5, b"e", None), Deliver(6, b"f", None)]
+    learner.on_acceptor_state(AcceptorState(1, 3))  # old news
+    learner.on_acceptor_state(AcceptorState(2, 6))  # nothing left to give up
+    assert out.drain() == []
+
+
+def test_one_acceptors_trim_point_is_believed_after_fruitless_repeats() -> None:
+    learner, out = make(catch_up=False, repeat_interval=0.1)
+    vote(learner, 3, b"c")  # delivery starts at 3
+    vote(learner, 6, b"f", aids=(0,))
+    vote(learner, 8, b"h")
+    out.drain()
+    learner.on_acceptor_state(AcceptorState(2, 5))
+    assert out.drain() == []
+    learner.handle_timer(0.1)  # the round armed before 3 was delivered: progress
+    out.drain()
+    for _ in range(TRIM_PATIENCE - 1):  # REPEAT rounds that bring nothing
+        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+        assert out.drain() == to_all(Repeat(4, 7))
+    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+    # Given up through acceptor 2's trim point; 6 and 7 may still come (and were
+    # asked for in this round's REPEAT already).
+    assert out.drain() == [Trimmed(4, 6)]
+    assert (learner.next_iid, learner.trimmed) == (6, 2)
+
+
+def test_trim_every_keeps_the_last_trim_every_instances() -> None:
+    learner, out = make(catch_up=True, trim_every=2)
+    out.drain()
+    for iid in range(1, 4):
+        vote(learner, iid, b"x")
+    assert [e for e in out.drain() if isinstance(e, Send)] == []
+    vote(learner, 4, b"x")  # delivered 4: the acceptors may forget 1 and 2
+    assert out.drain() == [Deliver(4, b"x", None), *to_all(Trim(2))]
+    vote(learner, 5, b"x")
+    assert out.drain() == [Deliver(5, b"x", None)]
+    vote(learner, 6, b"x")
+    assert out.drain() == [Deliver(6, b"x", None), *to_all(Trim(4))]
+
+
+def test_the_last_trim_goes_again_with_each_keepalive() -> None:
+    learner, out = make(catch_up=False, trim_every=1)
+    for iid in (1, 2):
+        vote(learner, iid, b"x")
+    out.drain()
+    learner.on_acceptor_ok(ACCEPTORS[0], 0.5)
+    learner.handle_timer(1.0)  # a hello for acceptors 1 and 2, unanswered so far
+    assert out.drain() == [
+        Send(ACCEPTORS[1], LearnerHi()),
+        Send(ACCEPTORS[1], Trim(1)),
+        Send(ACCEPTORS[2], LearnerHi()),
+        Send(ACCEPTORS[2], Trim(1)),
+    ]
+
+
+# -- stuck instances
+
+
+def test_a_hole_no_repeat_fills_is_reported_to_the_proposers() -> None:
+    learner, out = make(catch_up=False)
+    vote(learner, 1, b"a")
+    vote(learner, 2, b"b", aids=(0,))  # acceptances that never make a quorum
+    vote(learner, 2, b"b", aids=(1,), ballot=20)
+    vote(learner, 3, b"c")
+    out.drain()
+    learner.handle_timer(0.1)  # the round armed before 1 was delivered: progress
+    out.drain()
+    for _ in range(STUCK_ROUNDS - 1):
+        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+        assert out.drain() == to_all(Repeat(2, 2))
+    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+    proposer = CLUSTER.proposers[0]
+    assert out.drain() == [Send(proposer, LearnerStuck(2)), *to_all(Repeat(2, 2))]
+    assert learner.stuck_reports == 1
+
+
+def test_an_idle_cluster_is_not_a_stuck_learner() -> None:
+    learner, out = make(catch_up=True)
+    vote(learner, 1, b"a")
+    for _ in range(2 * STUCK_ROUNDS):  # catch-up probes that bring nothing
+        due = learner.next_deadline()
+        assert due is not None
+        learner.handle_timer(due)
+    assert not any(
+        isinstance(e, Send) and isinstance(e.msg, LearnerStuck) for e in out.drain()
+    )

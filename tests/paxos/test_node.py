@@ -16,9 +16,11 @@ from kpaxosd.paxos import (
     Node,
     PaxosOptions,
     Persist,
+    PersistTrim,
     RoleNotHosted,
     Send,
 )
+from kpaxosd.paxos.proposer import REOPEN_MAX
 from wire import (
     Accept,
     Accepted,
@@ -27,11 +29,13 @@ from wire import (
     ClientValue,
     LearnerDel,
     LearnerHi,
+    LearnerStuck,
     Message,
     MessageType,
     Preempted,
     Prepare,
     Promise,
+    ProposerHi,
     Repeat,
     Trim,
     encode,
@@ -94,6 +98,7 @@ def test_persist_comes_before_the_send_it_guards() -> None:
         (Promise(1, 1, 10, 0, b""), "proposer"),
         (Preempted(1, 1, 99), "proposer"),
         (ClientValue(b"v"), "proposer"),
+        (LearnerStuck(1), "proposer"),
         (AcceptorOk(), "learner"),
     ],
 )
@@ -176,15 +181,18 @@ def test_stop_says_goodbye_and_then_ignores_everything() -> None:
 
 def test_a_cluster_decides_over_a_perfect_network() -> None:
     """Three acceptors, a proposer and a learner, each its own node, in lockstep."""
+    # The only proposer of this cluster (with proposer 0 configured and never
+    # started, proposer 1 would follow it until leader_timeout).
+    cluster = Cluster(ACCEPTORS, {1: PROPOSER})
     nodes: dict[Address, Node] = {
-        a: Node(a, CLUSTER, acceptor_id=i, rng=random.Random(i), now=0.0)
+        a: Node(a, cluster, acceptor_id=i, rng=random.Random(i), now=0.0)
         for i, a in ACCEPTORS.items()
     }
     nodes[PROPOSER] = Node(
-        PROPOSER, CLUSTER, proposer_id=1, options=OPTIONS, rng=random.Random(9), now=0.0
+        PROPOSER, cluster, proposer_id=1, options=OPTIONS, rng=random.Random(9), now=0.0
     )
     nodes[OTHER] = Node(
-        OTHER, CLUSTER, learner=True, options=OPTIONS, rng=random.Random(9), now=0.0
+        OTHER, cluster, learner=True, options=OPTIONS, rng=random.Random(9), now=0.0
     )
     delivered: list[Deliver] = []
     queue: deque[tuple[Address, Address, Message]] = deque()
@@ -229,6 +237,8 @@ messages = st.one_of(
     st.builds(Trim, u32),
     st.builds(AcceptorState, u32, u32),
     st.builds(ClientValue, values),
+    st.builds(ProposerHi, st.integers(0, 3), u32),
+    st.builds(LearnerStuck, u32),
     st.just(LearnerHi()),
     st.just(LearnerDel()),
     st.just(AcceptorOk()),
@@ -269,4 +279,24 @@ def test_hostile_input_never_raises(script: list[tuple[Message, Address] | float
             if isinstance(effect, Send):
                 encode(effect.msg)  # everything sent fits the wire
     assert node.acceptor is not None and len(node.acceptor.learners()) <= 2
-    assert node.proposer is not None and node.proposer.open_instances <= 3
+    assert node.proposer is not None and node.proposer.open_instances <= 3 + REOPEN_MAX
+
+
+def test_a_replica_routes_the_extensions_to_its_proposer_and_counts_everything() -> None:
+    node = replica()  # proposer 0 of proposers {0, 1}: the leader
+    node.pop_effects()
+    node.receive(ProposerHi(1, 40), PROPOSER, 0.5)  # proposer 1 is alive, at 40
+    node.receive(Trim(0), OTHER, 0.5)  # nothing to trim
+    stats = node.statistics()
+    assert stats.received[MessageType.PROPOSER_HI] == 1
+    assert (stats.leader, stats.dropped, stats.trim_iid, stats.acceptor_instances) == (0, 0, 0, 0)
+    assert node.proposer is not None and node.proposer.decided_below == 1
+    node.receive(Prepare(3, 10), PROPOSER, 0.5)
+    node.receive(Trim(3), OTHER, 0.6)
+    assert node.pop_effects() == [
+        Persist(3, 10, 0, b""),
+        Send(PROPOSER, Promise(0, 3, 10, 0, b"")),
+        PersistTrim(3),
+    ]
+    stats = node.statistics()
+    assert (stats.trim_iid, stats.acceptor_instances) == (3, 0)

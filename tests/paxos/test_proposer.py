@@ -8,19 +8,22 @@ import pytest
 
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Outbox, Send
+from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
-from kpaxosd.paxos.proposer import TRANSITIONS, Phase, Proposer
+from kpaxosd.paxos.proposer import REOPEN_MAX, TRANSITIONS, Phase, Proposer
 from wire import (
     MAX_VALUE_SIZE,
     Accept,
     Accepted,
     AcceptorState,
+    LearnerStuck,
     Message,
     Preempted,
     Prepare,
     Promise,
     wrap,
 )
+from wire.original import OriginalClientValue, pack_client_value
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
 CLUSTER = Cluster(ACCEPTORS, {0: ("10.0.0.9", 3002)})
@@ -267,8 +270,8 @@ def test_resent_client_values_are_coalesced() -> None:
     assert (p.queued, p.coalesced) == (3, 1)
     promise(p, 1, 10, NONE, NONE)
     accepted(p, 1, 10, X)
-    p.submit(X, 1.0)  # decided here: a resend after that is queued again
-    assert p.queued == 3
+    p.submit(X, 1.0)  # decided here: a resend after that is dropped
+    assert (p.queued, p.already_decided) == (2, 1)
 
 
 def test_oversized_values_and_queue_overflow_are_dropped() -> None:
@@ -299,3 +302,135 @@ def test_transition_table_is_closed() -> None:
     assert set(TRANSITIONS) == set(Phase)
     for targets in TRANSITIONS.values():
         assert targets <= set(Phase)
+
+
+def test_an_original_value_is_identified_by_client_and_timestamp() -> None:
+    p, out = make()
+    out.drain()
+    original = pack_client_value(OriginalClientValue(3, 1_500_000_000, 7, b"abc"))
+    p.submit(original, 0.0)
+    p.submit(original, 0.5)
+    assert (p.queued, p.coalesced) == (1, 1)
+    promise(p, 1, 10, NONE, NONE)
+    accepted(p, 1, 10, original)
+    p.submit(original, 1.0)
+    assert (p.queued, p.already_decided) == (0, 1)
+
+
+def test_the_empty_value_is_not_a_proposal() -> None:
+    p, _ = make()
+    p.submit(b"", 0.0)
+    assert (p.queued, p.dropped) == (0, 1)
+
+
+def test_a_value_decided_elsewhere_while_queued_is_not_proposed() -> None:
+    p, out = make(window=2)
+    p.submit(Y, 0.0)
+    # Another proposer got Y decided in instance 1 (our promise brought it back).
+    promise(p, 1, 10, (7, Y), NONE)
+    accepted(p, 1, 10, Y)
+    out.drain()
+    promise(p, 2, 10, NONE, NONE)
+    # Instance 2 waits for a value; Y, still queued, is not one any more.
+    assert out.drain() == []
+    assert (p.queued, p.already_decided, p.phase(2)) == (0, 1, Phase.READY)
+
+
+def test_a_hole_below_a_decided_instance_is_filled_with_the_noop() -> None:
+    p, out = make(window=2)
+    promise(p, 2, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    accepted(p, 2, 10, X)
+    out.drain()
+    # Instance 1 comes ready after 2 was decided: learners wait for it.
+    promise(p, 1, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, NOOP))
+    assert p.noops == 1
+    accepted(p, 1, 10, NOOP)
+    assert p.queued == 0  # the no-op goes back to no queue
+
+
+def test_a_queued_value_fills_a_hole_before_the_noop() -> None:
+    p, out = make(window=2)
+    promise(p, 2, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    accepted(p, 2, 10, X)
+    p.submit(Y, 0.0)
+    out.drain()
+    promise(p, 1, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, Y))
+    assert p.noops == 0
+
+
+def test_what_a_local_learner_saw_decided_is_not_proposed_again() -> None:
+    p, _ = make()
+    p.learned(5, Z)
+    p.learned(6, b"raw")
+    p.submit(Z, 0.0)
+    assert (p.queued, p.already_decided) == (0, 1)
+
+
+def test_the_decided_memory_is_bounded() -> None:
+    p, _ = make(proposer_decided_memory=2)
+    for seq in range(1, 4):
+        p.learned(seq, wrap(9, seq, b""))
+    p.submit(wrap(9, 1, b""), 0.0)  # forgotten: proposed again
+    p.submit(wrap(9, 3, b""), 0.0)
+    assert (p.queued, p.already_decided) == (1, 1)
+
+
+# -- a learner that cannot learn an instance
+
+
+def test_the_leader_runs_a_stuck_instance_again() -> None:
+    p, out = make(window=1)
+    promise(p, 1, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    accepted(p, 1, 10, X)
+    out.drain()
+    p.on_learner_stuck(LearnerStuck(1), 1.0)
+    # One round above the first ballot, which the acceptors promised already.
+    assert out.drain() == to_all(Prepare(1, 20))
+    assert p.reopened == 1
+    promise(p, 1, 20, (10, X), NONE, now=1.0)
+    assert out.drain() == to_all(Accept(1, 20, X))
+    accepted(p, 1, 20, X)
+    assert p.phase(1) is None
+
+
+def test_a_stuck_instance_with_nothing_accepted_gets_the_noop() -> None:
+    p, out = make(window=1)
+    p.on_acceptor_state(AcceptorState(0, 4), 0.0)  # 1..4 are long decided
+    out.drain()
+    p.on_learner_stuck(LearnerStuck(3), 1.0)
+    promise(p, 3, 20, NONE, NONE, now=1.0)
+    assert out.drain() == to_all(Prepare(3, 20)) + to_all(Accept(3, 20, NOOP))
+
+
+@pytest.mark.parametrize("iid", [0, 2, 3])
+def test_stuck_reports_that_need_no_rerun_are_ignored(iid: int) -> None:
+    p, out = make(window=1)
+    promise(p, 1, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    accepted(p, 1, 10, X)  # 1 closed; 2 open; 3 not opened yet; 0 is no instance
+    out.drain()
+    p.on_learner_stuck(LearnerStuck(iid), 1.0)
+    assert (out.drain(), p.reopened) == ([], 0)
+
+
+def test_stuck_reports_are_limited() -> None:
+    p, out = make(window=1)
+    p.on_acceptor_state(AcceptorState(0, 100), 0.0)
+    out.drain()
+    p.on_learner_stuck(LearnerStuck(5), 1.0)
+    p.on_learner_stuck(LearnerStuck(5), 1.5)  # open already
+    for iid in range(10, 30):
+        p.on_learner_stuck(LearnerStuck(iid), 1.5)
+    assert p.reopened == REOPEN_MAX
+    assert p.open_instances == 1 + REOPEN_MAX
+    promise(p, 5, 20, NONE, NONE, now=1.5)
+    accepted(p, 5, 20, NOOP)
+    p.on_learner_stuck(LearnerStuck(5), 1.9)  # once per proposer_timeout
+    assert p.reopened == REOPEN_MAX
+    p.on_learner_stuck(LearnerStuck(5), 2.5)
+    assert p.reopened == REOPEN_MAX + 1

@@ -2,18 +2,25 @@
 
 Every node is a real :class:`kpaxosd.paxos.Node`. The network drops, duplicates,
 delays and reorders datagrams; nodes crash and restart (an acceptor keeps what it
-persisted, everything else starts from nothing). Clients send enveloped values and
-resend them after a second without a decision, as the real client does. Then the
-faults stop and every value must reach every learner.
+persisted, its trim point included; everything else starts from nothing), and the
+leading proposer may crash for good. Clients send enveloped values or the original
+client's ``struct client_value`` and resend them after a second without a decision,
+as the real clients do. One learner may trim the acceptors. Then the faults stop and
+every value must reach every learner.
 
-Checked throughout, against an oracle that watches the acceptors' Persist effects:
+Checked throughout, against an oracle that watches the acceptors' Persist and
+PersistTrim effects:
 
 - safety: one value chosen per instance (no two values reach a majority);
-- every learner delivers only chosen values, of submitted origins (validity);
+- every learner delivers only chosen values, of submitted origins, as the reader
+  should get them (an envelope's payload, an original value whole) (validity);
 - each learner life delivers iids strictly in order from 1, and every iid it skips
-  carried an origin it already delivered (integrity, and deduplication);
-- progress: after the faults stop, every learner delivers every submitted value
-  within ``Scenario.settle`` simulated seconds.
+  carried the no-op or an origin it already delivered (integrity, deduplication:
+  no origin delivered twice), or lies in a Trimmed range that some acceptor had
+  really trimmed;
+- an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted;
+- progress: after the faults stop, every live learner delivers every submitted
+  value, or reports it trimmed away, within ``Scenario.settle`` simulated seconds.
 
 Nothing depends on anything but the seed, so a failing seed replays exactly.
 """
@@ -28,13 +35,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kpaxosd.paxos import Address, Cluster, Deliver, Node, PaxosOptions, Persist, Send
-from wire import ClientValue, Message, encode, unwrap_untrusted, wrap
+from kpaxosd.paxos import (
+    Address,
+    Cluster,
+    Deliver,
+    Node,
+    PaxosOptions,
+    Persist,
+    PersistTrim,
+    Send,
+    Trimmed,
+)
+from wire import (
+    AcceptorState,
+    ClientValue,
+    Message,
+    Origin,
+    encode,
+    identify_untrusted,
+    is_original_origin,
+    wrap,
+)
+from wire.original import OriginalClientValue, pack_client_value
 
 # Event kinds, in the heap as (time, seq, kind, args).
-DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE = range(9)
+DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL = range(10)
 
-PROFILES = ("mixed", "long", "duel", "harsh", "bigwin")
+PROFILES = ("mixed", "long", "duel", "harsh", "bigwin", "leader", "steady")
 
 
 @dataclass(frozen=True)
@@ -64,6 +91,15 @@ class Scenario:
     settle: float = 30.0
     clients: int = 2
     values_per_client: int = 3
+    #: How many of the clients are original clients (struct client_value, not an
+    #: envelope).
+    original_clients: int = 0
+    #: PaxosOptions.trim_every of the last learner (None: nobody trims).
+    trim_every: int | None = None
+    #: PaxosOptions.stable_leader.
+    stable_leader: bool = True
+    #: Crash the host of proposer 0 (the leader) for good at this time (None: never).
+    kill_leader_at: float | None = None
 
     #: PaxosOptions.proposer_first_round (None: random per proposer life).
     first_round: int | None = None
@@ -74,9 +110,12 @@ class Scenario:
         """The scenario of ``seed``: the seed picks among the shapes of the profile.
 
         mixed: a bit of everything, short (the test suite's default). long: more
-        values and clients over longer faults. duel: two proposers, many values.
-        harsh: heavy loss, duplication, reordering, crashes and partitions. bigwin:
-        libpaxos's default window of 128.
+        values and clients over longer faults. duel: two proposers without a stable
+        leader (libpaxos's contention), many values. harsh: heavy loss, duplication,
+        reordering, crashes and partitions. bigwin: libpaxos's default window of
+        128. leader: three proposers, and the leader crashes for good while the
+        other faults go on. steady: three proposers and no faults at all (a test
+        checks that nobody is preempted).
         """
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
@@ -98,6 +137,12 @@ class Scenario:
             clients=r.randint(1, 3),
             values_per_client=r.randint(1, 4),
         )
+        sc = replace(
+            sc,
+            original_clients=r.randint(0, sc.clients),
+            trim_every=r.choice([None, None, 1, 2, 5]),
+            stable_leader=r.random() < 0.8,
+        )
         if profile == "long":
             sc = replace(
                 sc,
@@ -109,6 +154,7 @@ class Scenario:
             sc = replace(
                 sc,
                 proposers=2,
+                stable_leader=False,
                 clients=4,
                 values_per_client=6,
                 window=r.choice([4, 16, 64]),
@@ -128,17 +174,44 @@ class Scenario:
             )
         elif profile == "bigwin":
             sc = replace(sc, window=128, clients=3, values_per_client=10)
+        elif profile == "leader":
+            sc = replace(
+                sc,
+                proposers=3,
+                learners=3,
+                stable_leader=True,
+                crash_rate=r.choice([0.0, 0.3]),
+                fault_until=r.uniform(3.0, 6.0),
+                clients=3,
+                values_per_client=r.randint(3, 6),
+            )
+            sc = replace(sc, kill_leader_at=r.uniform(0.3, sc.fault_until - 1.0))
+        elif profile == "steady":
+            sc = replace(
+                sc,
+                proposers=3,
+                stable_leader=True,
+                drop=0.0,
+                dup=0.0,
+                straggle=0.0,
+                crash_rate=0.0,
+                isolate_rate=0.0,
+                clients=3,
+                values_per_client=r.randint(5, 10),
+            )
         return sc
 
 
 class _Life:
     """One incarnation of a learner: what it delivered since it (re)started."""
 
-    __slots__ = ("expected_next", "origins")
+    __slots__ = ("expected_next", "origins", "trimmed")
 
     def __init__(self) -> None:
         self.expected_next = 1
-        self.origins: set[tuple[int, int]] = set()
+        self.origins: set[Origin] = set()
+        #: Origins of values chosen in the instances it reported Trimmed.
+        self.trimmed: set[Origin] = set()
 
 
 @dataclass(eq=False)
@@ -148,16 +221,24 @@ class Host:
     acceptor_id: int | None = None
     proposer_id: int | None = None
     learner: bool = False
+    options: PaxosOptions = field(default_factory=PaxosOptions)
     up: bool = True
+    #: Crashed for good (Scenario.kill_leader_at): never restarted.
+    dead: bool = False
     node: Node | None = None
     incarnation: int = 0
     storage: dict[int, Persist] = field(default_factory=dict)
+    #: The persisted trim point (PersistTrim).
+    trim_iid: int = 0
+    #: Preemptions of the proposer's earlier lives.
+    preemptions: int = 0
     isolated_until: float = 0.0
     timer_due: float | None = None
     timer_token: int = 0
     life: _Life = field(default_factory=_Life)
-    #: Origins any life of this learner delivered (what a watching client sees).
-    seen: set[tuple[int, int]] = field(default_factory=set)
+    #: Origins any life of this learner delivered or reported trimmed (what a
+    #: watching client sees).
+    seen: set[Origin] = field(default_factory=set)
 
 
 @dataclass
@@ -168,6 +249,13 @@ class Result:
     deliveries: int
     end_time: float
     digest: str
+    #: Preemptions over every proposer life.
+    preemptions: int = 0
+    #: What the run exercised: Trimmed effects, original values delivered, and the
+    #: time of the last delivery (after a leader was killed, say).
+    trimmed_reports: int = 0
+    originals_delivered: int = 0
+    last_delivery_at: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -193,6 +281,9 @@ class Simulation:
         self.failures: list[str] = []
         self.datagrams = 0
         self.deliveries = 0
+        self.trimmed_reports = 0
+        self.originals_delivered = 0
+        self.last_delivery_at = 0.0
         self.trace = hashlib.sha256()
         self.hosts = self._make_hosts()
         self.by_address = {h.address: h for h in self.hosts}
@@ -201,14 +292,22 @@ class Simulation:
         self.cluster = Cluster(acceptors, proposers)
         self.proposer_addresses = [proposers[p] for p in sorted(proposers)]
         self.learner_hosts = [h for h in self.hosts if h.learner]
-        self.options = PaxosOptions(
-            preexec_window=scenario.window, proposer_first_round=scenario.first_round
+        options = PaxosOptions(
+            preexec_window=scenario.window,
+            proposer_first_round=scenario.first_round,
+            stable_leader=scenario.stable_leader,
         )
+        for host in self.hosts:
+            host.options = options
+        if scenario.trim_every is not None:
+            self.learner_hosts[-1].options = replace(options, trim_every=scenario.trim_every)
         # The oracle: (iid, ballot) -> aid -> value, from the acceptors' Persist.
         self.accepted: dict[tuple[int, int], dict[int, bytes]] = {}
         self.chosen: dict[int, bytes] = {}
-        # Everything clients submitted: origin -> payload.
-        self.submitted: dict[tuple[int, int], bytes] = {}
+        # Everything clients submitted: origin -> the value sent, and what a reader
+        # of decided values must get of it.
+        self.proposed: dict[Origin, bytes] = {}
+        self.submitted: dict[Origin, bytes] = {}
 
     # -- setup
 
@@ -223,7 +322,7 @@ class Simulation:
                         (f"10.0.0.{i + 1}", 3003),
                         acceptor_id=i,
                         proposer_id=i if i < sc.proposers else None,
-                        learner=i in (0, 2)[: sc.learners],
+                        learner=i in (0, 2, 1)[: sc.learners],
                     )
                 )
         else:
@@ -251,12 +350,12 @@ class Simulation:
             acceptor_id=host.acceptor_id,
             proposer_id=host.proposer_id,
             learner=host.learner,
-            options=self.options,
+            options=host.options,
             rng=random.Random(self.rng.getrandbits(64)),
             now=self.now,
         )
-        if host.acceptor_id is not None and host.storage:
-            node.restore_acceptor(list(host.storage.values()))
+        if host.acceptor_id is not None and (host.storage or host.trim_iid):
+            node.restore_acceptor(list(host.storage.values()), host.trim_iid)
         host.node = node
         self.after(host)
 
@@ -269,6 +368,8 @@ class Simulation:
                 self.boot(host)
             self._schedule_clients()
             self._schedule_crashes()
+            if sc.kill_leader_at is not None:
+                self.push(sc.kill_leader_at, KILL)
             self.push(sc.fault_until, HEAL)
             end = sc.fault_until + sc.settle
             handlers: dict[int, Callable[..., bool]] = {
@@ -281,6 +382,7 @@ class Simulation:
                 HEAL: self.on_heal,
                 PROGRESS: self.on_progress,
                 ISOLATE: self.on_isolate,
+                KILL: self.on_kill,
             }
             while self.heap and not self.failures:
                 at, _, kind, args = heapq.heappop(self.heap)
@@ -297,21 +399,45 @@ class Simulation:
             self.failures.append(f"t={self.now:.4f}: {exc}")
         except Exception:
             self.failures.append(f"t={self.now:.4f}: exception\n{traceback.format_exc()}")
+        preemptions = sum(h.preemptions for h in self.hosts)
+        preemptions += sum(h.node.statistics().preemptions for h in self.hosts if h.node)
+        if sc.profile == "steady" and preemptions and not self.failures:
+            # One leader and a perfect network: nobody should ever outbid anybody.
+            self.failures.append(f"{preemptions} preemptions without a single fault")
         return Result(
-            sc, self.failures, self.datagrams, self.deliveries, self.now, self.trace.hexdigest()
+            sc,
+            self.failures,
+            self.datagrams,
+            self.deliveries,
+            self.now,
+            self.trace.hexdigest(),
+            preemptions,
+            self.trimmed_reports,
+            self.originals_delivered,
+            self.last_delivery_at,
         )
 
     def _schedule_clients(self) -> None:
         sc = self.sc
         for c in range(sc.clients):
-            client_id = 1000 + c
+            original = c < sc.original_clients
+            client_id = (2000 if original else 1000) + c
             for seq in range(1, sc.values_per_client + 1):
                 payload = f"c{client_id}-{seq}".encode()
-                self.submitted[(client_id, seq)] = payload
+                if original:
+                    # The original client: a struct client_value stamped with its
+                    # send time, delivered whole.
+                    stamp = (1_500_000_000 + seq, self.rng.randrange(1_000_000))
+                    value = pack_client_value(OriginalClientValue(client_id, *stamp, payload))
+                    submitted = value
+                else:
+                    value, submitted = wrap(client_id, seq, payload), payload
+                origin = identify_untrusted(value).origin
+                assert origin is not None
+                self.proposed[origin] = value
+                self.submitted[origin] = submitted
                 at = self.rng.uniform(0.0, sc.fault_until)
-                self.push(
-                    at, SUBMIT, client_id, seq, self.rng.randrange(len(self.proposer_addresses))
-                )
+                self.push(at, SUBMIT, origin, self.rng.randrange(len(self.proposer_addresses)))
 
     def _schedule_crashes(self) -> None:
         sc = self.sc
@@ -347,31 +473,45 @@ class Simulation:
         self.after(host)
         return False
 
-    def on_submit(self, client_id: int, seq: int, proposer: int) -> bool:
-        value = wrap(client_id, seq, self.submitted[(client_id, seq)])
+    def on_submit(self, origin: Origin, proposer: int) -> bool:
         address = self.proposer_addresses[proposer % len(self.proposer_addresses)]
-        self.transmit(("10.9.9.9", client_id), address, ClientValue(value))
-        self.push(self.now + 1.0, CHECK, client_id, seq, proposer)
+        client = ("10.9.9.9", abs(origin[0]) % 65536)
+        self.transmit(client, address, ClientValue(self.proposed[origin]))
+        self.push(self.now + 1.0, CHECK, origin, proposer)
         return False
 
-    def on_check(self, client_id: int, seq: int, proposer: int) -> bool:
-        watched = self.learner_hosts[client_id % len(self.learner_hosts)]
-        if (client_id, seq) in watched.seen:
+    def on_check(self, origin: Origin, proposer: int) -> bool:
+        live = [h for h in self.learner_hosts if not h.dead]
+        watched = live[abs(origin[0]) % len(live)]
+        if origin in watched.seen:
             return False
         # Not seen within a second: send again, to the next proposer (a client's
         # failover), like the kpaxos client device.
-        return self.on_submit(client_id, seq, proposer + 1)
+        return self.on_submit(origin, proposer + 1)
 
     def on_crash(self, host: Host, downtime: float) -> bool:
         if not host.up or self.healed:
             return False
-        host.up = False
-        host.node = None
-        self.trace.update(f"crash {host.name} {self.now!r}".encode())
+        self._bring_down(host)
         restart = self.now + downtime
         if restart < self.sc.fault_until:
             self.push(restart, RESTART, host)
         return False
+
+    def on_kill(self) -> bool:
+        """The host of proposer 0, the leader, crashes and never comes back."""
+        host = next(h for h in self.hosts if h.proposer_id == 0)
+        host.dead = True
+        if host.up:
+            self._bring_down(host)
+        return False
+
+    def _bring_down(self, host: Host) -> None:
+        assert host.node is not None
+        host.preemptions += host.node.statistics().preemptions
+        host.up = False
+        host.node = None
+        self.trace.update(f"crash {host.name} {self.now!r}".encode())
 
     def on_isolate(self, host: Host, duration: float) -> bool:
         # Healing ends every partition (transmit stops looking).
@@ -379,14 +519,14 @@ class Simulation:
         return False
 
     def on_restart(self, host: Host) -> bool:
-        if not host.up:
+        if not host.up and not host.dead:
             self.boot(host)
         return False
 
     def on_heal(self) -> bool:
         self.healed = True
         for host in self.hosts:
-            if not host.up:
+            if not host.up and not host.dead:
                 self.boot(host)
         self.push(self.now + 0.5, PROGRESS)
         return False
@@ -405,14 +545,29 @@ class Simulation:
         assert node is not None
         for effect in node.pop_effects():
             if isinstance(effect, Send):
-                self.transmit(host.address, effect.dest, effect.msg)
+                msg = effect.msg
+                if isinstance(msg, AcceptorState) and msg.trim_iid > host.trim_iid:
+                    raise Violation(
+                        f"{host.name} told trim point {msg.trim_iid}, persisted {host.trim_iid}"
+                    )
+                self.transmit(host.address, effect.dest, msg)
             elif isinstance(effect, Persist):
                 if host.acceptor_id is None:
                     raise Violation(f"{host.name} persisted without hosting an acceptor")
+                if effect.iid <= host.trim_iid:
+                    raise Violation(f"{host.name} persisted iid {effect.iid} below its trim")
                 host.storage[effect.iid] = effect
                 self.observe_acceptance(host.acceptor_id, effect)
+            elif isinstance(effect, PersistTrim):
+                if host.acceptor_id is None or effect.iid <= host.trim_iid:
+                    raise Violation(f"{host.name}: unexpected {effect!r}")
+                # The wrapper's job: keep the trim point, drop the records below.
+                host.trim_iid = effect.iid
+                host.storage = {i: p for i, p in host.storage.items() if i > effect.iid}
             elif isinstance(effect, Deliver):
                 self.observe_delivery(host, effect)
+            elif isinstance(effect, Trimmed):
+                self.observe_trimmed(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
         due = node.next_deadline()
@@ -469,22 +624,12 @@ class Simulation:
         self.trace.update(f"{host.name} {d.iid} {d.origin}".encode())
         if d.iid < life.expected_next:
             raise Violation(f"{host.name} delivered iid {d.iid} after {life.expected_next - 1}")
-        for skipped in range(life.expected_next, d.iid):
-            value = self.chosen.get(skipped)
-            if value is None:
-                raise Violation(f"{host.name} skipped iid {skipped}, which is not chosen")
-            env = unwrap_untrusted(value)
-            if env is None or (env.client_id, env.seq) not in life.origins:
-                raise Violation(f"{host.name} skipped iid {skipped} ({value!r}), not a duplicate")
+        self._check_skipped(host, d.iid)
         value = self.chosen.get(d.iid)
         if value is None:
             raise Violation(f"{host.name} delivered iid {d.iid}, which is not chosen")
-        env = unwrap_untrusted(value)
-        if (
-            d.origin is None
-            or env is None
-            or (env.payload, (env.client_id, env.seq)) != (d.value, d.origin)
-        ):
+        identified = identify_untrusted(value)
+        if d.origin is None or (identified.origin, identified.payload) != (d.origin, d.value):
             raise Violation(f"{host.name} delivered {d!r} but {value!r} was chosen")
         if d.origin in life.origins:
             raise Violation(f"{host.name} delivered origin {d.origin} twice")
@@ -493,12 +638,50 @@ class Simulation:
         life.origins.add(d.origin)
         life.expected_next = d.iid + 1
         host.seen.add(d.origin)
+        self.last_delivery_at = self.now
+        if is_original_origin(d.origin):
+            self.originals_delivered += 1
+
+    def _check_skipped(self, host: Host, before: int) -> None:
+        """What a learner passed over without a word, up to ``before``, was the no-op
+        or a duplicate of what it delivered."""
+        for skipped in range(host.life.expected_next, before):
+            value = self.chosen.get(skipped)
+            if value is None:
+                raise Violation(f"{host.name} skipped iid {skipped}, which is not chosen")
+            if value == b"":
+                continue  # the no-op that fills a hole: never delivered
+            origin = identify_untrusted(value).origin
+            if origin is None or origin not in host.life.origins:
+                raise Violation(f"{host.name} skipped iid {skipped} ({value!r}), not a duplicate")
+
+    def observe_trimmed(self, host: Host, t: Trimmed) -> None:
+        life = host.life
+        self.trimmed_reports += 1
+        self.trace.update(f"{host.name} trimmed {t.first_iid} {t.next_iid}".encode())
+        if t.first_iid < life.expected_next or t.next_iid <= t.first_iid:
+            raise Violation(f"{host.name}: {t!r} after delivering up to {life.expected_next - 1}")
+        self._check_skipped(host, t.first_iid)
+        trimmed = max(h.trim_iid for h in self.hosts if h.acceptor_id is not None)
+        if trimmed < t.next_iid - 1:
+            raise Violation(f"{host.name}: {t!r} but the acceptors trimmed only to {trimmed}")
+        for iid in range(t.first_iid, t.next_iid):
+            value = self.chosen.get(iid)
+            if value is None:
+                raise Violation(f"{host.name}: {t!r} gives up iid {iid}, which is not chosen")
+            origin = identify_untrusted(value).origin
+            if origin is not None:
+                life.trimmed.add(origin)
+                host.seen.add(origin)
+        life.expected_next = t.next_iid
 
     def _check_progress(self, *, final: bool) -> bool:
         """Whether every learner delivered everything; on the final check, fail if not."""
         wanted = set(self.submitted)
         for host in self.learner_hosts:
-            missing = wanted - host.life.origins
+            if host.dead:
+                continue
+            missing = wanted - host.life.origins - host.life.trimmed
             if missing:
                 if final:
                     node = host.node
