@@ -15,9 +15,10 @@ say() { printf 'run.sh: %s\n' "$*" >&2; }
 # FUSE ABI size checks; fuse3 for /dev/fuse; kmod, procps and iproute2 for tests;
 # qemu, Debian's kernel (CUSE as a module) and busybox (virtme-ng's initramfs) for the
 # tests that boot a VM to test the CUSE devices (tests/vm); systemd for checking the
-# unit files (systemd-analyze verify).
+# unit files (systemd-analyze verify); nftables and util-linux (nsenter) for the tests
+# that run daemons on network-namespace hosts under faults (tests/netns).
 PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev linux-libc-dev fuse3 kmod procps iproute2
-          qemu-system-x86 linux-image-amd64 busybox-static systemd)
+          qemu-system-x86 linux-image-amd64 busybox-static systemd nftables util-linux)
 
 install_packages() {
     local missing=()
