@@ -6,7 +6,10 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import read_vectors
 from tests.integration.harness import (
@@ -16,6 +19,8 @@ from tests.integration.harness import (
     read_lines,
     read_until,
 )
+from wire import ClientValue, encode, wrap
+from wire.original import OriginalClientValue, pack_client_value
 
 BIN = Path(sys.executable).parent
 LINE = re.compile(
@@ -117,3 +122,35 @@ def test_help_lists_the_original_flags() -> None:
         assert done.returncode == 0
         for flag in flags:
             assert re.search(rf"(^|\s|,){re.escape(flag)}[\s,]", done.stdout), (program, flag)
+
+
+ORIGINAL_STRUCT = pack_client_value(
+    OriginalClientValue(4242, 1_700_000_000, 123_456, b"once-original"))
+
+
+@pytest.mark.parametrize(
+    ("value", "read_back"),
+    # Readers get an original struct whole, an envelope's payload only.
+    [(ORIGINAL_STRUCT, ORIGINAL_STRUCT), (wrap(4243, 1, b"once-envelope"), b"once-envelope")],
+    ids=["original-struct", "envelope"],
+)
+def test_a_client_value_resent_after_its_decision_is_decided_once(
+    tmp_path: Path, value: bytes, read_back: bytes,
+) -> None:
+    # A client whose delivery was lost resends the very same datagram: the original
+    # decided it again, kpaxos knows it by its origin (README, "Exactly once").
+    datagram = encode(ClientValue(value))
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("built-in", *device_args)
+        cat = running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=subprocess.PIPE)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(datagram, ("127.0.0.2", 3002))
+            seen = read_until(cat.stdout, read_back, timeout=30)
+            for _ in range(3):
+                sock.sendto(datagram, ("127.0.0.2", 3002))
+                time.sleep(0.2)
+            # A raw value has no origin: it marks the end of what the resends could add.
+            sock.sendto(encode(ClientValue(b"marker")), ("127.0.0.2", 3002))
+            seen += read_until(cat.stdout, b"marker", timeout=30)
+        assert seen.count(read_back) == 1, seen
