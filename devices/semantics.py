@@ -7,8 +7,9 @@ nothing to read it blocks (the request is answered later), or fails with EAGAIN 
 O_NONBLOCK; once the log is closed and the reader has everything it reads EOF. A reader
 whose cursor the log has trimmed away gets EPIPE once and then continues from the
 oldest retained value — what ``/dev/kmsg`` does for a reader overtaken by its ring, so
-a loss is never silent. poll reports POLLIN when a read would not block (data, EOF or
-that error) and POLLOUT always.
+a loss is never silent. A reader that reaches a gap in the log (instances the acceptors
+trimmed before this learner learned them) gets EPIPE there, once, the same way. poll
+reports POLLIN when a read would not block (data, EOF or that error) and POLLOUT always.
 
 Record mode, the original user-space learner's protocol (``wire.original``): when the
 first write on a learner handle is exactly 8 bytes, they are a native ``size_t`` value
@@ -171,7 +172,7 @@ class LearnerHandle:
         revents = _WRITABLE
         if self._readable():
             revents |= _READABLE
-            if self._index < self._log.first_index:
+            if self._index < self._log.first_index or self._log.is_gap(self._index):
                 revents |= select.POLLERR
         elif kh is not None:
             self._poll_kh = kh
@@ -215,7 +216,7 @@ class LearnerHandle:
             return
         log = self._log
         while self._offset == 0 and log.first_index <= self._index < log.next_index:
-            if log.value_at(self._index):
+            if log.is_gap(self._index) or log.value_at(self._index):
                 return
             self._index += 1
 
@@ -244,6 +245,8 @@ class LearnerHandle:
         room = size
         index, offset = self._index, self._offset
         while room > 0 and index < log.next_index:
+            if room < size and log.is_gap(index):
+                break  # what came before the gap now, its error on the next read
             # Values come a slice at a time; only the first slice can be too far behind.
             for value in log.values_from(index, _TAKE_CHUNK):
                 length = len(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import grp
 import logging
 import os
@@ -82,6 +83,18 @@ def _role_id(text: str) -> int:
     return value
 
 
+def _trim_count(text: str) -> int:
+    try:
+        value = int(text)
+        if not 1 <= value <= 1_000_000_000:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count of instances from 1 to 1000000000, got {text!r}"
+        ) from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpaxosd",
@@ -112,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "least 16 bytes); every node of the cluster needs the same key "
                             "(default: the configuration's auth-key-file, else none: the "
                             "original wire format)")
+    roles.add_argument("--trim", metavar="N", type=_trim_count,
+                       help="the learner hosted here lets the acceptors forget: every N "
+                            "delivered instances it sends TRIM, and they drop all but the "
+                            "last N to 2N instances (the original's cantrim). One learner of "
+                            "a cluster should trim (acceptors keep the highest TRIM). A learner "
+                            "further behind than what the acceptors keep cannot catch up: "
+                            "it logs an error naming the instances it lost, its device "
+                            "readers get EPIPE there, and it goes on after them "
+                            "(default: the configuration's trim, else no trimming)")
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
                        default=("0.0.0.0", 0),
                        help="where the learner listens for acceptors (default: any, port chosen)")
@@ -147,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--link-dir", default="/dev", metavar="DIR",
                          help="FUSE backend: where the kpaxos-learner and kpaxos-client "
                               "links go (default: %(default)s)")
-    devices.add_argument("--client-proposer", type=_role_id, default=0, metavar="ID",
-                         help="the proposer that /dev/kpaxos-client sends to (default: 0)")
+    devices.add_argument("--client-proposer", type=_role_id, metavar="ID",
+                         help="the proposer that /dev/kpaxos-client sends to (default: the "
+                              "lowest proposer or replica of this process, which forwards to "
+                              "the leader; else 0)")
     devices.add_argument("--client-timeout", type=float, default=30.0, metavar="SECONDS",
                          help="a write to /dev/kpaxos-client fails with ETIMEDOUT when no "
                               "decision comes within this time (default: 30; 0 = wait forever)")
@@ -288,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kpaxosd: error: {exc}", file=sys.stderr)
         return 2
+    if args.trim is not None:
+        config = dataclasses.replace(
+            config, options=dataclasses.replace(config.options, trim_every=args.trim)
+        )
     if args.check_config:
         print(f"{config.source}: ok")
         for line in describe(config):

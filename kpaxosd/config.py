@@ -9,8 +9,13 @@ One directive a line, ``#`` starts a comment::
     learner-catch-up yes
     proposer-timeout 1
     proposer-preexec-window 128
+    trim 100000                    # the original's cantrim: this learner trims (see below)
     storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
     auth-key-file /etc/kpaxos/key  # ours: every datagram carries a keyed MAC
+
+``trim N`` makes every learner that reads the file send TRIM to the acceptors every N
+delivered instances (PaxosOptions.trim_every); one learner of a cluster should trim,
+so it belongs in that learner's own file (or use ``kpaxosd --trim``).
 
 Options libpaxos knows but kpaxos has no use for (its LMDB and TCP knobs) are
 accepted and reported, so an existing file keeps working.
@@ -123,6 +128,13 @@ def _parse_window(word: str) -> int:
     return window
 
 
+def _parse_trim(word: str) -> int:
+    every = int(word)
+    if not 1 <= every <= 1_000_000_000:
+        raise ValueError(f"expected a count of 1 to 1000000000 instances, got {word}")
+    return every
+
+
 def _parse_verbosity(word: str) -> str:
     if word not in VERBOSITY_LEVELS:
         raise ValueError(f"expected one of {', '.join(VERBOSITY_LEVELS)}, got {word!r}")
@@ -137,6 +149,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "learner-catch-up": ("learner_catch_up", _parse_bool),
     "proposer-timeout": ("proposer_timeout", _parse_seconds),
     "proposer-preexec-window": ("preexec_window", _parse_window),
+    "trim": ("trim_every", _parse_trim),
 }
 
 
@@ -257,3 +270,7 @@ def describe(config: Config) -> Iterable[str]:
         yield f"acceptor {aid} at {host}:{port}"
     for pid, (host, port) in config.cluster.proposers.items():
         yield f"proposer {pid} at {host}:{port}"
+    trim_every = config.options.trim_every
+    if trim_every is not None:
+        yield (f"a learner hosted here trims the acceptors every {trim_every} delivered "
+               f"instances (trim {trim_every})")

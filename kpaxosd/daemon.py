@@ -19,7 +19,7 @@ from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, serve_metrics
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver, Effect
+from kpaxosd.paxos.effects import Deliver, Effect, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.storage import AcceptorStore
@@ -75,7 +75,10 @@ class DaemonSpec:
     learner: bool = False
     learner_address: Address = ("0.0.0.0", 0)
     devices: DeviceOptions | None = None
-    client_proposer: int = 0
+    #: The proposer the client device sends to; None: the lowest one this process
+    #: hosts (a follower forwards to the leader, so a replica's device keeps working
+    #: when the leader dies), else proposer 0.
+    client_proposer: int | None = None
     client_timeout: float = 30.0
     kclient: KClientOptions | None = None
     #: Directory of the durable acceptor stores (one LMDB environment per acceptor).
@@ -96,6 +99,8 @@ class DecidedCounters:
     values: int = 0
     bytes: int = 0
     last_iid: int = 0
+    #: Instances the acceptors trimmed before the learner learned them (Trimmed).
+    lost_instances: int = 0
 
 
 @dataclass
@@ -214,14 +219,23 @@ class Daemon:
             host, port = endpoint.address
             log.info("%s listening on %s:%d", plan.describe(), host, port)
 
+        trim_every = spec.config.options.trim_every
+        if trim_every is not None and self.learner_endpoint is not None:
+            log.info(
+                "the learner trims the acceptors every %d delivered instances; they keep at "
+                "least the last %d for learners behind it", trim_every, trim_every,
+            )
         learner = self.learner_endpoint
         if learner is not None:
             proposers = spec.config.cluster.proposers
-            if spec.client_proposer not in proposers:
-                raise DaemonError(f"the configuration has no proposer {spec.client_proposer}")
+            client_proposer = spec.client_proposer
+            if client_proposer is None:
+                client_proposer = min(spec.proposers + spec.replicas, default=0)
+            if client_proposer not in proposers:
+                raise DaemonError(f"the configuration has no proposer {client_proposer}")
             self.proposals = ClientProposals(
                 learner.send_datagram,
-                proposers[spec.client_proposer],
+                proposers[client_proposer],
                 client_id=seed_source.getrandbits(63),
                 timeout=spec.client_timeout,
                 overhead=0 if auth is None else AUTH_TRAILER_SIZE,
@@ -254,12 +268,21 @@ class Daemon:
         return store
 
     def _deliver(self, effects: list[Effect]) -> None:
-        """What the learner learned in one flush: the values go to the log together."""
+        """What the learner learned in one flush: the values go to the log together.
+
+        A Trimmed becomes a gap in the log where it happened: readers of the learner
+        device get an error there (EPIPE) rather than a silent jump.
+        """
         decided, proposals, kclient = self.decided, self.proposals, self.kclient
         debug = log.isEnabledFor(logging.DEBUG)
         iids: list[int] = []
         values: list[bytes] = []
         for effect in effects:
+            if isinstance(effect, Trimmed):
+                self._append(iids, values)
+                iids, values = [], []
+                self._lost(effect)
+                continue
             if not isinstance(effect, Deliver):
                 continue
             iid, value = effect.iid, effect.value
@@ -275,11 +298,29 @@ class Daemon:
                 proposals.decided(iid, effect.origin)
             if kclient is not None:
                 kclient.delivered(effect)
-        decided.values += len(values)
+        self._append(iids, values)
+
+    def _append(self, iids: list[int], values: list[bytes]) -> None:
+        self.decided.values += len(values)
+        self.values.extend_raw(iids, values)
+        self._forget_beyond_retain()
+
+    def _forget_beyond_retain(self) -> None:
         log_ = self.values
-        log_.extend_raw(iids, values)
         if log_.next_index - log_.first_index > self.spec.retain:
             log_.trim_before(log_.next_index - self.spec.retain)
+
+    def _lost(self, trimmed: Trimmed) -> None:
+        first, last = trimmed.first_iid, trimmed.next_iid - 1
+        self.decided.lost_instances += last - first + 1
+        log.error(
+            "instances %d to %d are lost to this learner: the acceptors trimmed them "
+            "before it learned them (TRIM from a learner further ahead); readers of the "
+            "learner device get EPIPE there; delivery goes on at instance %d",
+            first, last, trimmed.next_iid,
+        )
+        self.values.add_gap(trimmed.first_iid, trimmed.next_iid)
+        self._forget_beyond_retain()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until SIGINT/SIGTERM, then shut down cleanly."""

@@ -27,7 +27,7 @@ import trio
 
 from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Effect, Persist, Send
+from kpaxosd.paxos.effects import Effect, Persist, PersistTrim, Send
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
@@ -117,8 +117,8 @@ class UdpEndpoint:
     """Runs ``node`` on ``sock``; what its learner learned goes to ``on_deliver``.
 
     ``on_deliver`` gets, once per flush, the learner's effects of that flush in order
-    (every effect that is neither a Send nor a Persist), so that values decided
-    together reach readers together.
+    (Deliver and Trimmed: every effect that is neither a Send nor persisted), so that
+    values decided together reach readers together.
 
     With a ``bus``, messages for the other endpoints on that bus skip the socket.
     """
@@ -178,9 +178,12 @@ class UdpEndpoint:
     def flush(self) -> None:
         """Carry out what the core asked for, in its order.
 
-        Every Persist of the batch is made durable in one transaction before any
-        message of the batch leaves: persisting first keeps each Persist ahead of
-        the Send it guards, and one sync for the whole batch is the group commit.
+        Every Persist of the batch, and its PersistTrim if any, is made durable in
+        one transaction before any message of the batch leaves: persisting first
+        keeps each Persist ahead of the Send it guards, and one sync for the whole
+        batch is the group commit. The trim goes after the records in that
+        transaction; the acceptor persists nothing at or below its trim point, so
+        the highest trim point of the batch drops exactly what the acceptor forgot.
 
         Messages for endpoints of this process are only posted here; the caller
         pumps the bus afterwards (:meth:`run` does).
@@ -190,8 +193,9 @@ class UdpEndpoint:
             return
         if self.store is not None:
             persists = [effect for effect in effects if isinstance(effect, Persist)]
-            if persists:
-                self.store.commit(persists)
+            trims = [effect.iid for effect in effects if isinstance(effect, PersistTrim)]
+            if persists or trims:
+                self.store.commit(persists, max(trims) if trims else None)
         bus = self._bus
         if bus is not None:
             bus._holds += 1
@@ -222,7 +226,7 @@ class UdpEndpoint:
                 if msg is not last_msg:
                     last_msg, last_data = msg, encode(msg)
                 self._send_bytes(last_data, dest)
-            elif not isinstance(effect, Persist):
+            elif not isinstance(effect, Persist | PersistTrim):
                 learned.append(effect)
         if learned and on_deliver is not None:
             on_deliver(learned)

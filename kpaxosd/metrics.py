@@ -63,6 +63,27 @@ class DaemonCollector(Collector):
                                          labels=["role"])
         queued = GaugeMetricFamily("kpaxos_proposer_queued_values",
                                    "Client values waiting at the proposer.", labels=["role"])
+        forwarded = CounterMetricFamily("kpaxos_proposer_forwarded",
+                                        "Client values a following proposer sent on to the "
+                                        "leader.", labels=["role"])
+        leader = GaugeMetricFamily("kpaxos_proposer_leader",
+                                   "The id of the proposer this one takes for the leader.",
+                                   labels=["role"])
+        lost = CounterMetricFamily("kpaxos_learner_trimmed_instances",
+                                   "Instances the learner never delivered: the acceptors "
+                                   "trimmed them before it learned them.", labels=["role"])
+        held = GaugeMetricFamily("kpaxos_learner_instances",
+                                 "Instances the learner holds (votes, decisions waiting for a "
+                                 "hole).", labels=["role"])
+        next_iid = GaugeMetricFamily("kpaxos_learner_next_iid",
+                                     "The next instance the learner will deliver.",
+                                     labels=["role"])
+        kept = GaugeMetricFamily("kpaxos_acceptor_instances",
+                                 "Instances the acceptor holds (all above its trim point).",
+                                 labels=["role"])
+        trim_point = GaugeMetricFamily("kpaxos_acceptor_trim_iid",
+                                       "The acceptor's trim point: every instance up to it "
+                                       "is forgotten.", labels=["role"])
         for endpoint in daemon.endpoints:
             role = endpoint.name
             stats = endpoint.node.statistics()
@@ -80,7 +101,21 @@ class DaemonCollector(Collector):
             preemptions.add_metric([role], stats.preemptions)
             duplicates.add_metric([role], stats.duplicates)
             queued.add_metric([role], stats.queued_values)
-        yield from (received, sent, datagrams, retries, preemptions, duplicates, queued)
+            node = endpoint.node
+            if node.proposer is not None:
+                forwarded.add_metric([role], stats.forwarded)
+                if stats.leader is not None:
+                    leader.add_metric([role], stats.leader)
+            if node.learner is not None:
+                lost.add_metric([role], stats.trimmed)
+                held.add_metric([role], stats.learner_instances)
+                if stats.next_iid is not None:
+                    next_iid.add_metric([role], stats.next_iid)
+            if node.acceptor is not None:
+                kept.add_metric([role], stats.acceptor_instances)
+                trim_point.add_metric([role], stats.trim_iid or 0)
+        yield from (received, sent, datagrams, retries, preemptions, duplicates, queued,
+                    forwarded, leader, lost, held, next_iid, kept, trim_point)
 
         lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []
         yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",

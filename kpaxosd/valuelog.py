@@ -3,10 +3,17 @@
 Positions count delivered values from 0 (an iid may one day carry several values,
 so positions are not iids). Readers keep their own position; the log keeps values
 from ``first_index`` on and wakes whoever waits when more arrive or it closes.
+
+A gap (:meth:`ValueLog.add_gap`) takes a position of its own: instances the
+acceptors trimmed before this learner learned them. Reading at a gap fails the way
+reading a position trimmed from the log does (:class:`ValuesLost`, a
+:class:`ReaderTooFarBehind`), so a reader is told at the very place values are
+missing, and goes on after the gap.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +41,20 @@ class ReaderTooFarBehind(Exception):
         self.first_index = first_index
 
 
+class ValuesLost(ReaderTooFarBehind):
+    """A reader reached a gap: instances ``first_iid`` to ``next_iid - 1`` were never
+    delivered here. ``first_index`` is where reading goes on, after the gap."""
+
+    def __init__(self, index: int, first_iid: int, next_iid: int) -> None:
+        super().__init__(index, index + 1)
+        self.args = (
+            f"instances {first_iid} to {next_iid - 1} were trimmed by the acceptors "
+            f"before this learner learned them; reading goes on at instance {next_iid}",
+        )
+        self.first_iid = first_iid
+        self.next_iid = next_iid
+
+
 Listener = Callable[[], None]
 
 
@@ -54,6 +75,9 @@ class ValueLog:
         # Entries at the front of the lists that were trimmed but not yet dropped.
         self._dead = 0
         self._first_index = 0
+        # Gaps by position, and their positions in order (appended, never inserted).
+        self._gaps: dict[int, tuple[int, int]] = {}
+        self._gap_positions: list[int] = []
         self._closed = False
         self._grown = trio.Event()
         self._listeners: list[Listener] = []
@@ -89,11 +113,28 @@ class ValueLog:
         self._values.extend(values)
         self._notify()
 
+    def add_gap(self, first_iid: int, next_iid: int) -> None:
+        """Instances ``first_iid`` to ``next_iid - 1`` will never be delivered: the
+        next position says so to every reader that reaches it."""
+        if self._closed:
+            raise LogClosed("the value log is closed")
+        index = self.next_index
+        self._gaps[index] = (first_iid, next_iid)
+        self._gap_positions.append(index)
+        self._iids.append(first_iid)
+        self._values.append(b"")
+        self._notify()
+
+    def is_gap(self, index: int) -> bool:
+        """Whether position ``index`` is a gap (reading there raises ValuesLost)."""
+        return index in self._gaps
+
     def get(self, index: int) -> DeliveredValue:
         """The value at ``index``.
 
         Raises:
-            ReaderTooFarBehind: ``index`` is older than what is retained.
+            ReaderTooFarBehind: ``index`` is older than what is retained, or is a
+                gap (:class:`ValuesLost`).
             IndexError: nothing has been delivered at ``index`` yet.
         """
         slot = self._slot(index)
@@ -104,13 +145,21 @@ class ValueLog:
         return self._values[self._slot(index)]
 
     def values_from(self, index: int, count: int) -> list[bytes]:
-        """The bytes of up to ``count`` values from ``index`` on (fewer at the end).
+        """The bytes of up to ``count`` values from ``index`` on (fewer at the end, or
+        before a gap).
 
         Raises:
-            ReaderTooFarBehind: ``index`` is older than what is retained.
+            ReaderTooFarBehind: ``index`` is older than what is retained, or is a
+                gap (:class:`ValuesLost`).
         """
         if index < self._first_index:
             raise ReaderTooFarBehind(index, self._first_index)
+        gaps = self._gap_positions
+        if gaps and gaps[-1] >= index:
+            gap = gaps[bisect_left(gaps, index)]
+            if gap == index:
+                raise ValuesLost(index, *self._gaps[index])
+            count = min(count, gap - index)
         slot = index - self._first_index + self._dead
         return self._values[slot : slot + count]
 
@@ -121,6 +170,11 @@ class ValueLog:
             return
         self._dead += index - self._first_index
         self._first_index = index
+        if self._gap_positions and self._gap_positions[0] < index:
+            cut = bisect_left(self._gap_positions, index)
+            for gap in self._gap_positions[:cut]:
+                del self._gaps[gap]
+            del self._gap_positions[:cut]
         if self._dead >= self.COMPACT_AT and 2 * self._dead >= len(self._values):
             del self._iids[: self._dead]
             del self._values[: self._dead]
@@ -155,6 +209,9 @@ class ValueLog:
     def _slot(self, index: int) -> int:
         if index < self._first_index:
             raise ReaderTooFarBehind(index, self._first_index)
+        gap = self._gaps.get(index)
+        if gap is not None:
+            raise ValuesLost(index, *gap)
         slot = index - self._first_index + self._dead
         if slot >= len(self._values):
             raise IndexError(index)
