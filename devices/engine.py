@@ -31,6 +31,7 @@ import trio
 from devices.fuse_abi import (
     FOPEN_DIRECT_IO,
     FOPEN_NONSEEKABLE,
+    FOPEN_PARALLEL_DIRECT_WRITES,
     FOPEN_STREAM,
     FUSE_BUFFER_HEADER_SIZE,
     FUSE_MIN_READ_BUFFER,
@@ -66,8 +67,14 @@ DEFAULT_MAX_WRITE = 128 * 1024
 #: unaligned buffer spends one page on its ends. Values must not be longer, so that a
 #: write cut in pieces fails (EMSGSIZE) on its first piece instead of proposing half.
 LARGEST_WHOLE_WRITE = DEFAULT_MAX_WRITE - 4096
-#: Open flags for every device file: no page cache, no seeking, no file position.
-DEVICE_OPEN_FLAGS = FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM
+#: Open flags for every device file: no page cache, no seeking, no file position, and
+#: writes in parallel. Each write to the client device waits for its value's decision:
+#: without the last flag a FUSE mount runs one write of a file at a time (the inode
+#: lock), and every writer waits for the decisions of those before it. The kernel
+#: takes that lock all the same for a write ending past the file's size: the FUSE
+#: door's client file says it is ``max_write`` bytes long. CUSE takes no lock.
+DEVICE_OPEN_FLAGS = (FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM
+                     | FOPEN_PARALLEL_DIRECT_WRITES)
 #: Requests handled per wake-up before yielding to the rest of the daemon.
 _BATCH = 256
 

@@ -127,6 +127,7 @@ FOPEN_NONSEEKABLE = 1 << 2
 FOPEN_CACHE_DIR = 1 << 3
 FOPEN_STREAM = 1 << 4
 FOPEN_NOFLUSH = 1 << 5
+FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6  # since 7.36 (Linux 6.2)
 
 # fuse_init_in/out.flags (the few we look at or offer)
 FUSE_ASYNC_READ = 1 << 0

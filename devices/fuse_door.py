@@ -70,19 +70,23 @@ class _Node:
     uid: int
     gid: int
     device: Device | None
+    size: int = 0
 
 
 class FuseFilesystem:
     """The door: FUSE_INIT and a root directory holding two device files."""
 
     def __init__(self, learner: Device, client: Device, *, mode: int = 0o660,
-                 uid: int = 0, gid: int = 0) -> None:
+                 uid: int = 0, gid: int = 0, max_write: int = DEFAULT_MAX_WRITE) -> None:
         self._time = int(time.time())
         self._root = _Node(FUSE_ROOT_ID, b"", stat.S_IFDIR | 0o755, uid, gid, None)
+        # The client file is as long as the longest write: the kernel runs writes of
+        # a file in parallel only when they end within its size (engine.py,
+        # DEVICE_OPEN_FLAGS). Writes come at offset 0 (FOPEN_STREAM).
         files = [_Node(FUSE_ROOT_ID + 1, LEARNER_NAME.encode(), stat.S_IFREG | mode, uid, gid,
                        learner),
                  _Node(FUSE_ROOT_ID + 2, CLIENT_NAME.encode(), stat.S_IFREG | mode, uid, gid,
-                       client)]
+                       client, size=max_write)]
         self._nodes = {node.ino: node for node in [self._root, *files]}
         self._by_name = {node.name: node for node in files}
         self._handlers: dict[int, Callable[[Engine, Request, memoryview], None]] = {
@@ -165,7 +169,8 @@ class FuseFilesystem:
         node = self._node(request.nodeid)
         arg = parse_untrusted(fuse_setattr_in, body)
         if arg.valid & FATTR_SIZE:
-            # A shell's ">" truncates: fine, the files are always empty. Growing is not.
+            # A shell's ">" truncates: fine, there is nothing to cut (the size we say
+            # stays). Growing is not.
             if stat.S_ISDIR(node.mode):
                 raise RequestError(errno.EISDIR)
             if arg.size != 0:
@@ -218,7 +223,7 @@ class FuseFilesystem:
 
     def _attr(self, node: _Node) -> dict[str, int]:
         return {
-            "ino": node.ino, "size": 0, "blocks": 0,
+            "ino": node.ino, "size": node.size, "blocks": 0,
             "atime": self._time, "mtime": self._time, "ctime": self._time,
             "atimensec": 0, "mtimensec": 0, "ctimensec": 0,
             "mode": node.mode, "nlink": 2 if stat.S_ISDIR(node.mode) else 1,
@@ -305,7 +310,7 @@ async def serve_fuse(
         _mount(fd, mount_dir, uid, gid)
         mounted = True
         door = FuseFilesystem(learner, client, mode=device_mode, uid=uid,
-                              gid=gid if device_gid is None else device_gid)
+                              gid=gid if device_gid is None else device_gid, max_write=max_write)
         engine = Engine(fd, door, max_write=max_write)
         what = f"the FUSE file system at {mount_dir}"
         async with run_engines([engine], what=what, drain=drain) as running:

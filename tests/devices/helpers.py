@@ -45,7 +45,10 @@ def fresh_name_prefix() -> str:
 
 
 class FakeProposals:
-    """Decides a value by appending it to the log, optionally held at a gate."""
+    """Decides a value by appending it to the log, optionally held at a gate.
+
+    ``gate`` holds every value; :meth:`hold` holds one value only.
+    """
 
     max_value_size = 100
 
@@ -55,7 +58,12 @@ class FakeProposals:
         self.fail_with: ProposalError | None = None
         self.proposed: list[bytes] = []
         self._proposed_changed = trio.Event()
+        self._held: dict[bytes, trio.Event] = {}
         self._iid = 0
+
+    def hold(self, value: bytes) -> trio.Event:
+        """Hold ``value`` undecided until the returned event is set."""
+        return self._held.setdefault(value, trio.Event())
 
     async def propose(self, value: bytes) -> int:
         self.proposed.append(value)
@@ -65,6 +73,8 @@ class FakeProposals:
             raise ValueTooLarge(f"{len(value)} bytes")
         if self.gate is not None:
             await self.gate.wait()
+        if value in self._held:
+            await self._held[value].wait()
         if self.fail_with is not None:
             raise self.fail_with
         self._iid += 1

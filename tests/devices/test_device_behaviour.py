@@ -213,6 +213,36 @@ async def test_a_write_longer_than_one_request_is_refused_whole(served: Served) 
     assert served.log.next_index == 0
 
 
+async def test_a_write_waiting_for_its_decision_holds_up_no_other_write(
+    served: Served,
+) -> None:
+    # Writers of one device wait for their own values only: the FUSE door lets the
+    # kernel run writes to the client file in parallel (FOPEN_PARALLEL_DIRECT_WRITES).
+    undecided = served.proposals.hold(b"slow")
+    write = f"""
+        import os, sys
+        fd = os.open({served.client!r}, os.O_WRONLY)
+        value = sys.argv[1].encode()
+        assert os.write(fd, value) == len(value)
+    """
+    slow = await served.start([*python(write), "slow"])
+    with trio.fail_after(SHOULD):
+        await served.proposals.wait_proposed(1)
+    # Started like the first (not run()): were it stuck behind the first write, only
+    # the teardown's SIGKILL of both could free it.
+    fast = await served.start([*python(write), "fast"])
+    with trio.fail_after(SHOULD):
+        await fast.wait()
+    assert fast.returncode == 0
+    assert slow.poll() is None
+    assert [served.log.get(0).value] == [b"fast"]
+    undecided.set()
+    with trio.fail_after(SHOULD):
+        await slow.wait()
+    assert slow.returncode == 0
+    assert served.log.get(1).value == b"slow"
+
+
 @pytest.mark.parametrize("error", [ProposalTimeout("no quorum"), NodeStopping("stop")])
 async def test_a_failed_proposal_reaches_the_writer(served: Served,
                                                     error: ProposalError) -> None:
@@ -328,8 +358,10 @@ async def test_pending_writes_fail_with_eio_when_the_node_stops(served: Served) 
 
 async def test_the_devices_have_the_mode_and_group_asked_for(door: str, tmp_path: Path) -> None:
     async with serving(door, tmp_path, device_mode=0o640, device_gid=4242) as served:
-        kind = "character special file" if door == "cuse" else "regular empty file"
         for path in served.device_paths():
+            # FUSE: the client file has a size (see devices/fuse_door.py), the others none
+            kind = ("character special file" if door == "cuse" else
+                    "regular file" if path == served.client else "regular empty file")
             result = await run(["stat", "-L", "-c", "%a %g %F", path])
             assert result.stdout.decode().strip() == f"640 4242 {kind}", path
             # CUSE: the nodes themselves; FUSE: links to files in the mount

@@ -44,9 +44,9 @@ async def echo(text: str, path: str) -> subprocess.CompletedProcess[bytes]:
 
 async def test_the_directory_holds_the_two_files(served: Served) -> None:
     listing = await run(["ls", "-ln", str(served.mount_dir)])
-    lines = sorted(line.split() for line in listing.stdout.decode().splitlines()[1:])
-    assert [(line[0], line[-1]) for line in lines] == [("-rw-rw----", "client"),
-                                                       ("-rw-rw----", "learner")]
+    lines = [line.split() for line in listing.stdout.decode().splitlines()[1:]]
+    assert sorted((line[0], line[-1]) for line in lines) == [("-rw-rw----", "client"),
+                                                             ("-rw-rw----", "learner")]
     assert os.readlink(served.learner) == str(served.mount_dir / "learner")
     assert os.readlink(served.client) == str(served.mount_dir / "client")
     changed = await run(["sh", "-c", f'chmod 0640 "{served.learner}" && stat -L -c %a '
