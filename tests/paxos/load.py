@@ -4,7 +4,7 @@ Three acceptors, a proposer and a learner that trims every ``trim_every`` delive
 instances, in lockstep on a perfect network (no sockets, no simulated delays).
 Values go in batches of ``batch``; every ``sample_every`` instances the instances
 held by the acceptors and the learner, and the proposer's memories, are sampled.
-The suite runs it short (tests/paxos/test_trim.py); the soak runs 200,000 instances
+The suite runs 200,000 instances (tests/paxos/test_trim.py), as does the soak
 (``python -m tests.sim.run --soak``, or ``python -m tests.paxos.load 200000``).
 """
 

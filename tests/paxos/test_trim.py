@@ -18,8 +18,9 @@ LAGGARD = ("10.0.0.7", 4000)
 CLUSTER = Cluster(ACCEPTORS, {0: PROPOSER})
 OPTIONS = PaxosOptions(preexec_window=4, proposer_first_round=1)
 
-#: The suite runs 20,000 instances; the soak (python -m tests.sim.run --soak) 200,000.
-LOAD_INSTANCES = int(os.environ.get("KPAXOS_TRIM_INSTANCES", "20000"))
+#: The suite runs 200,000 instances (about 25 s on a 2-core machine), as issue #5 asks;
+#: KPAXOS_TRIM_INSTANCES=20000 for a quick run.
+LOAD_INSTANCES = int(os.environ.get("KPAXOS_TRIM_INSTANCES", "200000"))
 
 
 def cluster(laggard: bool = True) -> Lockstep:
@@ -96,5 +97,7 @@ def test_memory_stays_bounded_by_the_trim_window() -> None:
     result = run_trimmed_load(LOAD_INSTANCES, trim_every=1000, sample_every=5_000)
     check(result, LOAD_INSTANCES, trim_every=1000)
     assert len(result.samples) == LOAD_INSTANCES // 5_000
+    # Fixed bounds, whatever LOAD_INSTANCES: the trim window and the proposer's window.
     assert max(s.acceptor_instances for s in result.samples) <= 2 * 1000 + 2 * 128
+    assert max(s.learner_instances for s in result.samples) <= 2 * 1000 + 2 * 128
     assert max(s.proposer_decided_memory for s in result.samples) <= 65536
