@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import signal
@@ -191,13 +192,20 @@ class Daemon:
                 raise DaemonError(
                     f"cannot bind {plan.describe()} to {host}:{port}: {exc.strerror or exc}"
                 ) from None
+            # Several replicas in one process each keep their learner (its proposer
+            # learns from it), but only the first feeds the devices, and only it
+            # trims: the others would deliver every value again.
+            feeds_devices = plan.learner and self.learner_endpoint is None
+            options = spec.config.options
+            if plan.learner and not feeds_devices and options.trim_every is not None:
+                options = dataclasses.replace(options, trim_every=None)
             node = Node(
                 sock.getsockname()[:2],
                 spec.config.cluster,
                 acceptor_id=plan.acceptor_id,
                 proposer_id=plan.proposer_id,
                 learner=plan.learner,
-                options=spec.config.options,
+                options=options,
                 rng=random.Random(seed_source.getrandbits(64)),
                 now=now,
             )
@@ -207,14 +215,14 @@ class Daemon:
             endpoint = UdpEndpoint(
                 node,
                 sock,
-                on_deliver=self._deliver if plan.learner else None,
+                on_deliver=self._deliver if feeds_devices else None,
                 store=store,
                 auth=auth,
                 name=plan.describe(),
                 bus=self.bus,
             )
             self.endpoints.append(endpoint)
-            if plan.learner:
+            if feeds_devices:
                 self.learner_endpoint = endpoint
             host, port = endpoint.address
             log.info("%s listening on %s:%d", plan.describe(), host, port)

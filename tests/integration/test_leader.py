@@ -131,3 +131,28 @@ def test_the_leader_dies_and_comes_back_and_every_value_is_decided_once(
     # Replica 2 always had a lower id alive to follow: it never prepared anything.
     assert samples[2][f"kpaxos_proposer_preemptions_total{role(2)}"] == 0
     assert samples[2][f"kpaxos_proposer_forwarded_total{role(2)}"] >= BEFORE + DURING
+
+
+def test_one_process_hosting_every_replica_delivers_each_value_once(tmp_path: Path) -> None:
+    config = tmp_path / "paxos.conf"
+    config.write_text("".join(
+        f"replica {rid} 127.0.0.1 {free_udp_port()}\n" for rid in range(REPLICAS)
+    ))
+    port = free_tcp_port()
+    values = [f"value-{i}" for i in range(20)]
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("all")
+        running.start("all", "-c", str(config), "--metrics", f"127.0.0.1:{port}", *device_args)
+        reader = running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=subprocess.PIPE)
+        assert write(running, link_dir / "kpaxos-client", values).wait(120) == 0
+        subprocess.run(["bash", "-c", f"echo last > {link_dir / 'kpaxos-client'}"], check=True,
+                       timeout=60)
+        # Three learners in the process, one feeding the devices: each value once.
+        assert read_lines(reader.stdout, len(values) + 1, timeout=30) == [
+            *(value.encode() for value in values), b"last"
+        ]
+        samples = scrape(port)
+    for rid in range(REPLICAS):
+        assert samples[f"kpaxos_proposer_leader{role(rid)}"] == 0
+        assert samples[f"kpaxos_proposer_preemptions_total{role(rid)}"] == 0
+    assert samples["kpaxos_decided_values_total"] == len(values) + 1
