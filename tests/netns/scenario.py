@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,15 @@ WRITER = Path(__file__).with_name("writer.py")
 DOWN_FOR = 1.5
 #: Protocol options of the cluster (paxos.conf lines).
 OPTIONS = ("learner-catch-up yes", "proposer-timeout 0.2")
+#: Learner l0 trims the acceptors every this many instances (the original's cantrim,
+#: one learner per cluster). Besides being how a cluster runs, it bounds what the
+#: restarted proposer, which remembers nothing, runs again: the instances above the
+#: acceptors' trim point, instead of every instance from the first.
+TRIM = 1000
+#: Writers per learner, each with one value in flight: the proposer runs phase 2
+#: for up to 128 instances at once (preexec_window), and under loss most of a value's
+#: time goes to waiting for retries, not to work.
+THREADS = 128
 
 
 class NetnsDaemon(Kpaxosd):
@@ -71,7 +81,9 @@ class Report:
         counters = self.counters
         dropped = (f", switch dropped {counters.dropped} of {counters.seen} UDP datagrams "
                    f"({100 * counters.dropped / max(counters.seen, 1):.1f} %)") if counters else ""
-        return (f"{self.values} values decided in {self.seconds:.1f} s{dropped}; "
+        pace = self.values / max(self.seconds, 0.001)
+        return (f"{self.values} values decided in {self.seconds:.1f} s ({pace:.0f} a second)"
+                f"{dropped}; "
                 f"{'; '.join(self.kills)}")
 
 
@@ -141,9 +153,10 @@ def run_scenario(
     faults: Callable[[Network], None],
     *,
     values: int = 10_000,
-    threads: int = 32,
+    threads: int = THREADS,
     time_limit: float = 280,
     judge_pace_after: float = 45,
+    ready_timeout: float = 60,
 ) -> Report:
     """Run the whole scenario under ``faults``; raises AssertionError on any departure.
 
@@ -156,6 +169,8 @@ def run_scenario(
         judge_pace_after: seconds after which, if the pace so far cannot decide every
             value within ``time_limit``, the run stops with :class:`TooSlow` (what was
             delivered up to then checked first), instead of running into the limit.
+        ready_timeout: seconds a daemon may take to start (in a VM under software
+            emulation, importing kpaxosd alone has taken more than 30 s).
 
     Raises:
         TooSlow: see ``judge_pace_after``.
@@ -174,17 +189,20 @@ def run_scenario(
         storage = str(workdir / "storage")
         faults(net)
 
-        def start(role: str, name: str, *args: str) -> NetnsDaemon:
+        def start(role: str, name: str, *args: str, wait: bool = True) -> NetnsDaemon:
             daemon = NetnsDaemon(net[role], ["-c", config, *args], workdir, name)
             running.daemons.append(daemon)
-            daemon.wait_ready()
+            if wait:
+                daemon.wait_ready(ready_timeout)
             return daemon
 
-        def acceptor(aid: int, name: str) -> NetnsDaemon:
-            return start(f"a{aid}", name, "--acceptor", str(aid), "--storage", storage)
+        def acceptor(aid: int, name: str, wait: bool = True) -> NetnsDaemon:
+            return start(f"a{aid}", name, "--acceptor", str(aid), "--storage", storage,
+                         wait=wait)
 
-        acceptors = {aid: acceptor(aid, f"acceptor{aid}") for aid in range(3)}
-        proposer = start("p0", "proposer", "--proposer", "0")
+        # All six start at once; then each must say it is ready.
+        acceptors = {aid: acceptor(aid, f"acceptor{aid}", wait=False) for aid in range(3)}
+        proposer = start("p0", "proposer", "--proposer", "0", wait=False)
         tag = f"{PREFIX}{os.getpid()}"
         streams, devices = [], []
         for role in ("l0", "l1"):
@@ -192,12 +210,16 @@ def run_scenario(
             start(role, f"learner-{role}", "--learner",
                   "--learner-address", f"{net[role].address}:{LEARNER_PORT}",
                   "--device-backend", "fuse", *device_args,
-                  "--client-timeout", str(int(time_limit) + 60))
+                  "--client-timeout", str(int(time_limit) + 60),
+                  *(["--trim", str(TRIM)] if role == "l0" else []), wait=False)
+            devices.append(link_dir / "kpaxos-client")
+        for daemon in running.daemons:
+            daemon.wait_ready(ready_timeout)
+        for role, link_dir in zip(("l0", "l1"), (d.parent for d in devices), strict=True):
             stream = workdir / f"{role}.out"
             with open(stream, "wb") as out:
                 running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=out)
             streams.append(stream)
-            devices.append(link_dir / "kpaxos-client")
 
         started = time.monotonic()
         deadline = started + time_limit
@@ -285,7 +307,8 @@ def netem_scenario(workdir: Path, *, values: int = 10_000, time_limit: float = 2
         if drop_percent:
             net.drop_randomly(drop_percent)
 
-    return run_scenario(workdir, faults, values=values, time_limit=time_limit)
+    return run_scenario(workdir, faults, values=values, time_limit=time_limit,
+                        judge_pace_after=time_limit, ready_timeout=300)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--values", type=int, default=10_000)
     parser.add_argument("--time-limit", type=float, default=280)
     parser.add_argument("--drop-percent", type=int, default=0)
+    parser.add_argument("--results", type=Path,
+                        help="copy the logs and streams here at the end (the workdir must "
+                             "be a local file system: LMDB cannot map files on 9p)")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -310,8 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     except AssertionError as exc:
         print(f"netns scenario failed: {type(exc).__name__}: {exc}", flush=True)
         return 1
-    print(f"netns scenario passed: {report}", flush=True)
-    return 0
+    else:
+        print(f"netns scenario passed: {report}", flush=True)
+        return 0
+    finally:
+        if args.results is not None:
+            args.results.mkdir(parents=True, exist_ok=True)
+            for pattern in ("*.log", "*.out", "*.err", "paxos.conf"):
+                for path in args.workdir.glob(pattern):
+                    shutil.copy(path, args.results / path.name)
 
 
 if __name__ == "__main__":

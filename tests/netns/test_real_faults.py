@@ -23,7 +23,7 @@ from tests.netns.network import (
     remove_stale,
     run,
 )
-from tests.netns.scenario import Report, TooSlow, run_scenario
+from tests.netns.scenario import Report, run_scenario
 
 pytestmark = pytest.mark.root
 
@@ -124,25 +124,14 @@ def test_namespaces_a_crashed_run_left_are_removed_with_what_runs_in_them() -> N
             run("ip", "netns", "delete", stale)
 
 
-def test_values_survive_loss_and_kill_9_exactly_once_in_one_order(tmp_path: Path) -> None:
-    # The scenario below at a size that runs today (see the next test).
-    report = run_scenario(tmp_path, drop_a_fifth, values=300, time_limit=200)
-    print(report)
-    assert_faults_were_real(report, at_least=5_000)
-    assert ours() == []
-
-
-@pytest.mark.xfail(
-    raises=TooSlow, strict=False,
-    reason="decisions under 20 % loss come at a few a second: the FUSE door serves one "
-           "write to the client device at a time (no FOPEN_PARALLEL_DIRECT_WRITES), and "
-           "even with parallel writes the core decides some 20-30 a second here; any "
-           "other failure fails the test",
-)
 def test_ten_thousand_values_survive_loss_and_kill_9_exactly_once_in_one_order(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    report = run_scenario(tmp_path, drop_a_fifth, values=10_000, time_limit=280)
-    print(report)
+    # The time limit only keeps a broken run from hanging; this machine takes about a
+    # minute and a half (two cores, shared).
+    report = run_scenario(tmp_path, drop_a_fifth, values=10_000, time_limit=600,
+                          judge_pace_after=90)
     assert_faults_were_real(report, at_least=100_000)
     assert ours() == []
+    with capsys.disabled():
+        print(f"\n[netns] {report}")
