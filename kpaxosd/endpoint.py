@@ -148,6 +148,8 @@ class UdpEndpoint:
         self._inbox: list[tuple[Message, Address]] = []
         host, port = sock.getsockname()[:2]
         self._address: Address = (host, port)
+        # The proposer this endpoint's proposer follows, to log each change of leader.
+        self._leader = None if node.proposer is None else node.proposer.leader
         if bus is not None:
             bus.register(self)
 
@@ -188,6 +190,9 @@ class UdpEndpoint:
         Messages for endpoints of this process are only posted here; the caller
         pumps the bus afterwards (:meth:`run` does).
         """
+        proposer = self.node.proposer
+        if proposer is not None and proposer.leader != self._leader:
+            self._leader_changed(proposer.pid, proposer.leader)
         effects = self.node.pop_effects()
         if not effects:
             return
@@ -204,6 +209,14 @@ class UdpEndpoint:
         finally:
             if bus is not None:
                 bus._holds -= 1
+
+    def _leader_changed(self, pid: int, leader: int) -> None:
+        before, self._leader = self._leader, leader
+        if leader == pid:
+            log.warning("proposer %d leads now (proposer %s fell silent)", pid, before)
+        else:
+            log.info("proposer %d follows proposer %d and forwards client values to it",
+                     pid, leader)
 
     def _carry_out(self, effects: list[Effect]) -> None:
         bus, on_deliver, sent_by_type = self._bus, self._on_deliver, self.sent_by_type

@@ -104,12 +104,17 @@ def test_the_leader_dies_and_comes_back_and_every_value_is_decided_once(
         leader.proc.wait(10)
         assert during.wait(120) == 0
         wait_until(lambda: leaders() == [1, 1], 30, "replica 1 to lead")
+        assert "proposer 1 leads now (proposer 0 fell silent)" in running.daemons[1].log
 
         # Replica 0 again on its storage, its proposer fresh: the lowest id, it leads.
         clients[0], readers[0] = start_replica(
             running, "replica0-again", config, 0, storage, metrics[0]
         )
         wait_until(lambda: leaders() == [0, 0], 30, "replica 0 to lead again")
+        # (The leader at start is not logged: this is the comeback.)
+        for follower in (running.daemons[1], running.daemons[2]):
+            wait_until(lambda daemon=follower: "follows proposer 0" in daemon.log, 30,
+                       f"{follower.name} to log that it follows replica 0")
         after = write(running, clients[0], values[BEFORE + DURING :])
         assert after.wait(120) == 0
 
