@@ -233,6 +233,8 @@ class Daemon:
                 "the learner trims the acceptors every %d delivered instances; they keep at "
                 "least the last %d for learners behind it", trim_every, trim_every,
             )
+        elif trim_every is not None:
+            log.info("trim %d has no effect here: this process hosts no learner", trim_every)
         learner = self.learner_endpoint
         if learner is not None:
             proposers = spec.config.cluster.proposers
