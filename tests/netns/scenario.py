@@ -307,8 +307,12 @@ def netem_scenario(workdir: Path, *, values: int = 10_000, time_limit: float = 2
         if drop_percent:
             net.drop_randomly(drop_percent)
 
-    return run_scenario(workdir, faults, values=values, time_limit=time_limit,
-                        judge_pace_after=time_limit, ready_timeout=300)
+    report = run_scenario(workdir, faults, values=values, time_limit=time_limit,
+                          judge_pace_after=time_limit, ready_timeout=300)
+    if drop_percent and report.counters is not None:
+        share = 100 * report.counters.dropped / max(report.counters.seen, 1)
+        assert drop_percent / 2 < share < drop_percent * 1.5, f"{share:.1f} % dropped: {report}"
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 #: ``vng`` lives beside the interpreter running the tests (the project's venv).
 VNG = Path(sys.executable).with_name("vng")
 #: How long one VM run may take, boot included, before it is killed.
-VM_TIMEOUT = 15 * 60
+VM_TIMEOUT = 25 * 60
 
 
 class VmError(AssertionError):

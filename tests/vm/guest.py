@@ -1,0 +1,128 @@
+"""What the test VM runs, in one boot for every test of tests/vm.
+
+Booting Debian's kernel under software emulation costs the better part of a minute, so
+the guest runs everything in one go and each test then judges its own part:
+
+- the ``cuse`` cases of the device suite (tests/vm/test_cuse_in_vm.py);
+- the real-faults scenario under netem's delay, duplication and reordering plus the
+  nftables random drop (tests/vm/test_netem_in_vm.py), which needs sch_netem: the
+  development kernel has none.
+
+Python in the guest is slow to start (tens of seconds to import kpaxosd), mostly for
+compiling: the read-only root keeps it from caching bytecode. The host compiles what
+the guest imports into a ``PYTHONPYCACHEPREFIX`` tree first, and the guest uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import VECTORS
+from tests.devices.helpers import IN_VM_ENV
+from tests.netns.scenario import NETEM
+from tests.vm.runner import VmRun, run_in_vm
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = "tests/devices"
+#: Values of the netem scenario in the VM. Under emulation the six daemons take about
+#: two minutes to start and decisions come at a few a second, so the 10,000 of the
+#: host's run would take the better part of an hour: this count keeps the scenario
+#: (starting, both kills and restarts, the values) to about three minutes.
+NETEM_VALUES = 300
+#: Share of datagrams the switch drops, on top of netem.
+NETEM_DROP_PERCENT = 20
+#: How long the scenario may take from the first write: a hang guard only.
+NETEM_TIME_LIMIT = 420
+
+
+def bytecode_env(pycache: Path) -> dict[str, str]:
+    """The environment that makes Python read and write bytecode under ``pycache``."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def cuse_cases(pycache: Path) -> list[str]:
+    """The node ids pytest selects in the VM, collected here on the host.
+
+    Collecting imports what pytest in the guest will: its bytecode goes to ``pycache``.
+    """
+    env = dict(bytecode_env(pycache), **{IN_VM_ENV: "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         SUITE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    cases = [line for line in result.stdout.splitlines() if "::" in line]
+    assert result.returncode == 0 and cases, f"cannot list the cuse cases:\n{result.stdout}"
+    return cases
+
+
+def compile_daemon(pycache: Path) -> None:
+    """Put the bytecode of what the daemons and the scenario import under ``pycache``."""
+    imports = "import kpaxosd.cli, kpaxosd.daemon, devices, clients, tests.netns.scenario"
+    subprocess.run([sys.executable, "-c", imports], cwd=REPO, env=bytecode_env(pycache),
+                   check=True, timeout=300)
+
+
+def guest_script(results: Path, pycache: Path) -> str:
+    """The shell script the guest runs; every result lands in ``results``."""
+    netem = results / "netem"
+    return f"""\
+set -u
+cd {REPO}
+echo "guest kernel: $(uname -r)"
+export PYTHONPYCACHEPREFIX={pycache} TMPDIR=/tmp
+unset PYTHONDONTWRITEBYTECODE
+export KPAXOS_VECTORS={VECTORS}
+
+# The cuse cases of the device suite. The shared root is read-only: pytest's cache and
+# temporary files go to the guest's /tmp.
+{IN_VM_ENV}=1 {sys.executable} -m pytest -p no:cacheprovider --basetemp=/tmp/kpaxos-pytest \\
+    -v -rA --junitxml={results}/junit.xml {SUITE} > {results}/pytest.log 2>&1
+echo $? > {results}/exit-status
+echo "pytest exit status: $(cat {results}/exit-status)"
+
+# The real-faults scenario under netem ({NETEM}) and a {NETEM_DROP_PERCENT} % drop.
+# Its work directory is the guest's own /tmp: LMDB cannot map files on 9p.
+start=$(date +%s)
+{sys.executable} -m tests.netns.scenario netem /tmp/kpaxos-netem --values {NETEM_VALUES} \\
+    --drop-percent {NETEM_DROP_PERCENT} --time-limit {NETEM_TIME_LIMIT} \\
+    --results {netem} > {results}/netem.log 2>&1
+echo $? > {results}/netem-exit-status
+echo "netem scenario exit status: $(cat {results}/netem-exit-status) after \\
+$(( $(date +%s) - start )) s"
+"""
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    run: VmRun
+    results: Path
+    cuse_cases: list[str]
+
+    def report(self, log: str) -> str:
+        """The VM's output and the tail of ``results/log``, for a failure message."""
+        path = self.results / log
+        text = path.read_text(errors="replace")[-12000:] if path.exists() else "(none)"
+        return (f"vng exit status {self.run.returncode} after {self.run.seconds:.0f} s\n"
+                f"--- VM output ---\n{self.run.output[-6000:]}\n"
+                f"--- {log} in the VM ---\n{text}")
+
+    def status(self, name: str) -> str | None:
+        """What the guest wrote in ``results/name`` (an exit status), None if nothing."""
+        path = self.results / name
+        return path.read_text().strip() if path.exists() else None
+
+
+def run_guest(workdir: Path) -> GuestRun:
+    """Prepare the bytecode, boot the VM once, run everything; results in workdir."""
+    results, pycache = workdir / "results", workdir / "pycache"
+    results.mkdir()
+    cases = cuse_cases(pycache)
+    compile_daemon(pycache)
+    script = results / "guest.sh"
+    script.write_text(guest_script(results, pycache))
+    return GuestRun(run_in_vm(f"sh {script}", results), results, cases)
