@@ -111,8 +111,12 @@ def test_namespaces_a_crashed_run_left_are_removed_with_what_runs_in_them() -> N
     gone.wait()
     stale = f"kpx-{gone.pid}-1-sw"  # named after a process that no longer exists
     run("ip", "netns", "add", stale)
-    left_running = subprocess.Popen(in_netns(stale, "sleep", "600"))
+    # It says when it runs in the namespace: before that, nothing finds it there.
+    left_running = subprocess.Popen(in_netns(stale, "sh", "-c", "echo in && exec sleep 600"),
+                                    stdout=subprocess.PIPE)
     try:
+        assert left_running.stdout is not None
+        assert left_running.stdout.readline() == b"in\n"
         assert stale in prefixed_namespaces()
         assert stale in remove_stale()
         assert stale not in prefixed_namespaces()
