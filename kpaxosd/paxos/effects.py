@@ -20,6 +20,9 @@ class Send:
 class Deliver:
     """Instance ``iid`` decided ``value``: an envelope's payload, any other value whole.
 
+    An instance that decided a batch (:mod:`wire.batch`) gives one Deliver per client
+    value in it, in the batch's order, all with the instance's ``iid``.
+
     ``origin`` is the value's identity (:mod:`wire.identity`): an envelope's
     (client_id, seq), an original ``struct client_value``'s client id and timestamp
     (first element below 0), None for a value without identity.

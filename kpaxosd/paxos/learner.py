@@ -35,6 +35,7 @@ from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
+from wire.batch import unpack_batch_untrusted
 from wire.identity import identify_untrusted
 from wire.messages import (
     Accepted,
@@ -239,6 +240,16 @@ class Learner:
         if value == NOOP:
             self.noops += 1
             return
+        items = unpack_batch_untrusted(value)
+        if items is None:
+            self._deliver_one(iid, value)
+            return
+        # A batch: each client value in it is a value of its own, in order.
+        for item in items:
+            if item != NOOP:
+                self._deliver_one(iid, item)
+
+    def _deliver_one(self, iid: int, value: bytes) -> None:
         identified = identify_untrusted(value)
         origin = identified.origin
         if origin is not None and not self._origins.first_time(*origin):

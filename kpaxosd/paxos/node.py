@@ -124,6 +124,22 @@ class Node:
         if self._stopped or not self._dispatch(msg, src, now):
             self._dropped += 1
 
+    def receive_many(self, messages: Iterable[tuple[Message, Address]], now: float) -> None:
+        """Handle messages that arrived together (one drain of a socket), in order.
+
+        The client values among them are packed into instances together, not one
+        instance each as they come (see the proposer's batching).
+        """
+        proposer, receive = self.proposer, self.receive
+        if proposer is not None:
+            proposer.hold()
+        try:
+            for msg, src in messages:
+                receive(msg, src, now)
+        finally:
+            if proposer is not None:
+                proposer.release(now)
+
     def handle_timer(self, now: float) -> None:
         if self._stopped:
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from wire.datagram import MAX_VALUE_SIZE
+
 
 @dataclass(frozen=True, slots=True)
 class PaxosOptions:
@@ -24,6 +26,15 @@ class PaxosOptions:
     preempt_backoff: float = 0.01
     #: Client values waiting for an instance; more are dropped (and counted).
     max_queued_values: int = 65536
+    #: Client values queued together go into one instance, up to this many, packed in
+    #: a batch envelope (wire.batch) that kpaxos learners take apart again: under load
+    #: one round of Paxos decides hundreds of values. 1 disables it (one value per
+    #: instance, in the original format), for clusters with original kernel learners,
+    #: which deliver a batch as one opaque value.
+    max_values_per_instance: int = 1024
+    #: The largest batch envelope proposed: a datagram's room for a value, less what
+    #: the wrapper adds to every datagram (an authentication trailer).
+    max_batch_bytes: int = MAX_VALUE_SIZE
     #: The round of every instance's first ballot. libpaxos uses 1. None (the
     #: default) draws it from the node's rng at every start, below 2**24: a proposer
     #: remembers nothing across a restart, and its next life starting at round 1
@@ -85,6 +96,11 @@ class PaxosOptions:
                 raise ValueError(f"{f.name} must be at least 1, got {value}")
             if isinstance(value, float) and not value > 0:
                 raise ValueError(f"{f.name} must be positive, got {value}")
+        if self.max_batch_bytes > MAX_VALUE_SIZE:
+            raise ValueError(
+                f"max_batch_bytes ({self.max_batch_bytes}) exceeds a datagram's room for a "
+                f"value ({MAX_VALUE_SIZE})"
+            )
         if self.leader_timeout <= self.heartbeat_interval:
             raise ValueError(
                 f"leader_timeout ({self.leader_timeout}) must exceed heartbeat_interval "

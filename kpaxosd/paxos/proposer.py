@@ -15,6 +15,13 @@ Beyond libpaxos:
   forward client values to it and prepare nothing.
 - Re-opening. A learner that cannot learn an instance (LEARNER_STUCK) has the
   leader run Paxos for it again (:meth:`on_learner_stuck`).
+- Batching. A CLIENT_VALUE carrying a batch envelope (:mod:`wire.batch`) is taken
+  apart into its client values, each queued and deduplicated by its own origin. The
+  client values queued when an instance is given a value go into it together, up to
+  ``max_values_per_instance`` and ``max_batch_bytes``, in one batch envelope; a single
+  value goes alone, in its original format. Between :meth:`hold` and :meth:`release`
+  (the wrapper's drain of a socket) values only queue, so that everything one drain
+  brought is packed together rather than one instance per datagram.
 """
 
 from __future__ import annotations
@@ -33,8 +40,15 @@ from kpaxosd.paxos.leader import LeaderView, Role
 from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
+from wire.batch import (
+    BATCH_OVERHEAD,
+    ITEM_OVERHEAD,
+    must_travel_in_batch,
+    pack_batch,
+    unpack_batch_untrusted,
+)
 from wire.datagram import MAX_VALUE_SIZE
-from wire.identity import origin_untrusted
+from wire.identity import Origin, origin_untrusted
 from wire.messages import (
     Accept,
     Accepted,
@@ -50,6 +64,9 @@ from wire.messages import (
 
 if TYPE_CHECKING:
     import random
+
+#: A queued client value and its origin (None: a value without identity).
+_Queued = tuple[bytes, Origin | None]
 
 #: Instances open at once because a learner reported them stuck (beyond the window):
 #: LEARNER_STUCK comes from anyone, and must not open instances without end.
@@ -87,6 +104,7 @@ class _Instance:
     __slots__ = (
         "accept_ballot",
         "ballot",
+        "client_items",
         "client_value",
         "highest_seen",
         "iid",
@@ -107,9 +125,11 @@ class _Instance:
         self.votes = Votes()
         # The value of our ACCEPT at the current ballot (ACCEPTING only).
         self.value: bytes | None = None
-        # The client value this instance carries; it survives retries and goes back
-        # to the queue if the instance decides something else.
+        # The value this instance proposes for clients (one client value, or a batch
+        # of them) and the client values in it; they survive retries and go back to
+        # the queue if the instance decides something else.
         self.client_value: bytes | None = None
+        self.client_items: list[_Queued] = []
         # The highest ballot any acceptor reported for this iid: retries go above it.
         self.highest_seen = 0
         # The highest ballot we sent an ACCEPT with (0: none yet).
@@ -140,7 +160,7 @@ class Proposer:
         self._out = outbox
         self._instances: dict[int, _Instance] = {}
         self._next_iid = 1
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[_Queued] = deque()
         # Origins (client_id, seq) of the enveloped values queued or carried by an
         # open instance: a client resends every second until it sees its value, and
         # on a slow cluster every copy would otherwise take an instance of its own.
@@ -156,6 +176,9 @@ class Proposer:
         # (due, iid, timer id) with lazy cancellation through _Instance.timer.
         self._timers: list[tuple[float, int, int]] = []
         self._timer_ids = 0
+        # hold(): values queue without being assigned until release().
+        self._held = False
+        self._assign_due = False
         first_round = options.proposer_first_round
         if first_round is None:
             first_round = rng.randrange(1, FIRST_ROUND_SPREAD)
@@ -229,6 +252,34 @@ class Proposer:
             self.forwarded += 1
             self._out.send(self._view.peers[self._leader], ClientValue(value))
             return
+        items = unpack_batch_untrusted(value)
+        if items is None:
+            self._enqueue(value)
+        else:
+            for item in items:
+                self._enqueue(item)
+        self._assign(now)
+
+    def hold(self) -> None:
+        """Queue client values without giving them to instances until :meth:`release`."""
+        self._held = True
+
+    def release(self, now: float) -> None:
+        """Give what queued since :meth:`hold` to instances, packed together."""
+        self._held = False
+        if self._assign_due:
+            self._assign_due = False
+            self._assign(now)
+
+    def _enqueue(self, value: bytes) -> None:
+        if not value or (
+            must_travel_in_batch(value)
+            and BATCH_OVERHEAD + ITEM_OVERHEAD + len(value) > self._options.max_batch_bytes
+        ):
+            # The no-op is no proposal; a value that must travel in a batch and
+            # cannot fit one cannot be proposed.
+            self.dropped += 1
+            return
         origin = origin_untrusted(value)
         if origin is not None:
             if origin in self._pending:
@@ -242,8 +293,7 @@ class Proposer:
             return
         if origin is not None:
             self._pending.add(origin)
-        self._queue.append(value)
-        self._assign(now)
+        self._queue.append((value, origin))
 
     def on_learner_stuck(self, msg: LearnerStuck, now: float) -> None:
         """A learner cannot learn ``msg.iid``: the leader runs it again.
@@ -284,12 +334,10 @@ class Proposer:
     def learned(self, iid: int, value: bytes) -> None:
         """A learner on this node saw ``value`` decided in ``iid`` (a replica).
 
-        Its origin joins the memory of decided values, so a resend is not proposed
+        Its origins join the memory of decided values, so a resend is not proposed
         again, even by a proposer that was following when it was decided.
         """
-        origin = origin_untrusted(value)
-        if origin is not None:
-            self._decided.add(origin)
+        self._remember_decided(value)
 
     def on_promise(self, msg: Promise, now: float) -> None:
         if msg.aid not in self._acceptors:
@@ -434,7 +482,8 @@ class Proposer:
             for _, inst in sorted(self._instances.items())
             if inst.client_value is not None
         ]
-        values.extend(self._queue)
+        while (taken := self._take_values()) is not None:
+            values.append(taken[0])
         self._next_iid = self.decided_below
         self._instances.clear()
         self._reopened.clear()
@@ -492,8 +541,7 @@ class Proposer:
         if value_ballot > 0:
             if inst.client_value is not None and inst.client_value != value:
                 # Not ours to decide here: back to the front of the line.
-                self._queue.appendleft(inst.client_value)
-                inst.client_value = None
+                self._requeue(inst)
             self._accept(inst, value, now)
             self._assign(now)
         elif inst.client_value is not None:
@@ -507,13 +555,16 @@ class Proposer:
     def _assign(self, now: float) -> None:
         """Give queued client values to READY instances, lowest iid first; fill the
         holes that are left with the no-op."""
+        if self._held:
+            self._assign_due = True
+            return
         queue, ready = self._queue, self._ready
         while ready and (queue or ready[0] < self._holes_below):
             inst = self._instances.get(heapq.heappop(ready))
             if inst is None or inst.phase is not Phase.READY:
                 continue
-            value = self._next_value()
-            if value is None:
+            taken = self._take_values()
+            if taken is None:
                 if not inst.iid < self._holes_below:
                     # Every value queued was decided already; no hole here.
                     heapq.heappush(ready, inst.iid)
@@ -521,24 +572,51 @@ class Proposer:
                 self.noops += 1
                 self._accept(inst, NOOP, now)
             else:
-                inst.client_value = value
-                self._accept(inst, value, now)
+                inst.client_value, inst.client_items = taken
+                self._accept(inst, inst.client_value, now)
         if len(self._ready) > 2 * self._options.preexec_window:
             # Instances closed while READY leave entries behind.
             self._ready = [i for i, x in self._instances.items() if x.phase is Phase.READY]
             heapq.heapify(self._ready)
 
-    def _next_value(self) -> bytes | None:
-        """The first queued value not decided meanwhile (through another instance
-        or another proposer), or None."""
-        while self._queue:
-            value = self._queue.popleft()
-            origin = origin_untrusted(value)
-            if origin is None or origin not in self._decided:
-                return value
-            self.already_decided += 1
-            self._pending.discard(origin)
-        return None
+    def _take_values(self) -> tuple[bytes, list[_Queued]] | None:
+        """The value for the next instance and the client values in it: the queued
+        values not decided meanwhile (through another instance or another proposer),
+        as many as one instance takes; None when there are none."""
+        queue, decided = self._queue, self._decided
+        limit, room = self._options.max_values_per_instance, self._options.max_batch_bytes
+        items: list[_Queued] = []
+        size = BATCH_OVERHEAD
+        while queue and len(items) < limit:
+            value, origin = queue[0]
+            if origin is not None and origin in decided:
+                queue.popleft()
+                self.already_decided += 1
+                self._pending.discard(origin)
+                continue
+            size += ITEM_OVERHEAD + len(value)
+            if items and size > room:
+                break
+            queue.popleft()
+            items.append((value, origin))
+        if not items:
+            return None
+        if len(items) == 1 and not must_travel_in_batch(items[0][0]):
+            return items[0][0], items
+        return pack_batch([value for value, _ in items]), items
+
+    def _requeue(self, inst: _Instance) -> None:
+        """Put the client values of ``inst`` back at the front of the queue, in order."""
+        self._queue.extendleft(reversed(inst.client_items))
+        inst.client_value = None
+        inst.client_items = []
+
+    def _remember_decided(self, value: bytes) -> None:
+        items = unpack_batch_untrusted(value)
+        for item in (value,) if items is None else items:
+            origin = origin_untrusted(item)
+            if origin is not None:
+                self._decided.add(origin)
 
     def _accept(self, inst: _Instance, value: bytes, now: float) -> None:
         self._move(inst, Phase.ACCEPTING)
@@ -550,18 +628,19 @@ class Proposer:
     def _close(self, inst: _Instance, decided: bytes | None, now: float) -> None:
         del self._instances[inst.iid]
         self._reopened.discard(inst.iid)
+        ours = inst.client_value is not None and inst.client_value == decided
         if decided is not None:
             self._holes_below = max(self._holes_below, inst.iid)
-            origin = origin_untrusted(decided)
-            if origin is not None:
-                self._decided.add(origin)
-        if inst.client_value is not None:
-            if inst.client_value != decided:
-                self._queue.appendleft(inst.client_value)
-            else:
-                origin = origin_untrusted(inst.client_value)
+            if not ours:
+                self._remember_decided(decided)
+        if ours:
+            remember, pending = self._decided.add, self._pending
+            for _, origin in inst.client_items:
                 if origin is not None:
-                    self._pending.discard(origin)
+                    remember(origin)
+                    pending.discard(origin)
+        elif inst.client_value is not None:
+            self._requeue(inst)
         self._fill_window(now)
         self._assign(now)
 

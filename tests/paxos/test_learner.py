@@ -17,6 +17,7 @@ from wire import (
     Trim,
     wrap,
 )
+from wire.batch import MAGIC, pack_batch
 from wire.original import OriginalClientValue, pack_client_value
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
@@ -350,3 +351,27 @@ def test_an_idle_cluster_is_not_a_stuck_learner() -> None:
     assert not any(
         isinstance(e, Send) and isinstance(e.msg, LearnerStuck) for e in out.drain()
     )
+
+
+def test_a_decided_batch_is_one_delivery_per_client_value_in_order() -> None:
+    learner, out = make(catch_up=True)
+    original = pack_client_value(OriginalClientValue(3, 1_500_000_000, 7, b"abc"))
+    batch = pack_batch([wrap(1, 1, b"x"), b"raw", original, b"", wrap(1, 1, b"x")])
+    vote(learner, 1, batch)
+    # The empty item is a no-op and the second copy of (1, 1) a duplicate.
+    assert delivered(out) == [
+        Deliver(1, b"x", (1, 1)),
+        Deliver(1, b"raw", None),
+        Deliver(1, original, (-4, 1_500_000_000_000_007)),
+    ]
+    assert (learner.deliveries, learner.duplicates) == (3, 1)
+    # Each client value is deduplicated by its own origin, across instances too.
+    vote(learner, 2, pack_batch([wrap(1, 2, b"y"), original]))
+    assert delivered(out) == [Deliver(2, b"y", (1, 2))]
+
+
+def test_what_merely_looks_like_a_batch_is_delivered_whole() -> None:
+    learner, out = make(catch_up=True)
+    fake = MAGIC + b"\x00\x00\x00\x05" + b"short"
+    vote(learner, 1, fake)
+    assert delivered(out) == [Deliver(1, fake, None)]

@@ -23,6 +23,7 @@ from wire import (
     Promise,
     wrap,
 )
+from wire.batch import MAGIC, batch_size, pack_batch
 from wire.original import OriginalClientValue, pack_client_value
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
@@ -88,7 +89,7 @@ def test_a_quorum_of_promises_makes_the_instance_ready_for_a_value() -> None:
 
 
 def test_values_queue_until_an_instance_is_ready_in_fifo_order() -> None:
-    p, out = make(window=2)
+    p, out = make(window=2, max_values_per_instance=1)
     out.drain()
     p.submit(X, 0.0)
     p.submit(Y, 0.0)
@@ -125,7 +126,7 @@ def test_promised_value_with_the_highest_ballot_is_adopted() -> None:
 
 
 def test_a_client_value_displaced_by_adoption_goes_back_to_the_front() -> None:
-    p, out = make()
+    p, out = make(max_values_per_instance=1)
     promise(p, 1, 10, NONE, NONE)
     p.submit(X, 0.0)
     p.submit(Y, 0.0)  # queued behind X
@@ -262,7 +263,7 @@ def test_a_ready_instance_decided_elsewhere_closes_or_finishes() -> None:
 
 
 def test_resent_client_values_are_coalesced() -> None:
-    p, _ = make()
+    p, _ = make(max_values_per_instance=1)
     p.submit(X, 0.0)
     p.submit(X, 0.1)  # the client resent it
     p.submit(b"raw", 0.2)
@@ -434,3 +435,103 @@ def test_stuck_reports_are_limited() -> None:
     assert p.reopened == REOPEN_MAX
     p.on_learner_stuck(LearnerStuck(5), 2.5)
     assert p.reopened == REOPEN_MAX + 1
+
+
+# -- batching
+
+def test_values_queued_together_share_one_instance_in_a_batch() -> None:
+    p, out = make()
+    out.drain()
+    p.submit(X, 0.0)
+    p.submit(Y, 0.0)
+    promise(p, 1, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, pack_batch([X, Y])))
+    accepted(p, 1, 10, pack_batch([X, Y]))
+    # Both are decided: resends of either are not proposed again.
+    p.submit(pack_batch([Y, X]), 1.0)
+    assert (p.queued, p.already_decided) == (0, 2)
+
+
+def test_a_client_batch_is_taken_apart_and_each_value_deduplicated() -> None:
+    p, out = make()
+    out.drain()
+    p.submit(X, 0.0)
+    p.submit(pack_batch([X, Y, X, b"", Z]), 0.0)  # X queued already, and twice here
+    assert (p.queued, p.coalesced, p.dropped) == (3, 2, 1)
+    promise(p, 1, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, pack_batch([X, Y, Z])))
+
+
+def test_a_single_value_goes_alone_in_its_own_format() -> None:
+    p, out = make(window=2)
+    promise(p, 1, 10, NONE, NONE)
+    out.drain()
+    p.submit(pack_batch([X]), 0.0)
+    assert out.drain() == to_all(Accept(1, 10, X))
+    # A value that would be taken for a batch travels in one, even alone.
+    looks_like_a_batch = MAGIC + b"\x00\x00\x00\x01\x00\x00\x00\x01z"
+    promise(p, 2, 10, NONE, NONE)
+    p.submit(pack_batch([looks_like_a_batch]), 0.0)
+    assert out.drain() == to_all(Accept(2, 10, pack_batch([looks_like_a_batch])))
+
+
+def test_an_instance_takes_at_most_the_configured_values_and_bytes() -> None:
+    values = [wrap(3, seq, bytes(100)) for seq in range(1, 6)]
+    p, out = make(window=3, max_values_per_instance=2)
+    out.drain()
+    p.submit(pack_batch(values), 0.0)
+    for iid in (1, 2, 3):
+        promise(p, iid, 10, NONE, NONE)
+    assert out.drain() == (
+        to_all(Accept(1, 10, pack_batch(values[:2])))
+        + to_all(Accept(2, 10, pack_batch(values[2:4])))
+        + to_all(Accept(3, 10, values[4]))
+    )
+    room = batch_size([len(values[0])] * 3)
+    p, out = make(window=1, max_batch_bytes=room - 1)
+    out.drain()
+    p.submit(pack_batch(values), 0.0)
+    promise(p, 1, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, pack_batch(values[:2])))
+    assert p.queued == 3
+
+
+def test_a_batch_displaced_by_adoption_goes_back_to_the_front_in_order() -> None:
+    p, out = make(window=2)
+    out.drain()
+    p.submit(X, 0.0)
+    p.submit(Y, 0.0)
+    promise(p, 1, 10, NONE, (5, Z))  # obliged to Z: X and Y wait
+    promise(p, 2, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, Z)) + to_all(Accept(2, 10, pack_batch([X, Y])))
+    p.on_preempted(Preempted(0, 2, 21), 0.0)
+    p.handle_timer(p.next_deadline() or 0.0)
+    out.drain()
+    promise(p, 2, 30, NONE, (21, b"other"))
+    assert out.drain() == to_all(Accept(2, 30, b"other"))
+    accepted(p, 2, 30, b"other")
+    assert p.queued == 2  # X and Y, to be proposed again together
+
+
+def test_between_hold_and_release_values_only_queue() -> None:
+    p, out = make(window=2)
+    promise(p, 1, 10, NONE, NONE)
+    promise(p, 2, 10, NONE, NONE)
+    out.drain()
+    p.hold()
+    p.submit(X, 0.0)
+    p.submit(Y, 0.0)
+    assert out.drain() == [] and p.queued == 2
+    p.release(0.0)
+    assert out.drain() == to_all(Accept(1, 10, pack_batch([X, Y])))
+    p.submit(Z, 0.0)  # not held: at once, alone
+    assert out.drain() == to_all(Accept(2, 10, Z))
+
+
+def test_batching_off_proposes_one_value_per_instance() -> None:
+    p, out = make(window=2, max_values_per_instance=1)
+    out.drain()
+    p.submit(pack_batch([X, Y]), 0.0)  # a client's batch still comes apart
+    promise(p, 1, 10, NONE, NONE)
+    promise(p, 2, 10, NONE, NONE)
+    assert out.drain() == to_all(Accept(1, 10, X)) + to_all(Accept(2, 10, Y))

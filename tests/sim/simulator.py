@@ -5,16 +5,21 @@ delays and reorders datagrams; nodes crash and restart (an acceptor keeps what i
 persisted, its trim point included; everything else starts from nothing), and the
 leading proposer may crash for good. Clients send enveloped values or the original
 client's ``struct client_value`` and resend them after a second without a decision,
-as the real clients do. One learner may trim the acceptors. Then the faults stop and
-every value must reach every learner.
+as the real clients do, some of them several values to a datagram (a batch, as
+``kpaxos-client -b``). Proposers pack queued values into one instance (a batch) up to
+the scenario's limit, and nodes may read what arrived within a while together (a
+socket drain). One learner may trim the acceptors. Then the faults stop and every
+value must reach every learner.
 
 Checked throughout, against an oracle that watches the acceptors' Persist and
 PersistTrim effects:
 
 - safety: one value chosen per instance (no two values reach a majority);
 - every learner delivers only chosen values, of submitted origins, as the reader
-  should get them (an envelope's payload, an original value whole) (validity);
-- each learner life delivers iids strictly in order from 1, and every iid it skips
+  should get them (an envelope's payload, an original value whole), each client
+  value of a chosen batch as a value of its own (validity);
+- each learner life delivers in order from instance 1, the client values of one
+  instance in their batch order, and every instance or client value it skips
   carried the no-op or an origin it already delivered (integrity, deduplication:
   no origin delivered twice), or lies in a Trimmed range that some acceptor had
   really trimmed;
@@ -49,6 +54,7 @@ from kpaxosd.paxos import (
 from wire import (
     AcceptorState,
     ClientValue,
+    IdentifiedValue,
     Message,
     Origin,
     encode,
@@ -56,10 +62,13 @@ from wire import (
     is_original_origin,
     wrap,
 )
+from wire.batch import pack_batch, unpack_batch_untrusted
 from wire.original import OriginalClientValue, pack_client_value
 
 # Event kinds, in the heap as (time, seq, kind, args).
-DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL = range(10)
+DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL, DRAIN = range(11)
+#: Where a learner life stands before its first delivery: "after instance 0".
+_BEFORE_ALL = 1 << 30
 
 PROFILES = ("mixed", "long", "duel", "harsh", "bigwin", "leader", "steady")
 
@@ -103,6 +112,13 @@ class Scenario:
 
     #: PaxosOptions.proposer_first_round (None: random per proposer life).
     first_round: int | None = None
+    #: PaxosOptions.max_values_per_instance (1: no batching by proposers).
+    values_per_instance: int = 1
+    #: A client sends up to this many of its values in one CLIENT_VALUE (a batch).
+    client_batch: int = 1
+    #: A node reads what arrived within this long together (Node.receive_many), as
+    #: a socket drain does; 0: one message at a time.
+    drain: float = 0.0
     profile: str = "mixed"
 
     @classmethod
@@ -199,16 +215,25 @@ class Scenario:
                 clients=3,
                 values_per_client=r.randint(5, 10),
             )
-        return sc
+        # Drawn last, so that every field above stays what it was for the seed.
+        return replace(
+            sc,
+            values_per_instance=r.choice([1, 2, 8, 1024]),
+            client_batch=r.choice([1, 1, 2, 4]),
+            drain=r.choice([0.0, 0.0, 0.002, 0.01]),
+        )
 
 
 class _Life:
     """One incarnation of a learner: what it delivered since it (re)started."""
 
-    __slots__ = ("expected_next", "origins", "trimmed")
+    __slots__ = ("iid", "origins", "position", "trimmed")
 
     def __init__(self) -> None:
-        self.expected_next = 1
+        #: The instance of the last delivery (or Trimmed), and the position in its
+        #: client values after what was delivered (_BEFORE_ALL: nothing left there).
+        self.iid = 0
+        self.position = _BEFORE_ALL
         self.origins: set[Origin] = set()
         #: Origins of values chosen in the instances it reported Trimmed.
         self.trimmed: set[Origin] = set()
@@ -235,6 +260,8 @@ class Host:
     isolated_until: float = 0.0
     timer_due: float | None = None
     timer_token: int = 0
+    #: Datagrams waiting for the node's next drain (Scenario.drain).
+    inbox: list[tuple[Message, Address]] = field(default_factory=list)
     life: _Life = field(default_factory=_Life)
     #: Origins any life of this learner delivered or reported trimmed (what a
     #: watching client sees).
@@ -256,6 +283,8 @@ class Result:
     trimmed_reports: int = 0
     originals_delivered: int = 0
     last_delivery_at: float = 0.0
+    #: Deliveries of client values that were chosen inside a batch.
+    batched_deliveries: int = 0
 
     @property
     def ok(self) -> bool:
@@ -283,6 +312,7 @@ class Simulation:
         self.deliveries = 0
         self.trimmed_reports = 0
         self.originals_delivered = 0
+        self.batched_deliveries = 0
         self.last_delivery_at = 0.0
         self.trace = hashlib.sha256()
         self.hosts = self._make_hosts()
@@ -296,6 +326,7 @@ class Simulation:
             preexec_window=scenario.window,
             proposer_first_round=scenario.first_round,
             stable_leader=scenario.stable_leader,
+            max_values_per_instance=scenario.values_per_instance,
         )
         for host in self.hosts:
             host.options = options
@@ -343,6 +374,7 @@ class Simulation:
         host.up = True
         host.incarnation += 1
         host.timer_due = None
+        host.inbox = []
         host.life = _Life()
         node = Node(
             host.address,
@@ -383,6 +415,7 @@ class Simulation:
                 PROGRESS: self.on_progress,
                 ISOLATE: self.on_isolate,
                 KILL: self.on_kill,
+                DRAIN: self.on_drain,
             }
             while self.heap and not self.failures:
                 at, _, kind, args = heapq.heappop(self.heap)
@@ -415,6 +448,7 @@ class Simulation:
             self.trimmed_reports,
             self.originals_delivered,
             self.last_delivery_at,
+            self.batched_deliveries,
         )
 
     def _schedule_clients(self) -> None:
@@ -422,6 +456,7 @@ class Simulation:
         for c in range(sc.clients):
             original = c < sc.original_clients
             client_id = (2000 if original else 1000) + c
+            batch: list[Origin] = []
             for seq in range(1, sc.values_per_client + 1):
                 payload = f"c{client_id}-{seq}".encode()
                 if original:
@@ -436,8 +471,12 @@ class Simulation:
                 assert origin is not None
                 self.proposed[origin] = value
                 self.submitted[origin] = submitted
-                at = self.rng.uniform(0.0, sc.fault_until)
-                self.push(at, SUBMIT, origin, self.rng.randrange(len(self.proposer_addresses)))
+                batch.append(origin)
+                if len(batch) == sc.client_batch or seq == sc.values_per_client:
+                    at = self.rng.uniform(0.0, sc.fault_until)
+                    proposer = self.rng.randrange(len(self.proposer_addresses))
+                    self.push(at, SUBMIT, tuple(batch), proposer)
+                    batch = []
 
     def _schedule_crashes(self) -> None:
         sc = self.sc
@@ -457,7 +496,21 @@ class Simulation:
         if host is None or not host.up or (not self.healed and self._cut_off(dst)):
             return False
         assert host.node is not None
+        if self.sc.drain > 0:
+            if not host.inbox:
+                self.push(self.now + self.sc.drain, DRAIN, host, host.incarnation)
+            host.inbox.append((msg, src))
+            return False
         host.node.receive(msg, src, self.now)
+        self.after(host)
+        return False
+
+    def on_drain(self, host: Host, incarnation: int) -> bool:
+        if not host.up or incarnation != host.incarnation:
+            return False
+        assert host.node is not None
+        inbox, host.inbox = host.inbox, []
+        host.node.receive_many(inbox, self.now)
         self.after(host)
         return False
 
@@ -473,21 +526,23 @@ class Simulation:
         self.after(host)
         return False
 
-    def on_submit(self, origin: Origin, proposer: int) -> bool:
+    def on_submit(self, origins: tuple[Origin, ...], proposer: int) -> bool:
         address = self.proposer_addresses[proposer % len(self.proposer_addresses)]
-        client = ("10.9.9.9", abs(origin[0]) % 65536)
-        self.transmit(client, address, ClientValue(self.proposed[origin]))
-        self.push(self.now + 1.0, CHECK, origin, proposer)
+        client = ("10.9.9.9", abs(origins[0][0]) % 65536)
+        values = [self.proposed[origin] for origin in origins]
+        value = values[0] if len(values) == 1 else pack_batch(values)
+        self.transmit(client, address, ClientValue(value))
+        self.push(self.now + 1.0, CHECK, origins, proposer)
         return False
 
-    def on_check(self, origin: Origin, proposer: int) -> bool:
+    def on_check(self, origins: tuple[Origin, ...], proposer: int) -> bool:
         live = [h for h in self.learner_hosts if not h.dead]
-        watched = live[abs(origin[0]) % len(live)]
-        if origin in watched.seen:
+        unseen = tuple(o for o in origins if o not in live[abs(o[0]) % len(live)].seen)
+        if not unseen:
             return False
         # Not seen within a second: send again, to the next proposer (a client's
         # failover), like the kpaxos client device.
-        return self.on_submit(origin, proposer + 1)
+        return self.on_submit(unseen, proposer + 1)
 
     def on_crash(self, host: Host, downtime: float) -> bool:
         if not host.up or self.healed:
@@ -511,6 +566,7 @@ class Simulation:
         host.preemptions += host.node.statistics().preemptions
         host.up = False
         host.node = None
+        host.inbox = []
         self.trace.update(f"crash {host.name} {self.now!r}".encode())
 
     def on_isolate(self, host: Host, duration: float) -> bool:
@@ -618,62 +674,74 @@ class Simulation:
             if chosen != p.value:
                 raise Violation(f"two values chosen for iid {p.iid}: {chosen!r} and {p.value!r}")
 
+    def _items(self, iid: int) -> list[IdentifiedValue]:
+        """The client values chosen in ``iid``, as a reader gets them, in order."""
+        value = self.chosen.get(iid)
+        if value is None:
+            raise Violation(f"iid {iid} is not chosen")
+        if value == b"":
+            return []  # the no-op that fills a hole: never delivered
+        items = unpack_batch_untrusted(value)
+        return [identify_untrusted(item) for item in ([value] if items is None else items)]
+
+    def _check_duplicates(self, host: Host, iid: int, items: list[IdentifiedValue]) -> None:
+        """Client values a learner passed over must be ones it delivered already."""
+        for item in items:
+            if item.origin is None or item.origin not in host.life.origins:
+                raise Violation(f"{host.name} skipped {item!r} of iid {iid}, not a duplicate")
+
+    def _skip_to(self, host: Host, iid: int) -> None:
+        """The learner moves on to ``iid``: what it left behind was duplicates."""
+        life = host.life
+        if life.iid > 0 and life.position < _BEFORE_ALL:
+            self._check_duplicates(host, life.iid, self._items(life.iid)[life.position :])
+        for skipped in range(life.iid + 1, iid):
+            self._check_duplicates(host, skipped, self._items(skipped))
+        life.iid, life.position = iid, 0
+
     def observe_delivery(self, host: Host, d: Deliver) -> None:
         life = host.life
         self.deliveries += 1
         self.trace.update(f"{host.name} {d.iid} {d.origin}".encode())
-        if d.iid < life.expected_next:
-            raise Violation(f"{host.name} delivered iid {d.iid} after {life.expected_next - 1}")
-        self._check_skipped(host, d.iid)
-        value = self.chosen.get(d.iid)
-        if value is None:
-            raise Violation(f"{host.name} delivered iid {d.iid}, which is not chosen")
-        identified = identify_untrusted(value)
-        if d.origin is None or (identified.origin, identified.payload) != (d.origin, d.value):
-            raise Violation(f"{host.name} delivered {d!r} but {value!r} was chosen")
+        if d.iid < life.iid or (d.iid == life.iid and life.position == _BEFORE_ALL):
+            raise Violation(f"{host.name} delivered iid {d.iid} after {life.iid}")
+        if d.iid > life.iid:
+            self._skip_to(host, d.iid)
+        items = self._items(d.iid)
+        rest = items[life.position :]
+        at = next((k for k, item in enumerate(rest) if item.origin == d.origin), None)
+        if d.origin is None or at is None or rest[at].payload != d.value:
+            raise Violation(f"{host.name} delivered {d!r} but {self.chosen[d.iid]!r} was chosen")
+        self._check_duplicates(host, d.iid, rest[:at])
         if d.origin in life.origins:
             raise Violation(f"{host.name} delivered origin {d.origin} twice")
         if self.submitted.get(d.origin) != d.value:
             raise Violation(f"{host.name} delivered {d!r}, which no client submitted")
         life.origins.add(d.origin)
-        life.expected_next = d.iid + 1
+        life.position += at + 1
         host.seen.add(d.origin)
         self.last_delivery_at = self.now
         if is_original_origin(d.origin):
             self.originals_delivered += 1
-
-    def _check_skipped(self, host: Host, before: int) -> None:
-        """What a learner passed over without a word, up to ``before``, was the no-op
-        or a duplicate of what it delivered."""
-        for skipped in range(host.life.expected_next, before):
-            value = self.chosen.get(skipped)
-            if value is None:
-                raise Violation(f"{host.name} skipped iid {skipped}, which is not chosen")
-            if value == b"":
-                continue  # the no-op that fills a hole: never delivered
-            origin = identify_untrusted(value).origin
-            if origin is None or origin not in host.life.origins:
-                raise Violation(f"{host.name} skipped iid {skipped} ({value!r}), not a duplicate")
+        if self.chosen[d.iid] != self.proposed[d.origin]:
+            self.batched_deliveries += 1
 
     def observe_trimmed(self, host: Host, t: Trimmed) -> None:
         life = host.life
         self.trimmed_reports += 1
         self.trace.update(f"{host.name} trimmed {t.first_iid} {t.next_iid}".encode())
-        if t.first_iid < life.expected_next or t.next_iid <= t.first_iid:
-            raise Violation(f"{host.name}: {t!r} after delivering up to {life.expected_next - 1}")
-        self._check_skipped(host, t.first_iid)
+        if t.first_iid <= life.iid or t.next_iid <= t.first_iid:
+            raise Violation(f"{host.name}: {t!r} after delivering up to {life.iid}")
+        self._skip_to(host, t.first_iid)
         trimmed = max(h.trim_iid for h in self.hosts if h.acceptor_id is not None)
         if trimmed < t.next_iid - 1:
             raise Violation(f"{host.name}: {t!r} but the acceptors trimmed only to {trimmed}")
         for iid in range(t.first_iid, t.next_iid):
-            value = self.chosen.get(iid)
-            if value is None:
-                raise Violation(f"{host.name}: {t!r} gives up iid {iid}, which is not chosen")
-            origin = identify_untrusted(value).origin
-            if origin is not None:
-                life.trimmed.add(origin)
-                host.seen.add(origin)
-        life.expected_next = t.next_iid
+            for item in self._items(iid):
+                if item.origin is not None:
+                    life.trimmed.add(item.origin)
+                    host.seen.add(item.origin)
+        life.iid, life.position = t.next_iid - 1, _BEFORE_ALL
 
     def _check_progress(self, *, final: bool) -> bool:
         """Whether every learner delivered everything; on the final check, fail if not."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from kpaxosd.paxos.dedupe import OriginFilter
+from kpaxosd.paxos.learner import Learner
 from kpaxosd.paxos.proposer import Proposer
 from tests.sim.simulator import Result, Scenario, simulate
 from wire import is_original_origin
@@ -49,6 +50,8 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     mixed = _results("mixed", 300)
     assert sum(r.trimmed_reports for r in mixed) > 0  # learners that lost history
     assert sum(r.originals_delivered for r in mixed) > 0  # original struct values
+    # client values decided in batches (packed by a client or by a proposer)
+    assert sum(r.batched_deliveries for r in mixed) > 0
     leader = _results("leader", 40)
     killed = [r for r in leader if r.scenario.kill_leader_at is not None]
     assert len(killed) == len(leader)
@@ -114,3 +117,17 @@ def test_the_checks_catch_an_original_value_delivered_twice(
     monkeypatch.setattr("kpaxosd.paxos.dedupe.RecentOrigins.__contains__", lambda s, o: False)
     failures = [f for seed in range(200) for f in simulate(seed, "harsh").failures]
     assert any("delivered origin (-" in f and "twice" in f for f in failures)
+
+
+def test_the_checks_catch_a_batch_delivered_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learner that hands on a decided batch as one value (as an original learner
+    would) is caught: each client value in a batch must be delivered on its own."""
+    deliver_one = Learner._deliver_one
+
+    def whole(self: Learner, iid: int, value: bytes) -> None:
+        if value:
+            deliver_one(self, iid, value)
+
+    monkeypatch.setattr(Learner, "_deliver", whole)
+    failures = [f for seed in range(100) for f in simulate(seed).failures]
+    assert any("was chosen" in f for f in failures)
