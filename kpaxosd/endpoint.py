@@ -260,14 +260,22 @@ class UdpEndpoint:
         """Hand the node what other endpoints of this process posted, then flush."""
         inbox, self._inbox = self._inbox, []
         self.counters.local_in += len(inbox)
-        receive = self.node.receive
-        for msg, src in inbox:
-            receive(msg, src, now)
+        self.node.receive_many(inbox, now)
         self.flush()
 
     def _drain(self, now: float) -> None:
-        node, sock, counters, auth = self.node, self.sock, self.counters, self.auth
+        """Read every pending datagram (up to DRAIN_LIMIT), then hand them to the node
+        together."""
+        received: list[tuple[Message, Address]] = []
+        try:
+            self._read_pending(received)
+        finally:
+            self.node.receive_many(received, now)
+
+    def _read_pending(self, received: list[tuple[Message, Address]]) -> None:
+        sock, counters, auth = self.sock, self.counters, self.auth
         wall_clock = time.time() if auth is not None else 0.0
+        keep = received.append
         for _ in range(DRAIN_LIMIT):
             try:
                 data, src = sock.recvfrom(65535)
@@ -292,7 +300,7 @@ class UdpEndpoint:
                 counters.malformed += 1
                 log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src, exc)
                 continue
-            node.receive(msg, src, now)
+            keep((msg, src))
 
     async def run(self) -> None:
         """Serve until cancelled."""
