@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
                        default=("0.0.0.0", 0),
                        help="where the learner listens for acceptors (default: any, port chosen)")
+    roles.add_argument("--values-per-instance", type=int, metavar="N",
+                       help="the proposer decides up to N queued client values in one "
+                            "instance, as a batch that kpaxos learners take apart; 1 keeps "
+                            "one value per instance, for original kernel learners (default: "
+                            "the configuration's proposer-values-per-instance, else 1024)")
     devices = parser.add_argument_group("devices (served by a process hosting a learner)")
     devices.add_argument("--no-devices", action="store_true", help="serve no devices")
     devices.add_argument("--device-backend", choices=["auto", "cuse", "fuse"], default="auto",
@@ -316,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = dataclasses.replace(
             config, options=dataclasses.replace(config.options, trim_every=args.trim)
         )
+    if args.values_per_instance is not None:
+        if not 1 <= args.values_per_instance <= 100_000:
+            parser.error("--values-per-instance must be 1 to 100000")
+        count = args.values_per_instance
+        options = dataclasses.replace(config.options, max_values_per_instance=count)
+        config = dataclasses.replace(config, options=options)
     if args.check_config:
         print(f"{config.source}: ok")
         for line in describe(config):

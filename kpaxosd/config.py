@@ -10,6 +10,7 @@ One directive a line, ``#`` starts a comment::
     proposer-timeout 1
     proposer-preexec-window 128
     trim 100000                    # the original's cantrim: this learner trims (see below)
+    proposer-values-per-instance 1024  # ours: client values batched in one instance
     storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
     auth-key-file /etc/kpaxos/key  # ours: every datagram carries a keyed MAC
 
@@ -133,6 +134,11 @@ def _parse_trim(word: str) -> int:
     if not 1 <= every <= 1_000_000_000:
         raise ValueError(f"expected a count of 1 to 1000000000 instances, got {word}")
     return every
+def _parse_values_per_instance(word: str) -> int:
+    count = int(word)
+    if not 1 <= count <= 100_000:
+        raise ValueError(f"expected 1 to 100000 values (1: no batching), got {word}")
+    return count
 
 
 def _parse_verbosity(word: str) -> str:
@@ -150,6 +156,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "proposer-timeout": ("proposer_timeout", _parse_seconds),
     "proposer-preexec-window": ("preexec_window", _parse_window),
     "trim": ("trim_every", _parse_trim),
+    "proposer-values-per-instance": ("max_values_per_instance", _parse_values_per_instance),
 }
 
 

@@ -25,6 +25,7 @@ from kpaxosd.paxos.node import Node
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.storage import AcceptorStore
 from kpaxosd.valuelog import ValueLog
+from wire import MAX_VALUE_SIZE
 
 if TYPE_CHECKING:
     from devices import DeviceInfo
@@ -182,6 +183,11 @@ class Daemon:
             except AuthKeyError as exc:
                 raise DaemonError(str(exc)) from None
             log.info("every datagram is authenticated with the key in %s", spec.auth_key_file)
+        options = spec.config.options
+        if auth is not None:
+            # A batch must leave room in its datagram for the authentication trailer.
+            room = min(options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
+            options = dataclasses.replace(options, max_batch_bytes=room)
         now = trio.current_time()
         for plan in plan_endpoints(spec):
             try:

@@ -49,6 +49,7 @@ def test_the_built_in_cluster_is_the_originals() -> None:
     }
     assert config.cluster.proposers == {0: ("127.0.0.2", 3002)}
     assert config.options.preexec_window == 128
+    assert config.options.max_values_per_instance == 1024  # batching on
     assert config.options.proposer_timeout == 1.0
 
 
@@ -72,6 +73,8 @@ def test_the_built_in_cluster_is_the_originals() -> None:
          "yes or no"),
         ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nproposer-preexec-window 0\n", 3,
          "window"),
+        ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nproposer-values-per-instance 0\n",
+         3, "no batching"),
     ],
 )
 def test_a_wrong_line_is_named(text: str, line: int, problem: str) -> None:
@@ -104,3 +107,8 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(binary)
+
+
+def test_batching_can_be_turned_off_for_original_learners() -> None:
+    text = "acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nproposer-values-per-instance 1\n"
+    assert parse_config(text).options.max_values_per_instance == 1
