@@ -36,7 +36,7 @@ from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
-from wire.identity import identify_untrusted
+from wire.identity import identify_fast_untrusted
 from wire.messages import (
     Accepted,
     AcceptorState,
@@ -250,12 +250,11 @@ class Learner:
                 self._deliver_one(iid, item)
 
     def _deliver_one(self, iid: int, value: bytes) -> None:
-        identified = identify_untrusted(value)
-        origin = identified.origin
+        origin, payload = identify_fast_untrusted(value)
         if origin is not None and not self._origins.first_time(*origin):
             self.duplicates += 1
             return
-        self._out.add(Deliver(iid, identified.payload, origin))
+        self._out.add(Deliver(iid, payload, origin))
         self.deliveries += 1
 
     def _give_up_through(self, trim_iid: int) -> None:
