@@ -22,10 +22,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from wire.original import CLIENT_VALUE_HEADER_SIZE
 
 BIN = Path(sys.executable).parent
 TOTAL = re.compile(
@@ -113,6 +116,28 @@ def _rss_by_process(
     return result
 
 
+class _CountingReader:
+    """A program whose standard output is counted and thrown away."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.count = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read1(1 << 20):
+            self.count += len(chunk)
+
+    def stop(self) -> int:
+        """Stop the program; the bytes it wrote."""
+        self.proc.terminate()
+        self.proc.wait(15)
+        self._thread.join(15)
+        return self.count
+
+
 @dataclass
 class Cluster:
     workdir: Path
@@ -184,7 +209,8 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
     cluster = start_cluster(options.topology, not options.no_device, workdir,
                             ["--retain", str(options.retain), *options.kpaxosd_option])
     try:
-        common = ["-o", str(options.outstanding), "-v", str(options.value_size)]
+        common = ["-o", str(options.outstanding), "-v", str(options.value_size),
+                  "-b", str(options.values_per_datagram)]
         if cluster.learner_device is not None:
             how = "-d" if options.record_mode else "--stream"
             driver = subprocess.Popen(
@@ -200,6 +226,9 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
                  "--value-size", str(options.value_size)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
+        cat: _CountingReader | None = None
+        if options.cat_reader and cluster.learner_device is not None:
+            cat = _CountingReader(["cat", str(cluster.learner_device)])
         watched = [*cluster.processes, driver]
         cpu_before = sum(_cpu_seconds(proc.pid) for proc in watched)
         if cluster.learner_device is None:
@@ -221,6 +250,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
                 next_sample += options.rss_every
             time.sleep(0.2)
         output, _ = driver.communicate(timeout=30)
+        cat_bytes = cat.stop() if cat is not None else None
         if cpu_after == 0.0:
             cpu_after = sum(_cpu_seconds(proc.pid) for proc in cluster.processes)
             rss = max(_peak_rss_mb(proc.pid) for proc in cluster.processes)
@@ -236,6 +266,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         "topology": options.topology,
         "outstanding": options.outstanding,
         "value_size": options.value_size,
+        "values_per_datagram": options.values_per_datagram,
         "device": not options.no_device,
         "read_mode": None if options.no_device else
         ("record" if options.record_mode else "stream"),
@@ -251,6 +282,11 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         "max_rss_mb": round(rss, 1),
         "udp_floor_dgrams_per_s": floor,
         **({"rss_timeline": timeline} if options.rss_every else {}),
+        # What `cat` of the learner device read, against the bytes of the values the
+        # client saw decided (a cat that keeps up reads at least as much).
+        **({"cat_reader_bytes": cat_bytes,
+            "decided_value_bytes": delivered * (CLIENT_VALUE_HEADER_SIZE + options.value_size)}
+           if cat_bytes is not None else {}),
     }
 
 
@@ -264,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="values the client keeps in flight (default: 1)")
     parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
                         help="payload bytes of each value (default: 64)")
+    parser.add_argument("-b", "--values-per-datagram", type=int, default=1, metavar="N",
+                        help="the client sends up to N values per CLIENT_VALUE datagram, as a "
+                             "batch (default: 1, as the original client)")
     parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
                         help="how long to drive the cluster (default: 10)")
     parser.add_argument("--no-device", action="store_true",
@@ -280,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rss-every", type=float, default=0.0, metavar="SECONDS",
                         help="record every process's peak RSS this often (JSON: "
                              "rss_timeline; default: only the overall maximum)")
+    parser.add_argument("--cat-reader", action="store_true",
+                        help="also run `cat` on the learner device and report what it read "
+                             "(cat_reader_bytes) beside the bytes decided")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on the last line")
     return parser

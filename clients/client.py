@@ -36,7 +36,8 @@ from clients.sources import (
     open_stream_device,
     tcp_records,
 )
-from wire import ClientValue, encode
+from wire import MAX_VALUE_SIZE, ClientValue, encode
+from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, pack_batch
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_client_value_untrusted, unpack_record
 
 DESCRIPTION = """\
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "an original client value of at most -v bytes")
     how.add_argument("-s", "--learner-server", nargs=2, metavar=("HOST", "PORT"),
                      help="learn decisions from a kpaxos-learner listening at HOST PORT")
+    parser.add_argument("-b", "--values-per-datagram", type=int, default=1, metavar="N",
+                        help="send up to N values in one CLIENT_VALUE datagram, as a batch "
+                             "(wire.batch) that a kpaxos proposer takes apart; each is still "
+                             "decided and delivered as a value of its own (default: 1, one "
+                             "value per datagram as the original client)")
     parser.add_argument("-i", "--id", type=int, metavar="ID",
                         help="first client id (default: random); slot k uses ID+k")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
@@ -100,6 +106,28 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             sock.sendto(seal(encode(ClientValue(value))), proposer)
 
+    per_datagram = args.values_per_datagram
+    # Room for a batch in one CLIENT_VALUE datagram, the authentication trailer included.
+    batch_room = MAX_VALUE_SIZE - len(seal(b""))
+
+    def send_all(values: list[bytes]) -> None:
+        """Send ``values``, up to ``per_datagram`` of them in one batch per datagram."""
+        if per_datagram == 1:
+            for value in values:
+                send(value)
+            return
+        chunk: list[bytes] = []
+        size = BATCH_OVERHEAD
+        for value in values:
+            grown = size + ITEM_OVERHEAD + len(value)
+            if chunk and (len(chunk) == per_datagram or grown > batch_room):
+                send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+                chunk, grown = [], BATCH_OVERHEAD + ITEM_OVERHEAD + len(value)
+            chunk.append(value)
+            size = grown
+        if chunk:
+            send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+
     records: AsyncIterator[bytes] | None = None
     headers: AsyncIterator[list[tuple[int, int, int, int]]] | None = None
     if args.stream:
@@ -123,12 +151,15 @@ async def run(args: argparse.Namespace) -> int:
 
         async def receive_headers() -> None:
             assert headers is not None
+            delivered = engine.delivered_header
             async for batch in headers:
                 now = time.time()
-                for client_id, tv_sec, tv_usec, size in batch:
-                    following = engine.delivered_header(client_id, tv_sec, tv_usec, size, now)
-                    if following is not None:
-                        send(following)
+                following = [
+                    value
+                    for client_id, tv_sec, tv_usec, size in batch
+                    if (value := delivered(client_id, tv_sec, tv_usec, size, now)) is not None
+                ]
+                send_all(following)
 
         async def receive() -> None:
             assert records is not None
@@ -146,8 +177,7 @@ async def run(args: argparse.Namespace) -> int:
                 await trio.sleep_until(
                     trio.current_time() + max(0.0, engine.next_resend_at() - time.time())
                 )
-                for value in engine.due_resends(time.time()):
-                    send(value)
+                send_all(engine.due_resends(time.time()))
 
         async def report() -> None:
             last = time.monotonic()
@@ -167,8 +197,7 @@ async def run(args: argparse.Namespace) -> int:
             await trio.sleep(args.duration if args.duration is not None else math.inf)
             nursery.cancel_scope.cancel()
 
-        for value in engine.start(time.time()):
-            send(value)
+        send_all(engine.start(time.time()))
         for task in (receive if headers is None else receive_headers, resend, report,
                      stop_on_signal, stop_after_duration):
             nursery.start_soon(task)
@@ -180,8 +209,9 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.outstanding < 1 or args.value_size < 0:
-        print("kpaxos-client: error: -o must be at least 1 and -v at least 0", file=sys.stderr)
+    if args.outstanding < 1 or args.value_size < 0 or args.values_per_datagram < 1:
+        print("kpaxos-client: error: -o and -b must be at least 1 and -v at least 0",
+              file=sys.stderr)
         return 2
     return run_program("kpaxos-client", run, args, (SourceError, OSError))
 

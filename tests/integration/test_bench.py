@@ -14,7 +14,7 @@ FIELDS = {"values_per_s", "p50_us", "p99_us", "cpu_us_per_value", "max_rss_mb", 
           "outstanding", "value_size", "udp_floor_dgrams_per_s"}
 
 
-@pytest.mark.parametrize(("topology", "extra"), [("single", []),
+@pytest.mark.parametrize(("topology", "extra"), [("single", ["-b", "2", "--cat-reader"]),
                                                  ("processes", ["--no-device"])])
 def test_the_bench_reports_its_numbers_as_json(topology: str, extra: list[str]) -> None:
     done = subprocess.run(
@@ -30,3 +30,6 @@ def test_the_bench_reports_its_numbers_as_json(topology: str, extra: list[str]) 
     assert 0 < result["p50_us"] <= result["p99_us"]
     assert result["udp_floor_dgrams_per_s"] > 0
     assert result["max_rss_mb"] > 0
+    if "--cat-reader" in extra:
+        assert result["values_per_datagram"] == 2
+        assert result["cat_reader_bytes"] > 0

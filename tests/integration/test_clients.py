@@ -76,6 +76,24 @@ def test_kpaxos_client_learns_from_the_device_in_stream_mode(tmp_path: Path) -> 
         assert "not a client value" in done.stderr
 
 
+def test_values_sent_as_batches_are_read_one_by_one(tmp_path: Path) -> None:
+    """kpaxos-client -b sends several values per datagram; the proposer takes them
+    apart and packs what it holds into instances, and a stream-mode reader still
+    reads each as a client value of its own (a batch delivered whole would end it)."""
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("cluster", "-c", str(config), *device_args)
+        done = subprocess.run(
+            [BIN / "kpaxos-client", "--config", str(config), "--stream",
+             "--learner-device", str(link_dir / "kpaxos-learner"), "-v", "32",
+             "-o", "50", "-b", "8", "--duration", "4"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    check_statistics(done.stdout)
+
+
 def test_kpaxos_client_learns_through_kpaxos_learner_over_tcp(tmp_path: Path) -> None:
     config = loopback_config(tmp_path / "paxos.conf")
     port = str(free_tcp_port())
