@@ -6,7 +6,8 @@ value (:mod:`wire.identity`) tells the copies apart from new values. Two memorie
 use it, both bounded and both pure functions of what they were shown, so a replay
 gives the same answers:
 
-- :class:`RecentOrigins`, at the proposer: the origins of the last N decided values.
+- :class:`RecentOrigins`, at the proposer: the origins of (at least) the last N decided
+  values.
 - :class:`OriginFilter`, at the learner: which origins were delivered. Every learner
   fed the same decided sequence delivers the same values.
 """
@@ -19,25 +20,32 @@ from wire.identity import Origin, is_original_origin
 
 
 class RecentOrigins:
-    """The last ``capacity`` origins added, oldest forgotten first."""
+    """At least the last ``capacity`` origins added (at most twice that many).
 
-    __slots__ = ("_capacity", "_origins")
+    Two generations of sets: adding and looking up cost a set operation or two, which
+    matters because a proposer does both for every client value. When the newer
+    generation holds ``capacity`` origins the older one is forgotten whole.
+    """
+
+    __slots__ = ("_capacity", "_newer", "_older")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._origins: OrderedDict[Origin, None] = OrderedDict()
+        self._newer: set[Origin] = set()
+        self._older: set[Origin] = set()
 
     def add(self, origin: Origin) -> None:
-        self._origins[origin] = None
-        self._origins.move_to_end(origin)
-        if len(self._origins) > self._capacity:
-            self._origins.popitem(last=False)
+        newer = self._newer
+        if len(newer) >= self._capacity:
+            self._older = newer
+            newer = self._newer = set()
+        newer.add(origin)
 
     def __contains__(self, origin: Origin) -> bool:
-        return origin in self._origins
+        return origin in self._newer or origin in self._older
 
     def __len__(self) -> int:
-        return len(self._origins)
+        return len(self._newer | self._older)
 
 
 class _ClientSeqs:

@@ -42,8 +42,8 @@ class PaxosOptions:
     #: same address, for the same ballot. Two lives would then propose two values
     #: under one ballot. A random first round makes that a one in millions chance.
     proposer_first_round: int | None = None
-    #: The origins (wire.identity) of this many decided values are remembered, most
-    #: recent first out last: a client value whose origin is among them is not
+    #: The origins (wire.identity) of at least this many decided values are
+    #: remembered (the most recent): a client value whose origin is among them is not
     #: proposed again (nor one already queued or in flight). At 20,000 decisions a
     #: second this covers three seconds of resends; the learners' dedupe is the
     #: guarantee beyond that.

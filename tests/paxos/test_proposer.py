@@ -373,11 +373,12 @@ def test_what_a_local_learner_saw_decided_is_not_proposed_again() -> None:
 
 def test_the_decided_memory_is_bounded() -> None:
     p, _ = make(proposer_decided_memory=2)
-    for seq in range(1, 4):
+    for seq in range(1, 6):
         p.learned(seq, wrap(9, seq, b""))
     p.submit(wrap(9, 1, b""), 0.0)  # forgotten: proposed again
-    p.submit(wrap(9, 3, b""), 0.0)
-    assert (p.queued, p.already_decided) == (1, 1)
+    p.submit(wrap(9, 4, b""), 0.0)  # the last two are remembered
+    p.submit(wrap(9, 5, b""), 0.0)
+    assert (p.queued, p.already_decided) == (1, 2)
 
 
 # -- a learner that cannot learn an instance
