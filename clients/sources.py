@@ -95,21 +95,26 @@ async def device_client_values(
         SourceError: the device failed or ended, or the stream holds something else.
     """
     pending = b""
+    # Every read is a request the daemon answers: reads go into one buffer (no fresh
+    # pages for the kernel to fault in per read) ...
+    buffer = bytearray(STREAM_READ_SIZE)
+    view = memoryview(buffer)
+    largest = 0
     while True:
         await trio.lowlevel.wait_readable(fd)
         # Bounded, so that other tasks (statistics, resends) get their turns.
         for _ in range(DRAIN_LIMIT):
             try:
-                chunk = os.read(fd, STREAM_READ_SIZE)
+                size = os.readv(fd, [buffer])
             except BlockingIOError:
                 break
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
                 raise SourceError(f"reading the learner device failed: {exc.strerror}") from None
-            if not chunk:
+            if not size:
                 raise SourceError("the learner device ended (the daemon stopped)")
-            data = pending + chunk if pending else chunk
+            data = pending + view[:size] if pending else view[:size]
             try:
                 headers, used = split_client_values_untrusted(data, value_size)
             except ValueError as exc:
@@ -117,9 +122,14 @@ async def device_client_values(
                     f"the learner device carries a value that is not a client value of "
                     f"{value_size} bytes ({exc}); read it in record mode"
                 ) from None
-            pending = data[used:]
+            pending = bytes(data[used:])
             if headers:
                 yield headers
+            # ... and a read shorter than the longest so far had all there was: wait
+            # for more rather than ask again only to hear EAGAIN.
+            largest = max(largest, size)
+            if size < largest:
+                break
 
 
 async def tcp_records(
