@@ -16,7 +16,9 @@ class Send:
     msg: Message
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per delivered value, and a frozen dataclass's __init__
+# costs three times as much. Nobody changes one after it is made.
+@dataclass(slots=True)
 class Deliver:
     """Instance ``iid`` decided ``value``: an envelope's payload, any other value whole.
 
