@@ -47,6 +47,7 @@ from wire.batch import (
     pack_batch,
     unpack_batch_untrusted,
 )
+from wire.batch import MAGIC as BATCH_MAGIC
 from wire.datagram import MAX_VALUE_SIZE
 from wire.identity import Origin, origin_untrusted
 from wire.messages import (
@@ -272,8 +273,9 @@ class Proposer:
             self._assign(now)
 
     def _enqueue(self, value: bytes) -> None:
+        # Runs for every client value: the cheap tests first, no helper calls.
         if not value or (
-            must_travel_in_batch(value)
+            value[:4] == BATCH_MAGIC
             and BATCH_OVERHEAD + ITEM_OVERHEAD + len(value) > self._options.max_batch_bytes
         ):
             # The no-op is no proposal; a value that must travel in a batch and
@@ -282,17 +284,20 @@ class Proposer:
             return
         origin = origin_untrusted(value)
         if origin is not None:
-            if origin in self._pending:
+            pending = self._pending
+            if origin in pending:
                 self.coalesced += 1
                 return
             if origin in self._decided:
                 self.already_decided += 1
                 return
-        if len(self._queue) >= self._options.max_queued_values:
+            if len(self._queue) >= self._options.max_queued_values:
+                self.dropped += 1
+                return
+            pending.add(origin)
+        elif len(self._queue) >= self._options.max_queued_values:
             self.dropped += 1
             return
-        if origin is not None:
-            self._pending.add(origin)
         self._queue.append((value, origin))
 
     def on_learner_stuck(self, msg: LearnerStuck, now: float) -> None:
