@@ -6,7 +6,7 @@ value (:mod:`wire.identity`) tells the copies apart from new values. Two memorie
 use it, both bounded and both pure functions of what they were shown, so a replay
 gives the same answers:
 
-- :class:`RecentOrigins`, at the proposer: the origins of (at least) the last N decided
+- :class:`RecentOrigins`, at the proposer: the origins of the last N/2 to N decided
   values.
 - :class:`OriginFilter`, at the learner: which origins were delivered. Every learner
   fed the same decided sequence delivers the same values.
@@ -20,23 +20,23 @@ from wire.identity import Origin, is_original_origin
 
 
 class RecentOrigins:
-    """At least the last ``capacity`` origins added (at most twice that many).
+    """At most ``capacity`` origins: at least the last ``capacity // 2`` added.
 
     Two generations of sets: adding and looking up cost a set operation or two, which
     matters because a proposer does both for every client value. When the newer
-    generation holds ``capacity`` origins the older one is forgotten whole.
+    generation is full (half the capacity) the older one is forgotten whole.
     """
 
-    __slots__ = ("_capacity", "_newer", "_older")
+    __slots__ = ("_generation", "_newer", "_older")
 
     def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
+        self._generation = max(1, capacity // 2)
         self._newer: set[Origin] = set()
         self._older: set[Origin] = set()
 
     def add(self, origin: Origin) -> None:
         newer = self._newer
-        if len(newer) >= self._capacity:
+        if len(newer) >= self._generation:
             self._older = newer
             newer = self._newer = set()
         newer.add(origin)

@@ -42,11 +42,11 @@ class PaxosOptions:
     #: same address, for the same ballot. Two lives would then propose two values
     #: under one ballot. A random first round makes that a one in millions chance.
     proposer_first_round: int | None = None
-    #: The origins (wire.identity) of at least this many decided values are
-    #: remembered (the most recent): a client value whose origin is among them is not
-    #: proposed again (nor one already queued or in flight). At 20,000 decisions a
-    #: second this covers three seconds of resends; the learners' dedupe is the
-    #: guarantee beyond that.
+    #: The origins (wire.identity) of the last half of this many decided values, or
+    #: more, are remembered (never more than this many): a client value whose origin
+    #: is among them is not proposed again (nor one already queued or in flight). At
+    #: 20,000 decisions a second this covers 1.6 to 3 seconds of resends; the
+    #: learners' dedupe is the guarantee beyond that.
     proposer_decided_memory: int = 65536
     #: With several proposers, the lowest-numbered live one leads and the others
     #: forward client values to it, so that proposers do not preempt each other.

@@ -57,8 +57,8 @@ def test_envelope_and_original_clients_share_the_client_limit() -> None:
     assert not f.first_time(3, 1)
 
 
-def test_recent_origins_keep_at_least_the_last_n() -> None:
-    recent = RecentOrigins(2)
+def test_recent_origins_keep_at_least_the_last_half_and_at_most_n() -> None:
+    recent = RecentOrigins(4)
     recent.add((1, 1))
     recent.add((1, 2))
     recent.add((1, 1))  # seen again: among the most recent again
@@ -66,6 +66,6 @@ def test_recent_origins_keep_at_least_the_last_n() -> None:
     assert ((1, 1) in recent, (-5, 9) in recent) == (True, True)
     recent.add((7, 7))
     recent.add((7, 8))
-    # The last two stay; older ones go, at most twice the capacity is held.
+    # The last two stay; older ones go, and never more than four are held.
     assert ((7, 7) in recent, (7, 8) in recent, (1, 2) in recent) == (True, True, False)
     assert len(recent) <= 4

@@ -372,7 +372,7 @@ def test_what_a_local_learner_saw_decided_is_not_proposed_again() -> None:
 
 
 def test_the_decided_memory_is_bounded() -> None:
-    p, _ = make(proposer_decided_memory=2)
+    p, _ = make(proposer_decided_memory=4)
     for seq in range(1, 6):
         p.learned(seq, wrap(9, seq, b""))
     p.submit(wrap(9, 1, b""), 0.0)  # forgotten: proposed again
