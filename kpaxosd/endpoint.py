@@ -239,7 +239,7 @@ class UdpEndpoint:
                 if msg is not last_msg:
                     last_msg, last_data = msg, encode(msg)
                 self._send_bytes(last_data, dest)
-            elif not isinstance(effect, Persist | PersistTrim):
+            elif not isinstance(effect, (Persist, PersistTrim)):
                 learned.append(effect)
         if learned and on_deliver is not None:
             on_deliver(learned)
