@@ -151,15 +151,8 @@ async def run(args: argparse.Namespace) -> int:
 
         async def receive_headers() -> None:
             assert headers is not None
-            delivered = engine.delivered_header
             async for batch in headers:
-                now = time.time()
-                following = [
-                    value
-                    for client_id, tv_sec, tv_usec, size in batch
-                    if (value := delivered(client_id, tv_sec, tv_usec, size, now)) is not None
-                ]
-                send_all(following)
+                send_all(engine.delivered_headers(batch, time.time()))
 
         async def receive() -> None:
             assert records is not None

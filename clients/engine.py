@@ -201,6 +201,42 @@ class ClientEngine:
         interval.latencies.add(max(0.0, (now - slot.first_sent_at) * 1e6))
         return self._next_value(slot, now)
 
+    def delivered_headers(
+        self, headers: list[tuple[int, int, int, int]], now: float
+    ) -> list[bytes]:
+        """:meth:`delivered_header` for each of ``headers`` (one read of a stream), in
+        order: the next values of the slots whose values these were.
+
+        The same steps, inlined: the client does this for every value it sees.
+        """
+        slots, interval = self._slots, self.interval
+        add_latency = interval.latencies.add
+        pool, value_size, draw = self._pool, self.value_size, self._rng.getrandbits
+        pack = _HEADER.pack
+        micros = int(now * 1e6)
+        following: list[bytes] = []
+        delivered = delivered_bytes = 0
+        for client_id, tv_sec, tv_usec, size in headers:
+            slot = slots.get(client_id)
+            if slot is None or (tv_sec, tv_usec) != slot.stamp:
+                continue  # someone else's, or an old duplicate
+            delivered += 1
+            delivered_bytes += size
+            add_latency(max(0.0, (now - slot.first_sent_at) * 1e6))
+            # _next_value:
+            stamp = max(micros, tv_sec * 1_000_000 + tv_usec + 1)
+            next_sec, next_usec = slot.stamp = divmod(stamp, 1_000_000)
+            start = draw(_POOL_BITS)
+            slot.value = value = (
+                pack(client_id, next_sec, next_usec, value_size)
+                + pool[start : start + value_size]
+            )
+            slot.sent_at = slot.first_sent_at = now
+            following.append(value)
+        interval.delivered += delivered
+        interval.delivered_bytes += delivered_bytes
+        return following
+
     def due_resends(self, now: float) -> list[bytes]:
         """Values not seen decided within ``resend_after``, to send again as they were."""
         due = []

@@ -74,3 +74,25 @@ def test_the_total_counts_every_interval() -> None:
     assert total.delivered == 5
     assert total.latencies.count == 5
     assert 990 <= total.latencies.percentile(99) <= 1010
+
+
+def test_a_read_of_headers_moves_on_as_the_headers_one_by_one_do() -> None:
+    one, many = (ClientEngine(base_id=10, outstanding=3, value_size=8, rng=random.Random(4))
+                 for _ in range(2))
+    started = one.start(5.0)
+    assert many.start(5.0) == started
+    headers = []
+    for value in started:
+        v = unpack_client_value_untrusted(value)
+        assert v is not None
+        headers.append((v.client_id, v.tv_sec, v.tv_usec, 8))
+    headers.insert(1, headers[0])  # a duplicate
+    headers.append((99, 1, 2, 8))  # someone else's
+    expected = [
+        value for value in (one.delivered_header(*h, 5.000002) for h in headers)
+        if value is not None
+    ]
+    assert many.delivered_headers(headers, 5.000002) == expected
+    assert len(expected) == 3
+    assert (many.total.delivered, many.total.delivered_bytes) == (3, 24)
+    assert many.total.latencies.percentile(50) == one.total.latencies.percentile(50)
