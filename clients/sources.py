@@ -70,13 +70,13 @@ async def device_records(fd: int, value_size: int) -> AsyncIterator[bytes]:
 
 
 def open_stream_device(path: str) -> int:
-    """Open the learner device at ``path`` for reading in stream mode.
+    """Open the learner device at ``path`` for blocking reads in stream mode.
 
     Raises:
         SourceError: the device cannot be opened.
     """
     try:
-        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from None
 
@@ -85,7 +85,8 @@ async def device_client_values(
     fd: int, value_size: int
 ) -> AsyncIterator[list[tuple[int, int, int, int]]]:
     """Headers ``(client_id, tv_sec, tv_usec, size)`` of the original client values
-    read from a stream-mode learner handle, a list per read, until EOF.
+    read from a stream-mode learner handle (opened blocking), a list per read, until
+    EOF.
 
     Stream mode concatenates the decided values; a stream of ``struct client_value``
     delimits itself (each header counts its payload). Every value decided on the
@@ -95,41 +96,33 @@ async def device_client_values(
         SourceError: the device failed or ended, or the stream holds something else.
     """
     pending = b""
-    # Every read is a request the daemon answers: reads go into one buffer (no fresh
-    # pages for the kernel to fault in per read) ...
+    # Every read is a request the daemon answers. A blocking read waiting in a thread
+    # is answered as soon as values are decided: one request per batch of values,
+    # where waiting for readiness first costs a poll, its notification and then the
+    # read. Reads go into one buffer: no fresh pages for the kernel to fault in.
     buffer = bytearray(STREAM_READ_SIZE)
     view = memoryview(buffer)
-    largest = 0
     while True:
-        await trio.lowlevel.wait_readable(fd)
-        # Bounded, so that other tasks (statistics, resends) get their turns.
-        for _ in range(DRAIN_LIMIT):
-            try:
-                size = os.readv(fd, [buffer])
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                raise SourceError(f"reading the learner device failed: {exc.strerror}") from None
-            if not size:
-                raise SourceError("the learner device ended (the daemon stopped)")
-            data = pending + view[:size] if pending else view[:size]
-            try:
-                headers, used = split_client_values_untrusted(data, value_size)
-            except ValueError as exc:
-                raise SourceError(
-                    f"the learner device carries a value that is not a client value of "
-                    f"{value_size} bytes ({exc}); read it in record mode"
-                ) from None
-            pending = bytes(data[used:])
-            if headers:
-                yield headers
-            # ... and a read shorter than the longest so far had all there was: wait
-            # for more rather than ask again only to hear EAGAIN.
-            largest = max(largest, size)
-            if size < largest:
-                break
+        try:
+            size = await trio.to_thread.run_sync(os.readv, fd, [buffer],
+                                                 abandon_on_cancel=True)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            raise SourceError(f"reading the learner device failed: {exc.strerror}") from None
+        if not size:
+            raise SourceError("the learner device ended (the daemon stopped)")
+        data = pending + view[:size] if pending else view[:size]
+        try:
+            headers, used = split_client_values_untrusted(data, value_size)
+        except ValueError as exc:
+            raise SourceError(
+                f"the learner device carries a value that is not a client value of "
+                f"{value_size} bytes ({exc}); read it in record mode"
+            ) from None
+        pending = bytes(data[used:])
+        if headers:
+            yield headers
 
 
 async def tcp_records(
