@@ -220,12 +220,22 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             )
         else:  # the kclient role: a client and its own learner inside a daemon
-            driver = subprocess.Popen(
-                [str(BIN / "kpaxosd"), "-c", str(cluster.config), "--client", "--no-devices",
-                 "--outstanding", str(options.outstanding),
-                 "--value-size", str(options.value_size)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            )
+            driver_log = workdir / "client.log"
+            with open(driver_log, "wb") as log:
+                driver = subprocess.Popen(
+                    [str(BIN / "kpaxosd"), "-c", str(cluster.config), "--client",
+                     "--no-devices", "--verbosity", "info",
+                     "--outstanding", str(options.outstanding),
+                     "--value-size", str(options.value_size)],
+                    stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                )
+            # Its SIGINT handler, which prints the totals, is there once it is ready.
+            try:
+                _wait_ready(driver, driver_log)
+            except SystemExit:
+                driver.kill()
+                driver.wait()
+                raise
         cat: _CountingReader | None = None
         if options.cat_reader and cluster.learner_device is not None:
             cat = _CountingReader(["cat", str(cluster.learner_device)])
