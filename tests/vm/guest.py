@@ -28,11 +28,11 @@ from tests.vm.runner import VmRun, run_in_vm
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/devices"
-#: Values of the netem scenario in the VM. Under emulation the six daemons take about
-#: two minutes to start and decisions come at a few a second, so the 10,000 of the
-#: host's run would take the better part of an hour: this count keeps the scenario
-#: (starting, both kills and restarts, the values) to about three minutes.
-NETEM_VALUES = 300
+#: Values of the netem scenario in the VM. Under emulation the six daemons take one to
+#: two minutes to start, a restart up to one, and decisions come at 6 to 13 a second:
+#: the 10,000 of the host's run would take the better part of an hour. With this count
+#: the scenario took 120 s of VM time (600 values took 330 s on a busy host).
+NETEM_VALUES = 400
 #: Share of datagrams the switch drops, on top of netem.
 NETEM_DROP_PERCENT = 20
 #: How long the scenario may take from the first write: a hang guard only.
