@@ -135,7 +135,9 @@ def test_ten_thousand_values_survive_loss_and_kill_9_exactly_once_in_one_order(
     # minute and a half (two cores, shared).
     report = run_scenario(tmp_path, drop_a_fifth, values=10_000, time_limit=600,
                           judge_pace_after=90)
-    assert_faults_were_real(report, at_least=100_000)
+    # Far fewer than the datagrams a run sends (130,000 with several values to an
+    # instance, 380,000 without): enough to show the traffic went through the switch.
+    assert_faults_were_real(report, at_least=10_000)
     assert ours() == []
     with capsys.disabled():
         print(f"\n[netns] {report}")

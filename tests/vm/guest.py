@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/devices"
 #: Values of the netem scenario in the VM. Under emulation the six daemons take one to
 #: two minutes to start, a restart up to one, and decisions come at 6 to 13 a second:
-#: the 10,000 of the host's run would take the better part of an hour. With this count
+#: the 10,000 of the host's run would take a quarter to half an hour. With this count
 #: the scenario took 120 s of VM time (600 values took 330 s on a busy host).
 NETEM_VALUES = 400
 #: Share of datagrams the switch drops, on top of netem.
