@@ -183,11 +183,11 @@ class Daemon:
             except AuthKeyError as exc:
                 raise DaemonError(str(exc)) from None
             log.info("every datagram is authenticated with the key in %s", spec.auth_key_file)
-        options = spec.config.options
+        cluster_options = spec.config.options
         if auth is not None:
             # A batch must leave room in its datagram for the authentication trailer.
-            room = min(options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
-            options = dataclasses.replace(options, max_batch_bytes=room)
+            room = min(cluster_options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
+            cluster_options = dataclasses.replace(cluster_options, max_batch_bytes=room)
         now = trio.current_time()
         for plan in plan_endpoints(spec):
             try:
@@ -202,7 +202,7 @@ class Daemon:
             # learns from it), but only the first feeds the devices, and only it
             # trims: the others would deliver every value again.
             feeds_devices = plan.learner and self.learner_endpoint is None
-            options = spec.config.options
+            options = cluster_options
             if plan.learner and not feeds_devices and options.trim_every is not None:
                 options = dataclasses.replace(options, trim_every=None)
             node = Node(

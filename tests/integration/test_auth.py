@@ -16,7 +16,8 @@ from tests.integration.harness import (
     read_until,
     role_addresses,
 )
-from wire import ClientValue, encode
+from wire import MAX_VALUE_SIZE, ClientValue, encode
+from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -63,3 +64,29 @@ def test_a_key_file_others_may_read_stops_the_daemon(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"the key file {key_file} has mode 0644: others may read it" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_full_batches_of_an_authenticated_cluster_fit_their_datagrams(tmp_path: Path) -> None:
+    # Values queued together share an instance, up to a datagram's room; with a key the
+    # trailer must fit too, or an ACCEPT of a full batch could never be sent.
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    key_file.chmod(0o600)
+    config = loopback_config(tmp_path / "paxos.conf")
+    proposer = role_addresses(config)[("proposer", 0)]
+    authenticator = Authenticator(KEY)
+    # Five of these fill a batch to exactly MAX_VALUE_SIZE, leaving no room for a trailer.
+    size = (MAX_VALUE_SIZE - BATCH_OVERHEAD) // 5 - ITEM_OVERHEAD
+    values = [f"big{i:02d}:".encode().ljust(size - 1, b"x") + b"\n" for i in range(40)]
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("node", "-c", str(config), "--auth-key-file", str(key_file),
+                      "--no-local-delivery", *device_args)
+        cat = running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=subprocess.PIPE)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for value in values:  # in one burst, so that they are queued together
+                sock.sendto(authenticator.seal(encode(ClientValue(value)), time.time()),
+                            proposer)
+        seen = read_until(cat.stdout, values[-1], timeout=60)
+        for value in values:
+            assert seen.count(value) == 1, value[:6]
