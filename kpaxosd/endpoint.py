@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import logging
 import math
 import socket
@@ -150,6 +151,7 @@ class UdpEndpoint:
         self._address: Address = (host, port)
         # The proposer this endpoint's proposer follows, to log each change of leader.
         self._leader = None if node.proposer is None else node.proposer.leader
+        self._said_too_big = False
         if bus is not None:
             bus.register(self)
 
@@ -253,7 +255,12 @@ class UdpEndpoint:
         except OSError as exc:
             # A full buffer or an unreachable peer: the protocol's retries cover it.
             self.counters.send_failures += 1
-            if log.isEnabledFor(logging.DEBUG):
+            if exc.errno == errno.EMSGSIZE and not self._said_too_big:
+                # No retry can help this one: say so, once, whatever the verbosity.
+                self._said_too_big = True
+                log.error("%s: a %d-byte datagram to %s:%d is too big to send: %s",
+                          self.name, len(data), dest[0], dest[1], exc)
+            elif log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
 
     def _receive_local(self, now: float) -> None:

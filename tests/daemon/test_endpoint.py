@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 from contextlib import ExitStack
 
+import pytest
 import trio
 
 from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
@@ -115,3 +117,20 @@ async def test_bytes_sent_to_a_local_endpoint_are_decoded_and_handed_over() -> N
         assert acceptor.counters.local_in == 1
         # An acceptor ignores CLIENT_VALUE: the message reached its node and was counted.
         assert acceptor.node.statistics().dropped == 1
+
+
+def test_a_datagram_too_big_to_send_is_logged_once_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No retry can send it, so it must not vanish into the debug log like a full buffer.
+    with ExitStack() as stack:
+        sock, peer = _bound(stack), _bound(stack)
+        cluster = Cluster(acceptors={0: peer.getsockname()}, proposers={})
+        node = Node(sock.getsockname(), cluster, learner=True, rng=random.Random(0), now=0.0)
+        endpoint = UdpEndpoint(node, sock, on_deliver=None, name="learner")
+        with caplog.at_level(logging.ERROR, logger="kpaxos.udp"):
+            for _ in range(3):
+                endpoint._send_bytes(b"x" * 70_000, peer.getsockname())
+        too_big = [r for r in caplog.records if "too big to send" in r.getMessage()]
+        assert len(too_big) == 1
+        assert endpoint.counters.send_failures == 3
