@@ -24,14 +24,15 @@ from pathlib import Path
 from tests.conftest import VECTORS
 from tests.devices.helpers import IN_VM_ENV
 from tests.netns.scenario import NETEM
-from tests.vm.runner import VmRun, run_in_vm
+from tests.vm.runner import VM_TIMEOUT, VmRun, run_in_vm
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/devices"
 #: Values of the netem scenario in the VM. Under emulation the six daemons take one to
 #: two minutes to start, a restart up to one, and decisions come at 6 to 13 a second:
 #: the 10,000 of the host's run would take a quarter to half an hour. With this count
-#: the scenario took 120 s of VM time (600 values took 330 s on a busy host).
+#: the scenario took 120 s of VM time (600 values took 330 s on a busy host). The
+#: 10,000 run as a command of their own: ``python -m tests.vm.soak``.
 NETEM_VALUES = 400
 #: Share of datagrams the switch drops, on top of netem.
 NETEM_DROP_PERCENT = 20
@@ -67,34 +68,41 @@ def compile_daemon(pycache: Path) -> None:
                    check=True, timeout=300)
 
 
-def guest_script(results: Path, pycache: Path) -> str:
-    """The shell script the guest runs; every result lands in ``results``."""
+def guest_script(results: Path, pycache: Path, *, cuse: bool = True,
+                 values: int = NETEM_VALUES, time_limit: float = NETEM_TIME_LIMIT) -> str:
+    """The shell script the guest runs; every result lands in ``results``.
+
+    ``cuse``: run the cuse cases before the netem scenario (of ``values`` values).
+    """
     netem = results / "netem"
-    return f"""\
+    header = f"""\
 set -u
 cd {REPO}
 echo "guest kernel: $(uname -r)"
 export PYTHONPYCACHEPREFIX={pycache} TMPDIR=/tmp
 unset PYTHONDONTWRITEBYTECODE
 export KPAXOS_VECTORS={VECTORS}
-
+"""
+    cuse_part = f"""
 # The cuse cases of the device suite. The shared root is read-only: pytest's cache and
 # temporary files go to the guest's /tmp.
 {IN_VM_ENV}=1 {sys.executable} -m pytest -p no:cacheprovider --basetemp=/tmp/kpaxos-pytest \\
     -v -rA --junitxml={results}/junit.xml {SUITE} > {results}/pytest.log 2>&1
 echo $? > {results}/exit-status
 echo "pytest exit status: $(cat {results}/exit-status)"
-
+"""
+    netem_part = f"""
 # The real-faults scenario under netem ({NETEM}) and a {NETEM_DROP_PERCENT} % drop.
 # Its work directory is the guest's own /tmp: LMDB cannot map files on 9p.
 start=$(date +%s)
-{sys.executable} -m tests.netns.scenario netem /tmp/kpaxos-netem --values {NETEM_VALUES} \\
-    --drop-percent {NETEM_DROP_PERCENT} --time-limit {NETEM_TIME_LIMIT} \\
+{sys.executable} -m tests.netns.scenario netem /tmp/kpaxos-netem --values {values} \\
+    --drop-percent {NETEM_DROP_PERCENT} --time-limit {time_limit} \\
     --results {netem} > {results}/netem.log 2>&1
 echo $? > {results}/netem-exit-status
 echo "netem scenario exit status: $(cat {results}/netem-exit-status) after \\
 $(( $(date +%s) - start )) s"
 """
+    return header + (cuse_part if cuse else "") + netem_part
 
 
 @dataclass(frozen=True)
@@ -117,12 +125,20 @@ class GuestRun:
         return path.read_text().strip() if path.exists() else None
 
 
-def run_guest(workdir: Path) -> GuestRun:
-    """Prepare the bytecode, boot the VM once, run everything; results in workdir."""
+def run_guest(workdir: Path, *, cuse: bool = True, values: int = NETEM_VALUES,
+              time_limit: float = NETEM_TIME_LIMIT, vm_timeout: float = VM_TIMEOUT,
+              ) -> GuestRun:
+    """Prepare the bytecode, boot the VM once, run everything; results in workdir.
+
+    ``cuse``, ``values``, ``time_limit``: as :func:`guest_script`; ``vm_timeout``: the
+    whole VM run's limit (boot included).
+    """
     results, pycache = workdir / "results", workdir / "pycache"
     results.mkdir()
-    cases = cuse_cases(pycache)
+    cases = cuse_cases(pycache) if cuse else []
     compile_daemon(pycache)
     script = results / "guest.sh"
-    script.write_text(guest_script(results, pycache))
-    return GuestRun(run_in_vm(f"sh {script}", results), results, cases)
+    script.write_text(guest_script(results, pycache, cuse=cuse, values=values,
+                                   time_limit=time_limit))
+    run = run_in_vm(f"sh {script}", results, timeout=vm_timeout)
+    return GuestRun(run, results, cases)
