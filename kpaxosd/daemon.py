@@ -256,6 +256,7 @@ class Daemon:
                 timeout=spec.client_timeout,
                 overhead=0 if auth is None else AUTH_TRAILER_SIZE,
                 observe_latency=self.latency.observe,
+                seq_window=spec.config.options.dedupe_window,
             )
             if spec.kclient is not None:
                 if spec.kclient.proposer_id not in proposers:

@@ -3,6 +3,12 @@
 Like the original client, a value not seen decided within ``resend_interval`` is sent
 again. Each value is wrapped in an envelope naming this node and a sequence number,
 so the node recognises its own decision and learners deliver a resent value once.
+
+Learners tell a resend from a new value only within ``seq_window`` sequence numbers
+below the highest they delivered from this node (:class:`~kpaxosd.paxos.dedupe.
+OriginFilter`); anything older counts as delivered. So no value may still be waiting
+for its decision when the one ``seq_window`` numbers after it is sent: a write waits
+for room rather than risk its value being taken for a resend and never delivered.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import trio
 
 from kpaxosd.interface import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
+from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, encode, wrap
 
 log = logging.getLogger("kpaxos.client")
@@ -43,6 +50,7 @@ class ClientProposals:
         resend_interval: float = 1.0,
         overhead: int = 0,
         observe_latency: Callable[[float], None] | None = None,
+        seq_window: int = PaxosOptions.dedupe_window,
     ) -> None:
         self._send = send
         self._proposer = proposer
@@ -53,7 +61,11 @@ class ClientProposals:
         self._overhead = overhead
         self._observe_latency = observe_latency
         self._next_seq = 1
+        # In sequence order (numbers only grow): the first is the oldest undecided.
         self._waiting: dict[Origin, _Waiter] = {}
+        self._seq_window = seq_window
+        # Set (and replaced) whenever the oldest undecided value is done.
+        self._room = trio.Event()
         self._stopping = False
 
     @property
@@ -71,14 +83,24 @@ class ClientProposals:
             )
         if self._stopping:
             raise NodeStopping("the node is stopping")
+        started = trio.current_time()
+        deadline = started + self._timeout if self._timeout > 0 else math.inf
+        with trio.move_on_at(deadline):
+            await self._wait_for_room()
+        if self._stopping:
+            raise NodeStopping("the node is stopping")
+        if trio.current_time() >= deadline:
+            raise ProposalTimeout(
+                f"not sent within {self._timeout:g} s: the value {self._seq_window} before "
+                f"it is still undecided"
+            )
         origin = (self._client_id, self._next_seq)
         self._next_seq += 1
         datagram = encode(ClientValue(wrap(*origin, value)))
         waiter = _Waiter()
         self._waiting[origin] = waiter
-        started = trio.current_time()
         try:
-            with trio.move_on_after(self._timeout if self._timeout > 0 else math.inf):
+            with trio.move_on_at(deadline):
                 while True:
                     self._send(datagram, self._proposer)
                     with trio.move_on_after(self._resend_interval):
@@ -87,7 +109,7 @@ class ClientProposals:
                         break
                     log.debug("value %s not decided yet, sending it again", origin)
         finally:
-            del self._waiting[origin]
+            self._done(origin)
         if waiter.iid is None:
             if self._stopping:
                 raise NodeStopping("the node stopped before the value was decided")
@@ -95,6 +117,21 @@ class ClientProposals:
         if self._observe_latency is not None:
             self._observe_latency(trio.current_time() - started)
         return waiter.iid
+
+    async def _wait_for_room(self) -> None:
+        """Until the oldest undecided value is less than seq_window numbers back."""
+        while not self._stopping and self._waiting:
+            oldest = next(iter(self._waiting))[1]
+            if self._next_seq - oldest < self._seq_window:
+                return
+            await self._room.wait()
+
+    def _done(self, origin: Origin) -> None:
+        oldest = next(iter(self._waiting)) == origin
+        del self._waiting[origin]
+        if oldest:
+            self._room.set()
+            self._room = trio.Event()
 
     def decided(self, iid: int, origin: Origin | None) -> None:
         """The learner delivered ``origin`` at ``iid``."""
@@ -110,3 +147,4 @@ class ClientProposals:
         self._stopping = True
         for waiter in self._waiting.values():
             waiter.decided.set()
+        self._room.set()

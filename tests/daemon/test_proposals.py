@@ -109,3 +109,59 @@ async def test_a_value_too_large_for_a_datagram_is_refused() -> None:
     proposals = ClientProposals(Sent(), PROPOSER, client_id=7)
     with pytest.raises(ValueTooLarge):
         await proposals.propose(b"x" * (proposals.max_value_size + 1))
+
+
+async def test_a_value_waits_while_the_one_a_window_before_it_is_undecided(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Learners take a seq a whole window below the highest they delivered for a resend
+    # (OriginFilter): sending it then would lose it. So the fourth value of a window of
+    # three waits, unsent, until the first is decided.
+    sent = Sent()
+    proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=0, seq_window=3)
+    done: list[int] = []
+
+    async def propose(value: bytes) -> None:
+        done.append(await proposals.propose(value))
+
+    async with trio.open_nursery() as nursery:
+        for value in (b"one", b"two", b"three", b"four"):
+            nursery.start_soon(propose, value)
+            await trio.testing.wait_all_tasks_blocked()
+        assert set(sent.origins()) == {(7, 1), (7, 2), (7, 3)}
+        proposals.decided(10, (7, 2))  # not the oldest: still no room
+        await trio.testing.wait_all_tasks_blocked()
+        assert (7, 4) not in sent.origins()
+        proposals.decided(11, (7, 1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent.origins()[-1] == (7, 4)
+        proposals.decided(12, (7, 3))
+        proposals.decided(13, (7, 4))
+    assert sorted(done) == [10, 11, 12, 13]
+
+
+async def test_a_value_waiting_for_room_times_out_or_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sent = Sent()
+    proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=5, seq_window=1)
+    outcomes: list[type[Exception]] = []
+
+    async def propose(value: bytes) -> None:
+        try:
+            await proposals.propose(value)
+        except (ProposalTimeout, NodeStopping) as exc:
+            outcomes.append(type(exc))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(propose, b"first")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(propose, b"second")  # no room while "first" waits
+        await trio.sleep(1)
+        nursery.start_soon(propose, b"third")
+        await trio.sleep(4.5)
+        # "first" and "second" timed out at 5 s; "third" got room and was sent.
+        assert outcomes == [ProposalTimeout, ProposalTimeout]
+        assert sent.origins()[-1] == (7, 2)
+        proposals.stop()
+    assert outcomes == [ProposalTimeout, ProposalTimeout, NodeStopping]
