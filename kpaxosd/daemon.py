@@ -16,16 +16,18 @@ import trio
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
-from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
+from kpaxosd.endpoint import IPV4_UDP_HEADERS, LocalBus, UdpEndpoint, open_udp_socket, path_mtu
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, serve_metrics
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver, Effect, Trimmed
 from kpaxosd.paxos.node import Node
+from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.storage import AcceptorStore
 from kpaxosd.valuelog import ValueLog
 from wire import MAX_VALUE_SIZE
+from wire.datagram import MAX_DATAGRAM_SIZE
 
 if TYPE_CHECKING:
     from devices import DeviceInfo
@@ -172,6 +174,25 @@ class Daemon:
         self.bus = LocalBus() if spec.local_delivery else None
         self._stack = ExitStack()
 
+    def _fill_batches_to_the_mtu(self, options: PaxosOptions, authenticated: bool,
+                                 ) -> PaxosOptions:
+        """Batches that fit the smallest path MTU to the acceptors, unfragmented."""
+        mtus = [path_mtu(address) for address in self.spec.config.cluster.acceptors.values()]
+        known = [mtu for mtu in mtus if mtu is not None]
+        if not known:
+            return options
+        # A batch travels as the value of ACCEPT, PROMISE and ACCEPTED: the datagram's
+        # room for a value (the last of them has the most header before it).
+        header = MAX_DATAGRAM_SIZE - MAX_VALUE_SIZE
+        trailer = AUTH_TRAILER_SIZE if authenticated else 0
+        fill = min(known) - IPV4_UDP_HEADERS - header - trailer
+        if fill >= options.max_batch_bytes:
+            return options
+        log.info("the proposer packs client values into batches of at most %d bytes "
+                 "(a path MTU of %d to the acceptors; a bigger value goes alone)",
+                 fill, min(known))
+        return dataclasses.replace(options, batch_fill_bytes=max(fill, 1))
+
     def bind(self) -> None:
         """Open every socket, so that address conflicts show before anything runs."""
         spec = self.spec
@@ -188,6 +209,8 @@ class Daemon:
             # A batch must leave room in its datagram for the authentication trailer.
             room = min(cluster_options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
             cluster_options = dataclasses.replace(cluster_options, max_batch_bytes=room)
+        if any(plan.proposer_id is not None for plan in plan_endpoints(spec)):
+            cluster_options = self._fill_batches_to_the_mtu(cluster_options, auth is not None)
         now = trio.current_time()
         for plan in plan_endpoints(spec):
             try:

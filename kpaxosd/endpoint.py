@@ -53,6 +53,23 @@ class EndpointCounters:
     local_out: int = 0
 
 
+#: Linux's IP_MTU (linux/in.h): the MTU of a connected socket's route. Python's socket
+#: module does not export it.
+IP_MTU = 14
+#: What IPv4 (without options) and UDP put before a datagram's payload.
+IPV4_UDP_HEADERS = 20 + 8
+
+
+def path_mtu(address: Address) -> int | None:
+    """The MTU of the route to ``address`` (nothing is sent); None when unknown."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            return int(sock.getsockopt(socket.IPPROTO_IP, IP_MTU))
+    except OSError:
+        return None
+
+
 def open_udp_socket(address: Address) -> socket.socket:
     """A non-blocking UDP socket bound to ``address``.
 

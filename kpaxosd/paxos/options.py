@@ -35,6 +35,13 @@ class PaxosOptions:
     #: The largest batch envelope proposed: a datagram's room for a value, less what
     #: the wrapper adds to every datagram (an authentication trailer).
     max_batch_bytes: int = MAX_VALUE_SIZE
+    #: Client values are packed into one instance only while its batch stays within
+    #: this many bytes (a single value bigger than that still goes, alone); None:
+    #: max_batch_bytes. The daemon sets it from the path MTU to the acceptors: a
+    #: datagram cut into fragments is lost when any fragment is, so under loss a
+    #: 9 KB batch on a 1500-byte MTU crosses far less often than its six fragments'
+    #: worth of small values would.
+    batch_fill_bytes: int | None = None
     #: The round of every instance's first ballot. libpaxos uses 1. None (the
     #: default) draws it from the node's rng at every start, below 2**24: a proposer
     #: remembers nothing across a restart, and its next life starting at round 1

@@ -18,7 +18,7 @@ Beyond libpaxos:
 - Batching. A CLIENT_VALUE carrying a batch envelope (:mod:`wire.batch`) is taken
   apart into its client values, each queued and deduplicated by its own origin. The
   client values queued when an instance is given a value go into it together, up to
-  ``max_values_per_instance`` and ``max_batch_bytes``, in one batch envelope; a single
+  ``max_values_per_instance`` and ``batch_fill_bytes``, in one batch envelope; a single
   value goes alone, in its original format. Between :meth:`hold` and :meth:`release`
   (the wrapper's drain of a socket) values only queue, so that everything one drain
   brought is packed together rather than one instance per datagram.
@@ -161,6 +161,8 @@ class Proposer:
         self._out = outbox
         self._instances: dict[int, _Instance] = {}
         self._next_iid = 1
+        fill = options.batch_fill_bytes
+        self._batch_room = min(options.max_batch_bytes, fill or options.max_batch_bytes)
         self._queue: deque[_Queued] = deque()
         # Origins (client_id, seq) of the enveloped values queued or carried by an
         # open instance: a client resends every second until it sees its value, and
@@ -589,7 +591,7 @@ class Proposer:
         values not decided meanwhile (through another instance or another proposer),
         as many as one instance takes; None when there are none."""
         queue, decided = self._queue, self._decided
-        limit, room = self._options.max_values_per_instance, self._options.max_batch_bytes
+        limit, room = self._options.max_values_per_instance, self._batch_room
         items: list[_Queued] = []
         size = BATCH_OVERHEAD
         while queue and len(items) < limit:

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 import pytest
 import trio
 
-from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket
+from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket, path_mtu
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Effect
 from kpaxosd.paxos.node import Node
@@ -134,3 +134,11 @@ def test_a_datagram_too_big_to_send_is_logged_once_as_an_error(
         too_big = [r for r in caplog.records if "too big to send" in r.getMessage()]
         assert len(too_big) == 1
         assert endpoint.counters.send_failures == 3
+
+
+def test_the_path_mtu_is_the_routes_and_unknown_without_a_route() -> None:
+    with open("/sys/class/net/lo/mtu") as lo:
+        # An IPv4 packet is at most 65,535 bytes, whatever the interface allows.
+        assert path_mtu(("127.0.0.1", 9)) == min(int(lo.read()), 65535)
+    # No UDP socket connects to the broadcast address without SO_BROADCAST.
+    assert path_mtu(("255.255.255.255", 9)) is None

@@ -497,6 +497,22 @@ def test_an_instance_takes_at_most_the_configured_values_and_bytes() -> None:
     assert p.queued == 3
 
 
+def test_batches_fill_to_the_fill_size_and_a_bigger_value_still_goes_alone() -> None:
+    values = [wrap(3, seq, bytes(100)) for seq in range(1, 4)]
+    big = wrap(3, 4, bytes(500))
+    room = batch_size([len(values[0])] * 2)
+    p, out = make(window=3, batch_fill_bytes=room)
+    out.drain()
+    p.submit(pack_batch([*values, big]), 0.0)
+    for iid in (1, 2, 3):
+        promise(p, iid, 10, NONE, NONE)
+    assert out.drain() == (
+        to_all(Accept(1, 10, pack_batch(values[:2])))
+        + to_all(Accept(2, 10, values[2]))
+        + to_all(Accept(3, 10, big))
+    )
+
+
 def test_a_batch_displaced_by_adoption_goes_back_to_the_front_in_order() -> None:
     p, out = make(window=2)
     out.drain()
