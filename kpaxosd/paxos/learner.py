@@ -318,9 +318,14 @@ class Learner:
             self._trim_stalls = 0
             self._fruitless_rounds = 0
         else:
-            # Counted only while a later instance is known: then ours is a hole. An
-            # idle cluster (or one whose next instance is still in flight) is not.
-            self._fruitless_rounds = self._fruitless_rounds + 1 if self._highest > self._next else 0
+            # Counted only while our instance is known to exist: a later one is known
+            # (ours is a hole), or an acceptor reported accepting ours, which may be
+            # the last one before the cluster fell idle (a quorum accepted it, then
+            # lost a member for good: no later instance will ever show up). An idle
+            # cluster is not stuck. One still in flight is reported harmlessly: the
+            # leader leaves an open instance alone.
+            known = self._highest >= self._next
+            self._fruitless_rounds = self._fruitless_rounds + 1 if known else 0
             trimmed = max(self._trims.values(), default=0)
             if trimmed >= self._next:
                 self._trim_stalls += 1

@@ -341,6 +341,23 @@ def test_a_hole_no_repeat_fills_is_reported_to_the_proposers() -> None:
     assert learner.stuck_reports == 1
 
 
+def test_a_stuck_last_instance_is_reported_too() -> None:
+    # Instance 2 was chosen by acceptors 0 and 1, then acceptor 0 was lost for good:
+    # only acceptor 1's acceptance is left, and nothing after 2 is ever proposed.
+    learner, out = make(catch_up=False)
+    vote(learner, 1, b"a")
+    vote(learner, 2, b"b", aids=(1,))
+    out.drain()
+    learner.handle_timer(0.1)  # the round armed before 1 was delivered: progress
+    out.drain()
+    for _ in range(STUCK_ROUNDS - 1):
+        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+        assert out.drain() == to_all(Repeat(2, 2))
+    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+    proposer = CLUSTER.proposers[0]
+    assert out.drain() == [Send(proposer, LearnerStuck(2)), *to_all(Repeat(2, 2))]
+
+
 def test_an_idle_cluster_is_not_a_stuck_learner() -> None:
     learner, out = make(catch_up=True)
     vote(learner, 1, b"a")
