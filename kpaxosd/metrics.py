@@ -69,6 +69,25 @@ class DaemonCollector(Collector):
         leader = GaugeMetricFamily("kpaxos_proposer_leader",
                                    "The id of the proposer this one takes for the leader.",
                                    labels=["role"])
+        open_instances = GaugeMetricFamily("kpaxos_proposer_open_instances",
+                                           "Instances the proposer has open (preparing, "
+                                           "prepared, accepting).", labels=["role"])
+        decided_below = GaugeMetricFamily("kpaxos_proposer_decided_below",
+                                          "Every instance below this one the proposer "
+                                          "knows decided.", labels=["role"])
+        reopened = CounterMetricFamily("kpaxos_proposer_reopened",
+                                       "Instances the proposer ran again for a learner "
+                                       "that could not learn them (LEARNER_STUCK).",
+                                       labels=["role"])
+        already_decided = CounterMetricFamily("kpaxos_proposer_already_decided",
+                                              "Client values not proposed again: seen "
+                                              "decided recently.", labels=["role"])
+        repeats = CounterMetricFamily("kpaxos_learner_repeat_rounds",
+                                      "Rounds of REPEAT the learner sent for missing "
+                                      "instances.", labels=["role"])
+        stuck = CounterMetricFamily("kpaxos_learner_stuck_reports",
+                                    "Rounds of LEARNER_STUCK the learner sent: an instance "
+                                    "REPEAT could not fill.", labels=["role"])
         lost = CounterMetricFamily("kpaxos_learner_trimmed_instances",
                                    "Instances the learner never delivered: the acceptors "
                                    "trimmed them before it learned them.", labels=["role"])
@@ -104,10 +123,17 @@ class DaemonCollector(Collector):
             node = endpoint.node
             if node.proposer is not None:
                 forwarded.add_metric([role], stats.forwarded)
+                open_instances.add_metric([role], stats.open_instances)
+                if stats.decided_below is not None:
+                    decided_below.add_metric([role], stats.decided_below)
+                reopened.add_metric([role], stats.reopened)
+                already_decided.add_metric([role], stats.already_decided)
                 if stats.leader is not None:
                     leader.add_metric([role], stats.leader)
             if node.learner is not None:
                 lost.add_metric([role], stats.trimmed)
+                repeats.add_metric([role], stats.repeats_sent)
+                stuck.add_metric([role], stats.stuck_reports)
                 held.add_metric([role], stats.learner_instances)
                 if stats.next_iid is not None:
                     next_iid.add_metric([role], stats.next_iid)
@@ -115,7 +141,8 @@ class DaemonCollector(Collector):
                 kept.add_metric([role], stats.acceptor_instances)
                 trim_point.add_metric([role], stats.trim_iid or 0)
         yield from (received, sent, datagrams, retries, preemptions, duplicates, queued,
-                    forwarded, leader, lost, held, next_iid, kept, trim_point)
+                    forwarded, leader, open_instances, decided_below, reopened,
+                    already_decided, repeats, stuck, lost, held, next_iid, kept, trim_point)
 
         lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []
         yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",

@@ -207,6 +207,8 @@ class Node:
             learner_instances=learner.instances if learner else 0,
             acceptor_instances=acceptor.instances if acceptor else 0,
             trim_iid=acceptor.trim_iid if acceptor else None,
+            decided_below=proposer.decided_below if proposer else None,
+            stuck_reports=learner.stuck_reports if learner else 0,
         )
 
     def _dispatch(self, msg: Message, src: Address, now: float) -> bool:

@@ -52,3 +52,7 @@ class NodeStatistics:
     acceptor_instances: int = 0
     #: The acceptor's trim point.
     trim_iid: int | None = None
+    #: Every instance below this one the proposer knows decided.
+    decided_below: int | None = None
+    #: LEARNER_STUCK rounds the learner sent.
+    stuck_reports: int = 0

@@ -38,6 +38,12 @@ def test_metrics_are_scraped_during_a_run(tmp_path: Path) -> None:
     assert samples['kpaxos_datagrams_dropped_total{reason="malformed",role="learner"}'] == 0
     assert 'kpaxos_proposer_retries_total{role="proposer 0"}' in samples
     assert 'kpaxos_proposer_preemptions_total{role="proposer 0"}' in samples
+    # Five values, one at a time: nothing is left open beyond the window prepared ahead,
+    # and all five instances are known decided.
+    assert samples['kpaxos_proposer_decided_below{role="proposer 0"}'] == 6
+    assert samples['kpaxos_proposer_open_instances{role="proposer 0"}'] >= 1
+    assert samples['kpaxos_learner_stuck_reports_total{role="learner"}'] == 0
+    assert 'kpaxos_learner_repeat_rounds_total{role="learner"}' in samples
     assert samples["kpaxos_device_readers"] == 1
     assert samples["kpaxos_device_reader_lag_max"] == 0
     assert samples["kpaxos_decision_latency_seconds_count"] == 5
