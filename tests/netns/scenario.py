@@ -47,6 +47,9 @@ TRIM = 1000
 #: for up to 128 instances at once (preexec_window), and under loss most of a value's
 #: time goes to waiting for retries, not to work.
 THREADS = 128
+#: Every daemon serves its metrics here, in its own namespace: what a failed run
+#: reports about where each daemon stood.
+METRICS_PORT = 9464
 
 
 class NetnsDaemon(Kpaxosd):
@@ -56,12 +59,29 @@ class NetnsDaemon(Kpaxosd):
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.host = host
         self.proc = subprocess.Popen(
-            host.argv(KPAXOSD, "--verbosity", "info", *args),
+            host.argv(KPAXOSD, "--verbosity", "info", "--metrics", f"127.0.0.1:{METRICS_PORT}",
+                      *args),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+
+    def state(self) -> str:
+        """The daemon's kpaxos metrics, for a failure's message ("" once it is gone)."""
+        if self.proc.poll() is not None:
+            return ""
+        fetch = (f"import urllib.request; print(urllib.request.urlopen("
+                 f"'http://127.0.0.1:{METRICS_PORT}/metrics', timeout=5).read().decode())")
+        try:
+            text = subprocess.run(self.host.argv(sys.executable, "-c", fetch), timeout=20,
+                                  capture_output=True, text=True, check=True).stdout
+        except (subprocess.SubprocessError, OSError) as exc:
+            return f"(no metrics: {exc})"
+        return " ".join(line for line in text.splitlines()
+                        if line.startswith("kpaxos_") and not line.endswith(" 0.0"))
 
 
 class TooSlow(AssertionError):
@@ -278,11 +298,17 @@ def run_scenario(
         assert "instances restored" in restarted.log, restarted.log
         assert " (0 instances restored" not in restarted.log, restarted.log
 
-        wait_for(lambda: all(w.poll() is not None for w in writers), deadline,
-                 "the writers to finish", watch)
-        watch()
-        wait_for(lambda: all(lines_in(s) >= values for s in streams), time.monotonic() + 60,
-                 f"both learners to deliver {values} values")
+        try:
+            wait_for(lambda: all(w.poll() is not None for w in writers), deadline,
+                     "the writers to finish", watch)
+            watch()
+            wait_for(lambda: all(lines_in(s) >= values for s in streams),
+                     time.monotonic() + 60, f"both learners to deliver {values} values")
+        except AssertionError as exc:
+            delivered = ", ".join(f"{s.stem} {lines_in(s)}" for s in streams)
+            states = "\n".join(f"{d.name}: {d.state()}" for d in running.daemons
+                               if isinstance(d, NetnsDaemon))
+            raise AssertionError(f"{exc}\ndelivered: {delivered}\n{states}") from None
         report.seconds = time.monotonic() - started
         time.sleep(2)  # a value delivered twice would show up now
         report.counters = net.counters()
