@@ -1,14 +1,14 @@
-"""The real-faults scenario with all 10,000 values, under netem, in the VM.
+"""The real-faults scenario alone in the VM, with any number of values.
 
     python -m tests.vm.soak [--values 10000] [--time-limit 5400] [--workdir DIR]
 
-The suite's VM run (tests/vm/test_netem_in_vm.py) proposes NETEM_VALUES: under software
-emulation the host's 10,000 take the better part of an hour, too long for every test
-run. This runs exactly that scenario (netem's delay, duplication and reordering, the
-switch's 20 % drop, kill -9 and restart of an acceptor and then the proposer) with the
-host's count, as a separate slow command like the simulator's soak. Run it as root
-after ``./run.sh test`` has set the machine up. It prints the scenario's report and
-exits 0 when every value was decided exactly once, in one order, by both learners.
+The suite's VM run (tests/vm) runs the scenario of tests/netns with the host's 10,000
+values after the cuse cases, under netem's delay, duplication and reordering and the
+switch's 20 % drop, while an acceptor and then the proposer are killed with SIGKILL and
+restarted. This runs only the scenario, with more values or again and again, as a
+slow command of its own like the simulator's soak. Run it as root after
+``./run.sh test`` has set the machine up. It prints the scenario's report and exits 0
+when every value was decided exactly once, in one order, by both learners.
 """
 
 from __future__ import annotations
