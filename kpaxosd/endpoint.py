@@ -328,18 +328,30 @@ class UdpEndpoint:
 
     async def run(self) -> None:
         """Serve until cancelled."""
-        node = self.node
+        node, sock = self.node, self.sock
         self.flush_and_pump()
         while True:
-            deadline = node.next_deadline()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                await trio.lowlevel.wait_readable(self.sock)
-            now = trio.current_time()
-            self._drain(now)
-            deadline = node.next_deadline()
-            if deadline is not None and deadline <= now:
-                node.handle_timer(now)
-            self.flush_and_pump()
+            # One cancel scope serves every wake-up until the core's deadline passes
+            # (entering and leaving one costs more than moving its deadline).
+            with trio.CancelScope() as timer:
+                while True:
+                    deadline = node.next_deadline()
+                    if deadline is None:
+                        deadline = math.inf
+                    if deadline != timer.deadline:
+                        timer.deadline = deadline
+                    await trio.lowlevel.wait_readable(sock)
+                    self._serve(trio.current_time())
+            self._serve(trio.current_time())
+
+    def _serve(self, now: float) -> None:
+        """What one wake-up does: read what came, run the timers due, carry it all out."""
+        node = self.node
+        self._drain(now)
+        deadline = node.next_deadline()
+        if deadline is not None and deadline <= now:
+            node.handle_timer(now)
+        self.flush_and_pump()
 
     def flush_and_pump(self) -> None:
         """:meth:`flush`, then hand over what it posted to other endpoints (and so on)."""
