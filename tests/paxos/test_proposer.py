@@ -10,7 +10,7 @@ from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Outbox, Send
 from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
-from kpaxosd.paxos.proposer import REOPEN_MAX, TRANSITIONS, Phase, Proposer
+from kpaxosd.paxos.proposer import REFILL_PARTS, REOPEN_MAX, TRANSITIONS, Phase, Proposer
 from wire import (
     MAX_VALUE_SIZE,
     Accept,
@@ -110,6 +110,23 @@ def test_a_quorum_of_acceptances_closes_and_slides_the_window() -> None:
     assert p.phase(1) is None
     assert out.drain() == to_all(Prepare(2, 10))
     assert p.open_instances == 1
+
+
+def test_a_wide_window_is_refilled_a_quarter_at_a_time() -> None:
+    # Phase 1 in bursts: the acceptors read a burst of PREPAREs in one wake-up.
+    p, out = make(window=8, max_values_per_instance=1)
+    out.drain()
+    for iid in (1, 2):
+        promise(p, iid, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    p.submit(Y, 0.0)
+    out.drain()
+    accepted(p, 1, 10, X)
+    assert REFILL_PARTS == 4
+    assert out.drain() == []  # 7 open: more than 8 - 8 // REFILL_PARTS
+    accepted(p, 2, 10, Y)
+    assert out.drain() == to_all(Prepare(9, 10)) + to_all(Prepare(10, 10))
+    assert p.open_instances == 8
 
 
 def test_promised_value_with_the_highest_ballot_is_adopted() -> None:
