@@ -15,8 +15,9 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import trio
 
@@ -30,10 +31,10 @@ from clients.options import (
 from clients.sources import (
     SourceError,
     connect_learner,
-    device_client_values,
     device_records,
     open_record_device,
     open_stream_device,
+    stream_client_values,
     tcp_records,
 )
 from wire import MAX_VALUE_SIZE, ClientValue, encode
@@ -129,9 +130,13 @@ async def run(args: argparse.Namespace) -> int:
             send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
 
     records: AsyncIterator[bytes] | None = None
-    headers: AsyncIterator[list[tuple[int, int, int, int]]] | None = None
+    headers: Iterator[list[tuple[int, int, int, int]]] | None = None
+    # In stream mode a thread of its own reads the device and sends what follows
+    # (a handover to the trio loop per read cost more than the rest of the client);
+    # the engine is shared with the resends and the statistics, under this lock.
+    engine_lock = threading.Lock()
     if args.stream:
-        headers = device_client_values(open_stream_device(learner_device_path(args)),
+        headers = stream_client_values(open_stream_device(learner_device_path(args)),
                                        args.value_size)
     elif args.learner_server:
         host, port = args.learner_server
@@ -149,10 +154,15 @@ async def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     async with trio.open_nursery() as nursery:
 
-        async def receive_headers() -> None:
+        def follow_headers() -> None:
             assert headers is not None
-            async for batch in headers:
-                send_all(engine.delivered_headers(batch, time.time()))
+            for batch in headers:
+                with engine_lock:
+                    following = engine.delivered_headers(batch, time.time())
+                send_all(following)
+
+        async def receive_headers() -> None:
+            await trio.to_thread.run_sync(follow_headers, abandon_on_cancel=True)
 
         async def receive() -> None:
             assert records is not None
@@ -167,17 +177,21 @@ async def run(args: argparse.Namespace) -> int:
 
         async def resend() -> None:
             while True:
-                await trio.sleep_until(
-                    trio.current_time() + max(0.0, engine.next_resend_at() - time.time())
-                )
-                send_all(engine.due_resends(time.time()))
+                with engine_lock:
+                    wait = max(0.0, engine.next_resend_at() - time.time())
+                await trio.sleep_until(trio.current_time() + wait)
+                with engine_lock:
+                    due = engine.due_resends(time.time())
+                send_all(due)
 
         async def report() -> None:
             last = time.monotonic()
             while True:
                 await trio.sleep(1)
                 now = time.monotonic()
-                print(engine.take_interval().line(now - last), flush=True)
+                with engine_lock:
+                    interval = engine.take_interval()
+                print(interval.line(now - last), flush=True)
                 last = now
 
         async def stop_on_signal() -> None:
@@ -196,7 +210,9 @@ async def run(args: argparse.Namespace) -> int:
             nursery.start_soon(task)
 
     elapsed = time.monotonic() - started
-    print(total_line(engine.total, elapsed), flush=True)
+    with engine_lock:
+        total = engine.total
+    print(total_line(total, elapsed), flush=True)
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import trio
 
@@ -81,12 +81,10 @@ def open_stream_device(path: str) -> int:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from None
 
 
-async def device_client_values(
-    fd: int, value_size: int
-) -> AsyncIterator[list[tuple[int, int, int, int]]]:
+def stream_client_values(fd: int, value_size: int) -> Iterator[list[tuple[int, int, int, int]]]:
     """Headers ``(client_id, tv_sec, tv_usec, size)`` of the original client values
     read from a stream-mode learner handle (opened blocking), a list per read, until
-    EOF.
+    EOF. Blocking: for a thread of its own.
 
     Stream mode concatenates the decided values; a stream of ``struct client_value``
     delimits itself (each header counts its payload). Every value decided on the
@@ -96,16 +94,15 @@ async def device_client_values(
         SourceError: the device failed or ended, or the stream holds something else.
     """
     pending = b""
-    # Every read is a request the daemon answers. A blocking read waiting in a thread
-    # is answered as soon as values are decided: one request per batch of values,
-    # where waiting for readiness first costs a poll, its notification and then the
-    # read. Reads go into one buffer: no fresh pages for the kernel to fault in.
+    # Every read is a request the daemon answers. A blocking read is answered as soon
+    # as values are decided: one request per batch of values, where waiting for
+    # readiness first costs a poll, its notification and then the read. Reads go
+    # into one buffer: no fresh pages for the kernel to fault in.
     buffer = bytearray(STREAM_READ_SIZE)
     view = memoryview(buffer)
     while True:
         try:
-            size = await trio.to_thread.run_sync(os.readv, fd, [buffer],
-                                                 abandon_on_cancel=True)
+            size = os.readv(fd, [buffer])
         except OSError as exc:
             if exc.errno == errno.EINTR:
                 continue
