@@ -69,11 +69,12 @@ if TYPE_CHECKING:
 #: A queued client value and its origin (None: a value without identity).
 _Queued = tuple[bytes, Origin | None]
 
-#: The window is refilled in this many parts: phase 1 for a quarter of it at once,
-#: not for one instance whenever one closes. The acceptors then read the PREPAREs, and
-#: the proposer their PROMISEs, in one wake-up each rather than one per value: with
-#: one value in flight those were half of every process's wake-ups.
-REFILL_PARTS = 4
+#: The window is refilled in this many parts: phase 1 for a sixteenth of it at once
+#: (8 of libpaxos's 128), not for one instance whenever one closes. The acceptors
+#: then read the PREPAREs, and the proposer their PROMISEs, in one wake-up each
+#: rather than one per value: with one value in flight those were half of every
+#: process's wake-ups. Larger parts delay the value in flight behind the burst.
+REFILL_PARTS = 16
 #: Instances open at once because a learner reported them stuck (beyond the window):
 #: LEARNER_STUCK comes from anyone, and must not open instances without end.
 REOPEN_MAX = 8
