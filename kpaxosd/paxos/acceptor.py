@@ -107,10 +107,13 @@ class Acceptor:
         if updated != current:
             self._store(msg.iid, updated)
         accepted = Accepted(self.aid, msg.iid, msg.ballot, msg.ballot, msg.value)
-        self._out.send(src, accepted)
+        # Learners first: they deliver, the proposer only closes the instance. On a
+        # busy host the proposer woken by its copy can take the CPU before the
+        # learners' copies leave.
         for learner in self._learners:
             if learner != src:
                 self._out.send(learner, accepted)
+        self._out.send(src, accepted)
 
     def on_repeat(self, msg: Repeat, src: Address) -> None:
         if 0 < self._trim_iid >= msg.from_iid:

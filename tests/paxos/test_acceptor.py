@@ -61,10 +61,11 @@ def test_accept_records_and_answers_proposer_and_learners() -> None:
     out.drain()
     acc.on_accept(Accept(1, 10, b"v"), PROPOSER)
     accepted = Accepted(0, 1, 10, 10, b"v")
+    # Learners first: they deliver; the proposer only closes the instance.
     assert out.drain() == [
         Persist(1, 10, 10, b"v"),
-        Send(PROPOSER, accepted),
         Send(LEARNER, accepted),
+        Send(PROPOSER, accepted),
     ]
     assert acc.record(1) == Record(10, 10, b"v")
 
@@ -119,7 +120,7 @@ def test_a_learner_that_proposes_hears_once() -> None:
     out.drain()
     acc.on_accept(Accept(1, 10, b"v"), PROPOSER)
     sends = [e for e in out.drain() if isinstance(e, Send)]
-    assert [s.dest for s in sends] == [PROPOSER, LEARNER]
+    assert [s.dest for s in sends] == [LEARNER, PROPOSER]
 
 
 def test_learner_registration() -> None:
@@ -134,7 +135,7 @@ def test_learner_registration() -> None:
     assert acc.learners() == [PROPOSER]
     out.drain()
     acc.on_accept(Accept(1, 10, b"v"), ("10.0.0.5", 1))
-    assert [e.dest for e in out.drain() if isinstance(e, Send)] == [("10.0.0.5", 1), PROPOSER]
+    assert [e.dest for e in out.drain() if isinstance(e, Send)] == [PROPOSER, ("10.0.0.5", 1)]
 
 
 def test_repeat_answers_what_is_held_with_the_accepted_ballot() -> None:
