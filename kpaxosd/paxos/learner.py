@@ -58,8 +58,9 @@ MAX_REPEAT_BACKOFF = 32
 #: REPEAT rounds without progress, after an acceptor said it trimmed the instance
 #: this learner needs, before the learner gives that history up.
 TRIM_PATIENCE = 3
-#: REPEAT rounds without progress, with later instances known, before the learner
-#: reports the instance it waits for as stuck (LEARNER_STUCK), and again each round.
+#: REPEAT rounds without progress, with the instance waited for known to exist (an
+#: acceptor reported it, or a later one), before the learner reports it as stuck
+#: (LEARNER_STUCK), and again each round.
 STUCK_ROUNDS = 3
 #: The value a proposer fills a hole with (Proposer, "no-op"): decided like any
 #: other, never delivered.
