@@ -323,21 +323,27 @@ def test_the_last_trim_goes_again_with_each_keepalive() -> None:
 # -- stuck instances
 
 
+def assert_reported_stuck_after_fruitless_rounds(learner: Learner, out: Outbox, iid: int) -> None:
+    """Instance 1 delivered, ``iid`` missing: STUCK_ROUNDS rounds of REPEAT for it bring
+    nothing, and the last one also reports it to the proposer (LEARNER_STUCK)."""
+    out.drain()
+    learner.handle_timer(0.1)  # the round armed before 1 was delivered: progress
+    out.drain()
+    for _ in range(STUCK_ROUNDS - 1):
+        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+        assert out.drain() == to_all(Repeat(iid, iid))
+    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+    proposer = CLUSTER.proposers[0]
+    assert out.drain() == [Send(proposer, LearnerStuck(iid)), *to_all(Repeat(iid, iid))]
+
+
 def test_a_hole_no_repeat_fills_is_reported_to_the_proposers() -> None:
     learner, out = make(catch_up=False)
     vote(learner, 1, b"a")
     vote(learner, 2, b"b", aids=(0,))  # acceptances that never make a quorum
     vote(learner, 2, b"b", aids=(1,), ballot=20)
     vote(learner, 3, b"c")
-    out.drain()
-    learner.handle_timer(0.1)  # the round armed before 1 was delivered: progress
-    out.drain()
-    for _ in range(STUCK_ROUNDS - 1):
-        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
-        assert out.drain() == to_all(Repeat(2, 2))
-    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
-    proposer = CLUSTER.proposers[0]
-    assert out.drain() == [Send(proposer, LearnerStuck(2)), *to_all(Repeat(2, 2))]
+    assert_reported_stuck_after_fruitless_rounds(learner, out, 2)
     assert learner.stuck_reports == 1
 
 
@@ -347,15 +353,7 @@ def test_a_stuck_last_instance_is_reported_too() -> None:
     learner, out = make(catch_up=False)
     vote(learner, 1, b"a")
     vote(learner, 2, b"b", aids=(1,))
-    out.drain()
-    learner.handle_timer(0.1)  # the round armed before 1 was delivered: progress
-    out.drain()
-    for _ in range(STUCK_ROUNDS - 1):
-        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
-        assert out.drain() == to_all(Repeat(2, 2))
-    learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
-    proposer = CLUSTER.proposers[0]
-    assert out.drain() == [Send(proposer, LearnerStuck(2)), *to_all(Repeat(2, 2))]
+    assert_reported_stuck_after_fruitless_rounds(learner, out, 2)
 
 
 def test_an_idle_cluster_is_not_a_stuck_learner() -> None:
