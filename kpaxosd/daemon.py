@@ -209,10 +209,11 @@ class Daemon:
             # A batch must leave room in its datagram for the authentication trailer.
             room = min(cluster_options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
             cluster_options = dataclasses.replace(cluster_options, max_batch_bytes=room)
-        if any(plan.proposer_id is not None for plan in plan_endpoints(spec)):
+        plans = plan_endpoints(spec)
+        if any(plan.proposer_id is not None for plan in plans):
             cluster_options = self._fill_batches_to_the_mtu(cluster_options, auth is not None)
         now = trio.current_time()
-        for plan in plan_endpoints(spec):
+        for plan in plans:
             try:
                 sock = self._stack.enter_context(open_udp_socket(plan.address))
             except OSError as exc:

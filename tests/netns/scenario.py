@@ -68,7 +68,6 @@ class NetnsDaemon(Kpaxosd):
             stderr=subprocess.STDOUT,
         )
 
-
     def state(self) -> str:
         """The daemon's kpaxos metrics, for a failure's message ("" once it is gone)."""
         if self.proc.poll() is not None:
