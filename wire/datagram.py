@@ -12,6 +12,7 @@ golden vectors and on random messages.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from construct import (
     ConstructError,
@@ -158,6 +159,21 @@ def encode(msg: Message) -> bytes:
     return data
 
 
+# Per type word: (type, fixed words after the type word, their Struct, has a value,
+# class), so that decoding looks one thing up rather than walking the field names.
+_Decoding = tuple[MessageType, int, struct.Struct | None, bool, Callable[..., Message]]
+_DECODING: dict[int, _Decoding] = {
+    kind.value: (
+        kind,
+        len(names),
+        _WORDS[len(names)] if names else None,
+        bool(names) and names[-1] == "value",
+        _CLASSES[kind],
+    )
+    for kind, names in _FIELDS.items()
+}
+
+
 def decode_untrusted(data: bytes) -> Message:
     """The message in a datagram from the network.
 
@@ -169,16 +185,17 @@ def decode_untrusted(data: bytes) -> Message:
         raise WireError(f"datagram of {size} bytes has no type word")
     (type_word,) = _WORD.unpack_from(data)
     try:
-        kind = MessageType(type_word)
-    except ValueError:
+        kind, count, words, has_value, cls = _DECODING[type_word]
+    except KeyError:
         raise WireError(f"unknown message type {type_word}") from None
-    names = _FIELDS[kind]
-    has_value = bool(names) and names[-1] == "value"
-    count = len(names)  # a value contributes its length word
-    fixed_end = 4 + 4 * count
+    fixed_end = 4 + 4 * count  # a value contributes its length word
     if size < fixed_end:
         raise WireError(f"{kind.name} truncated: {size} bytes, need at least {fixed_end}")
-    ints = _WORDS[count].unpack_from(data, 4) if count else ()
+    if words is None:
+        if size != fixed_end:
+            raise WireError(f"{kind.name} has {size - fixed_end} trailing bytes")
+        return cls()
+    ints = words.unpack_from(data, 4)
     if has_value:
         length = ints[-1]
         if size != fixed_end + length:
@@ -186,9 +203,7 @@ def decode_untrusted(data: bytes) -> Message:
                 f"{kind.name} value length {length} does not match the "
                 f"{size - fixed_end} bytes after the header"
             )
-        fields = (*ints[:-1], bytes(data[fixed_end:]))
-    else:
-        if size != fixed_end:
-            raise WireError(f"{kind.name} has {size - fixed_end} trailing bytes")
-        fields = ints
-    return _CLASSES[kind](*fields)
+        return cls(*ints[:-1], bytes(data[fixed_end:]))
+    if size != fixed_end:
+        raise WireError(f"{kind.name} has {size - fixed_end} trailing bytes")
+    return cls(*ints)
