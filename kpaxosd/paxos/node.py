@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from kpaxosd.paxos.acceptor import Acceptor
 from kpaxosd.paxos.ballots import MAX_PROPOSERS
@@ -107,6 +107,7 @@ class Node:
             if learner
             else None
         )
+        self._handlers = self._route()
 
     def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Give a restarted acceptor what was persisted, before any input.
@@ -213,44 +214,49 @@ class Node:
 
     def _dispatch(self, msg: Message, src: Address, now: float) -> bool:
         """Route ``msg`` to the roles it concerns; False when none is hosted here."""
-        acceptor, proposer, learner = self.acceptor, self.proposer, self.learner
-        match msg:
-            case Prepare() if acceptor:
-                acceptor.on_prepare(msg, src)
-            case Accept() if acceptor:
-                acceptor.on_accept(msg, src)
-            case Repeat() if acceptor:
-                acceptor.on_repeat(msg, src)
-            case Trim() if acceptor:
-                acceptor.on_trim(msg, src)
-            case LearnerHi() if acceptor:
-                acceptor.on_learner_hi(src)
-            case LearnerDel() if acceptor:
-                acceptor.on_learner_del(src)
-            case Promise() if proposer:
-                proposer.on_promise(msg, now)
-            case Preempted() if proposer:
-                proposer.on_preempted(msg, now)
-            case ClientValue() if proposer:
-                proposer.submit(msg.value, now)
-            case ProposerHi() if proposer:
-                proposer.on_proposer_hi(msg, src, now)
-            case LearnerStuck() if proposer:
-                proposer.on_learner_stuck(msg, now)
-            case Accepted() if learner or proposer:
-                # The proposer learns here that its instance closed; in a replica the
-                # acceptors send one copy to the shared address, for both.
-                if learner:
-                    learner.on_accepted(msg, now)
-                if proposer:
-                    proposer.on_accepted(msg, now)
-            case AcceptorOk() if learner:
-                learner.on_acceptor_ok(src, now)
-            case AcceptorState() if learner or proposer:
-                if learner:
-                    learner.on_acceptor_state(msg)
-                if proposer:
-                    proposer.on_acceptor_state(msg, now)
-            case _:
-                return False
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            return False
+        handler(msg, src, now)
         return True
+
+    def _route(self) -> dict[type[Message], Callable[[Any, Address, float], None]]:
+        """Each message type's handler among the roles hosted here (a table, not a
+        chain of type tests: this runs for every datagram)."""
+        acceptor, proposer, learner = self.acceptor, self.proposer, self.learner
+        routes: dict[type[Message], Callable[[Any, Address, float], None]] = {}
+        if acceptor:
+            routes[Prepare] = lambda msg, src, now: acceptor.on_prepare(msg, src)
+            routes[Accept] = lambda msg, src, now: acceptor.on_accept(msg, src)
+            routes[Repeat] = lambda msg, src, now: acceptor.on_repeat(msg, src)
+            routes[Trim] = lambda msg, src, now: acceptor.on_trim(msg, src)
+            routes[LearnerHi] = lambda msg, src, now: acceptor.on_learner_hi(src)
+            routes[LearnerDel] = lambda msg, src, now: acceptor.on_learner_del(src)
+        if proposer:
+            routes[Promise] = lambda msg, src, now: proposer.on_promise(msg, now)
+            routes[Preempted] = lambda msg, src, now: proposer.on_preempted(msg, now)
+            routes[ClientValue] = lambda msg, src, now: proposer.submit(msg.value, now)
+            routes[ProposerHi] = proposer.on_proposer_hi
+            routes[LearnerStuck] = lambda msg, src, now: proposer.on_learner_stuck(msg, now)
+        if learner:
+            routes[AcceptorOk] = lambda msg, src, now: learner.on_acceptor_ok(src, now)
+        if learner and proposer:
+            # The proposer learns here that its instance closed; in a replica the
+            # acceptors send one copy to the shared address, for both.
+            def accepted(msg: Accepted, src: Address, now: float) -> None:
+                learner.on_accepted(msg, now)
+                proposer.on_accepted(msg, now)
+
+            def acceptor_state(msg: AcceptorState, src: Address, now: float) -> None:
+                learner.on_acceptor_state(msg)
+                proposer.on_acceptor_state(msg, now)
+
+            routes[Accepted] = accepted
+            routes[AcceptorState] = acceptor_state
+        elif learner:
+            routes[Accepted] = lambda msg, src, now: learner.on_accepted(msg, now)
+            routes[AcceptorState] = lambda msg, src, now: learner.on_acceptor_state(msg)
+        elif proposer:
+            routes[Accepted] = lambda msg, src, now: proposer.on_accepted(msg, now)
+            routes[AcceptorState] = lambda msg, src, now: proposer.on_acceptor_state(msg, now)
+        return routes
