@@ -41,6 +41,22 @@ class RecentOrigins:
             newer = self._newer = set()
         newer.add(origin)
 
+    def add_all(self, origins: list[Origin]) -> None:
+        """:meth:`add` each of ``origins``, in order (a set operation per generation)."""
+        start, generation = 0, self._generation
+        while start < len(origins):
+            room = generation - len(self._newer)
+            if room <= 0:
+                self._older, self._newer = self._newer, set()
+                room = generation
+            self._newer.update(origins[start : start + room])
+            start += room
+
+    def generations(self) -> tuple[set[Origin], set[Origin]]:
+        """The two sets behind ``in``, for a caller that looks up many origins in a
+        row and adds none meanwhile."""
+        return self._newer, self._older
+
     def __contains__(self, origin: Origin) -> bool:
         return origin in self._newer or origin in self._older
 

@@ -30,6 +30,7 @@ import enum
 import heapq
 import math
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import FIRST_ROUND_SPREAD, MAX_U32, ballot_above, ballot_of
@@ -176,6 +177,11 @@ class Proposer:
         self._pending: set[tuple[int, int]] = set()
         # Origins of recently decided values: a resend of one is not proposed again.
         self._decided = RecentOrigins(options.proposer_decided_memory)
+        # The pending origins decided through an instance not ours (another
+        # proposer's, or a copy of ours): a queued one is dropped when its turn comes.
+        # Our own closes cannot make a queued value decided (pending holds each
+        # origin once), so taking values from the queue looks only here.
+        self._stale: set[tuple[int, int]] = set()
         # A READY instance below this is a hole: an instance above it is decided (or
         # a learner waits for it).
         self._holes_below = 0
@@ -267,11 +273,7 @@ class Proposer:
             self._out.send(self._view.peers[self._leader], ClientValue(value))
             return
         items = unpack_batch_untrusted(value)
-        if items is None:
-            self._enqueue(value)
-        else:
-            for item in items:
-                self._enqueue(item)
+        self._enqueue((value,) if items is None else items)
         self._assign(now)
 
     def hold(self) -> None:
@@ -285,33 +287,34 @@ class Proposer:
             self._assign_due = False
             self._assign(now)
 
-    def _enqueue(self, value: bytes) -> None:
+    def _enqueue(self, values: Iterable[bytes]) -> None:
         # Runs for every client value: the cheap tests first, no helper calls.
-        if not value or (
-            value[:4] == BATCH_MAGIC
-            and BATCH_OVERHEAD + ITEM_OVERHEAD + len(value) > self._options.max_batch_bytes
-        ):
-            # The no-op is no proposal; a value that must travel in a batch and
-            # cannot fit one cannot be proposed.
-            self.dropped += 1
-            return
-        origin = origin_untrusted(value)
-        if origin is not None:
-            pending = self._pending
-            if origin in pending:
-                self.coalesced += 1
-                return
-            if origin in self._decided:
-                self.already_decided += 1
-                return
-            if len(self._queue) >= self._options.max_queued_values:
+        queue, pending, limit = self._queue, self._pending, self._options.max_queued_values
+        max_batch = self._options.max_batch_bytes - BATCH_OVERHEAD - ITEM_OVERHEAD
+        # Nothing is remembered as decided while this runs.
+        newer, older = self._decided.generations()
+        for value in values:
+            if not value or (value[:4] == BATCH_MAGIC and len(value) > max_batch):
+                # The no-op is no proposal; a value that must travel in a batch and
+                # cannot fit one cannot be proposed.
                 self.dropped += 1
-                return
-            pending.add(origin)
-        elif len(self._queue) >= self._options.max_queued_values:
-            self.dropped += 1
-            return
-        self._queue.append((value, origin))
+                continue
+            origin = origin_untrusted(value)
+            if origin is not None:
+                if origin in pending:
+                    self.coalesced += 1
+                    continue
+                if origin in newer or origin in older:
+                    self.already_decided += 1
+                    continue
+                if len(queue) >= limit:
+                    self.dropped += 1
+                    continue
+                pending.add(origin)
+            elif len(queue) >= limit:
+                self.dropped += 1
+                continue
+            queue.append((value, origin))
 
     def on_learner_stuck(self, msg: LearnerStuck, now: float) -> None:
         """A learner cannot learn ``msg.iid``: the leader runs it again.
@@ -353,9 +356,12 @@ class Proposer:
         """A learner on this node saw ``value`` decided in ``iid`` (a replica).
 
         Its origins join the memory of decided values, so a resend is not proposed
-        again, even by a proposer that was following when it was decided.
+        again, even by a proposer that was following when it was decided. Our own
+        instance's value is left to :meth:`_close`, which does the same.
         """
-        self._remember_decided(value)
+        inst = self._instances.get(iid)
+        if inst is None or inst.client_value is None or inst.client_value != value:
+            self._remember_decided(value)
 
     def on_promise(self, msg: Promise, now: float) -> None:
         if msg.aid not in self._acceptors:
@@ -509,6 +515,7 @@ class Proposer:
         self._timers.clear()
         self._queue.clear()
         self._pending.clear()
+        self._stale.clear()
         address = self._view.peers[self._leader]
         for value in values:
             self.forwarded += 1
@@ -604,16 +611,17 @@ class Proposer:
         """The value for the next instance and the client values in it: the queued
         values not decided meanwhile (through another instance or another proposer),
         as many as one instance takes; None when there are none."""
-        queue, decided = self._queue, self._decided
+        queue, stale = self._queue, self._stale
         limit, room = self._options.max_values_per_instance, self._batch_room
         items: list[_Queued] = []
         size = BATCH_OVERHEAD
         while queue and len(items) < limit:
             value, origin = queue[0]
-            if origin is not None and origin in decided:
+            if stale and origin in stale:
                 queue.popleft()
                 self.already_decided += 1
                 self._pending.discard(origin)
+                stale.discard(origin)
                 continue
             size += ITEM_OVERHEAD + len(value)
             if items and size > room:
@@ -633,11 +641,16 @@ class Proposer:
         inst.client_items = []
 
     def _remember_decided(self, value: bytes) -> None:
+        """``value`` was decided, not through an instance of ours that proposed it."""
         items = unpack_batch_untrusted(value)
-        for item in (value,) if items is None else items:
-            origin = origin_untrusted(item)
-            if origin is not None:
-                self._decided.add(origin)
+        origins = [
+            origin
+            for origin in map(origin_untrusted, (value,) if items is None else items)
+            if origin is not None
+        ]
+        self._decided.add_all(origins)
+        pending = self._pending
+        self._stale.update(origin for origin in origins if origin in pending)
 
     def _accept(self, inst: _Instance, value: bytes, now: float) -> None:
         self._move(inst, Phase.ACCEPTING)
@@ -655,11 +668,11 @@ class Proposer:
             if not ours:
                 self._remember_decided(decided)
         if ours:
-            remember, pending = self._decided.add, self._pending
-            for _, origin in inst.client_items:
-                if origin is not None:
-                    remember(origin)
-                    pending.discard(origin)
+            origins = [origin for _, origin in inst.client_items if origin is not None]
+            self._decided.add_all(origins)
+            self._pending.difference_update(origins)
+            if self._stale:
+                self._stale.difference_update(origins)
         elif inst.client_value is not None:
             self._requeue(inst)
         self._fill_window(now)
