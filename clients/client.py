@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> int:
             send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
 
     records: AsyncIterator[bytes] | None = None
-    headers: Iterator[list[tuple[int, int, int, int]]] | None = None
+    headers: Iterator[tuple[Sequence[bytes], Sequence[int]]] | None = None
     # In stream mode a thread of its own reads the device and sends what follows
     # (a handover to the trio loop per read cost more than the rest of the client);
     # the engine is shared with the resends and the statistics, under this lock.
@@ -156,9 +156,9 @@ async def run(args: argparse.Namespace) -> int:
 
         def follow_headers() -> None:
             assert headers is not None
-            for batch in headers:
+            for identities, sizes in headers:
                 with engine_lock:
-                    following = engine.delivered_headers(batch, time.time())
+                    following = engine.delivered_identities(identities, sizes, time.time())
                 send_all(following)
 
         async def receive_headers() -> None:
