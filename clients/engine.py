@@ -276,8 +276,9 @@ class ClientEngine:
         interval.delivered_bytes += delivered_bytes
         # The values of one read were mostly sent together: one latency per send time.
         add = interval.latencies.add_repeated
-        for first_sent_at, count in Counter(map(_FIRST_SENT_AT, entries)).items():
-            add(max(0.0, (now - first_sent_at) * 1e6), count)
+        sent = list(map(_FIRST_SENT_AT, entries))
+        for first_sent_at in set(sent):
+            add(max(0.0, (now - first_sent_at) * 1e6), sent.count(first_sent_at))
         return self._next_values(list(map(_SLOT, entries)), now, entries)
 
     def due_resends(self, now: float) -> list[bytes]:

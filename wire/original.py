@@ -115,11 +115,14 @@ def split_client_values_untrusted(
     stride = CLIENT_VALUE_HEADER_SIZE + max_size
     whole = len(data) - len(data) % stride
     if whole:
-        fields = list(zip(*_values_of_size(max_size).iter_unpack(data[:whole]), strict=True))
-        identities: list[bytes] = list(fields[0])
-        sizes: list[int] = list(fields[1])
+        identities: tuple[bytes, ...]
+        sizes: tuple[int, ...]
+        identities, sizes = zip(*_values_of_size(max_size).iter_unpack(data[:whole]),
+                                strict=True)
         if sizes.count(max_size) == len(sizes):
-            return _walk(data, max_size, whole, identities, sizes)
+            if len(data) - whole < CLIENT_VALUE_HEADER_SIZE:
+                return identities, sizes, whole
+            return _walk(data, max_size, whole, list(identities), list(sizes))
     return _walk(data, max_size, 0, [], [])
 
 
