@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import random
 import signal
@@ -17,12 +18,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import trio
 
 from clients.engine import ClientEngine, total_line
 from clients.options import (
+    Sealer,
     add_common_options,
     cluster_from_args,
     learner_device_path,
@@ -37,6 +39,7 @@ from clients.sources import (
     stream_client_values,
     tcp_records,
 )
+from kpaxosd.paxos.cluster import Address
 from wire import MAX_VALUE_SIZE, ClientValue, encode
 from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, pack_batch
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_client_value_untrusted, unpack_record
@@ -86,6 +89,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def datagram_sender(
+    sock: socket.socket, seal: Sealer, proposer: Address, per_datagram: int
+) -> Callable[[list[bytes]], None]:
+    """What sends values to ``proposer``: up to ``per_datagram`` of them in one batch
+    per CLIENT_VALUE datagram."""
+
+    def send(value: bytes) -> None:
+        # A datagram that cannot go is resent after a second, like any other loss.
+        with contextlib.suppress(OSError):
+            sock.sendto(seal(encode(ClientValue(value))), proposer)
+
+    # Room for a batch in one CLIENT_VALUE datagram, the authentication trailer included.
+    batch_room = MAX_VALUE_SIZE - len(seal(b""))
+
+    def send_all(values: list[bytes]) -> None:
+        """Send ``values``, up to ``per_datagram`` of them in one batch per datagram."""
+        if per_datagram == 1:
+            for value in values:
+                send(value)
+            return
+        if values and len(set(map(len, values))) == 1:
+            # The engine's values are all of one size: whole chunks of them at once.
+            per_chunk = min(per_datagram, max(1, (batch_room - BATCH_OVERHEAD)
+                                              // (ITEM_OVERHEAD + len(values[0]))))
+            for start in range(0, len(values), per_chunk):
+                chunk = values[start : start + per_chunk]
+                send(pack_batch_of_one_size(chunk) if len(chunk) > 1 else chunk[0])
+            return
+        chunk: list[bytes] = []
+        size = BATCH_OVERHEAD
+        for value in values:
+            grown = size + ITEM_OVERHEAD + len(value)
+            if chunk and (len(chunk) == per_datagram or grown > batch_room):
+                send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+                chunk, grown = [], BATCH_OVERHEAD + ITEM_OVERHEAD + len(value)
+            chunk.append(value)
+            size = grown
+        if chunk:
+            send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+
+    return send_all
+
+
+def pack_batch_of_one_size(values: list[bytes]) -> bytes:
+    """:func:`wire.batch.pack_batch` of values of one size, at C speed: every length
+    word is the same, so one join puts them between the values."""
+    return _batch_head(len(values), len(values[0])) + _length_word(len(values[0])).join(values)
+
+
+# The batch's head and its length words as pack_batch lays them out (the format's one
+# definition), cut from batches of empty values once per count and size.
+@functools.lru_cache(maxsize=1024)
+def _batch_head(count: int, size: int) -> bytes:
+    """The batch's magic and count, and the first item's length word."""
+    return pack_batch([b""] * count)[:BATCH_OVERHEAD] + _length_word(size)
+
+
+@functools.lru_cache(maxsize=16)
+def _length_word(size: int) -> bytes:
+    return pack_batch([bytes(size)])[BATCH_OVERHEAD : BATCH_OVERHEAD + ITEM_OVERHEAD]
+
+
 async def run(args: argparse.Namespace) -> int:
     cluster, seal = cluster_from_args(args, "kpaxos-client")
     proposers = cluster.proposers
@@ -102,35 +167,10 @@ async def run(args: argparse.Namespace) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
 
-    def send(value: bytes) -> None:
-        # A datagram that cannot go is resent after a second, like any other loss.
-        with contextlib.suppress(OSError):
-            sock.sendto(seal(encode(ClientValue(value))), proposer)
-
-    per_datagram = args.values_per_datagram
-    # Room for a batch in one CLIENT_VALUE datagram, the authentication trailer included.
-    batch_room = MAX_VALUE_SIZE - len(seal(b""))
-
-    def send_all(values: list[bytes]) -> None:
-        """Send ``values``, up to ``per_datagram`` of them in one batch per datagram."""
-        if per_datagram == 1:
-            for value in values:
-                send(value)
-            return
-        chunk: list[bytes] = []
-        size = BATCH_OVERHEAD
-        for value in values:
-            grown = size + ITEM_OVERHEAD + len(value)
-            if chunk and (len(chunk) == per_datagram or grown > batch_room):
-                send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
-                chunk, grown = [], BATCH_OVERHEAD + ITEM_OVERHEAD + len(value)
-            chunk.append(value)
-            size = grown
-        if chunk:
-            send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+    send_all = datagram_sender(sock, seal, proposer, args.values_per_datagram)
 
     records: AsyncIterator[bytes] | None = None
-    headers: Iterator[list[tuple[int, int, int, int]]] | None = None
+    headers: Iterator[tuple[Sequence[bytes], Sequence[int]]] | None = None
     # In stream mode a thread of its own reads the device and sends what follows
     # (a handover to the trio loop per read cost more than the rest of the client);
     # the engine is shared with the resends and the statistics, under this lock.
@@ -156,9 +196,9 @@ async def run(args: argparse.Namespace) -> int:
 
         def follow_headers() -> None:
             assert headers is not None
-            for batch in headers:
+            for identities, sizes in headers:
                 with engine_lock:
-                    following = engine.delivered_headers(batch, time.time())
+                    following = engine.delivered_identities(identities, sizes, time.time())
                 send_all(following)
 
         async def receive_headers() -> None:
@@ -173,7 +213,7 @@ async def run(args: argparse.Namespace) -> int:
                     continue  # not an original client value: someone else's
                 following = engine.delivered(value, time.time())
                 if following is not None:
-                    send(following)
+                    send_all([following])
 
         async def resend() -> None:
             while True:

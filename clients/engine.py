@@ -3,9 +3,10 @@
 The engine keeps ``outstanding`` values in flight. Slot ``k`` proposes as client id
 ``base_id + k`` (as the original's ``nclients`` did), each value an original
 ``struct client_value`` whose timestamp is the send time. A value is recognised when
-it comes back decided by its (client_id, timestamp); the slot then proposes its next
-value. A value not seen within ``resend_after`` seconds is sent again, identical, so
-that the daemon can tell it is the same value.
+it comes back decided by its (client_id, timestamp) (from a stream: by those header
+bytes as they are, the padding between them included, which ours leave zero); the
+slot then proposes its next value. A value not seen within ``resend_after`` seconds
+is sent again, identical, so that the daemon can tell it is the same value.
 
 Time comes in as ``now`` (wall-clock seconds, because the timestamp inside a value is
 a ``struct timeval`` as the original wrote it).
@@ -13,31 +14,35 @@ a ``struct timeval`` as the original wrote it).
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import random
 import struct
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from wire.original import CLIENT_VALUE_HEADER_SIZE, OriginalClientValue
+from wire.original import (
+    CLIENT_VALUE_HEADER_SIZE,
+    CLIENT_VALUE_IDENTITY_SIZE,
+    OriginalClientValue,
+    pack_client_value_identity,
+)
 
 _ALPHANUM = b"0123456789abcdefghijklmnopqrstuvwxyz"
 #: Payloads are cut from a pool of random characters this long (plus the value size):
 #: drawing every byte anew cost more than everything else the client does per value.
 _POOL_BITS = 16
 PAYLOAD_POOL = 1 << _POOL_BITS
-# The header of struct client_value (wire.original), packed per value.
+# The header of struct client_value (wire.original), cut into the parts values share.
 _HEADER = struct.Struct("=i4xqqQ")
 assert _HEADER.size == CLIENT_VALUE_HEADER_SIZE
-
-
-@dataclass
-class _Slot:
-    client_id: int
-    stamp: tuple[int, int] = (0, 0)
-    value: bytes = b""
-    sent_at: float = 0.0
-    first_sent_at: float = 0.0
+# Where the timestamp lies in the header: client_id and padding before, size after.
+_STAMP_START, _STAMP_END = 8, CLIENT_VALUE_IDENTITY_SIZE
+#: Payloads taken in turn (at most this many, in at most this many bytes).
+_TAILS = 1024
+_TAILS_BYTES = 4 << 20
 
 
 #: Latencies are counted in buckets of 1/256 of their size or less (the top 8 bits of
@@ -83,6 +88,16 @@ class Latencies:
         if us > self.high:
             self.high = us
         self.buckets[_bucket(us)] += 1
+
+    def add_repeated(self, us: float, count: int) -> None:
+        """:meth:`add` ``count`` times."""
+        self.count += count
+        self.total += us * count
+        if us < self.low:
+            self.low = us
+        if us > self.high:
+            self.high = us
+        self.buckets[_bucket(us)] += count
 
     def merge(self, other: Latencies) -> None:
         """Count ``other``'s latencies too."""
@@ -142,7 +157,20 @@ def total_line(total: Interval, seconds: float) -> str:
             f"{total.line(seconds)}")
 
 
+#: What the engine keeps of a value in flight: its slot, when it was first sent, and
+#: the value (to send again as it was).
+_InFlight = tuple[int, float, bytes]
+_SLOT = operator.itemgetter(0)
+_FIRST_SENT_AT = operator.itemgetter(1)
+
+
 class ClientEngine:
+    """Every value in flight is kept under its identity
+    (:data:`wire.original.CLIENT_VALUE_IDENTITY_SIZE` header bytes), so that
+    recognising a decided value is one dict lookup. Per value the work is done by C
+    loops (map, zip, Counter) over the values of a read: the client does it for every
+    value it sees."""
+
     def __init__(
         self,
         *,
@@ -158,9 +186,27 @@ class ClientEngine:
             raise ValueError("client ids must fit an int32")
         self.value_size = value_size
         self.resend_after = resend_after
-        self._rng = rng
-        self._pool = bytes(rng.choices(_ALPHANUM, k=PAYLOAD_POOL + value_size))
-        self._slots = {base_id + k: _Slot(base_id + k) for k in range(outstanding)}
+        self._base_id = base_id
+        pool = bytes(rng.choices(_ALPHANUM, k=PAYLOAD_POOL + value_size))
+        size_word = _HEADER.pack(0, 0, 0, value_size)[_STAMP_END:]
+        # What follows a value's identity: its size word and a payload cut from the
+        # pool at a random place, taken in turn (a draw per value cost more than the
+        # rest of building it).
+        tails = max(1, min(_TAILS, _TAILS_BYTES // (value_size + 8)))
+        self._next_tails = itertools.cycle([
+            size_word + pool[start : start + value_size]
+            for start in (rng.getrandbits(_POOL_BITS) for _ in range(tails))
+        ])
+        # Slot k's client id and the padding after it: the start of its values.
+        self._prefixes = [_HEADER.pack(base_id + k, 0, 0, 0)[:_STAMP_START]
+                          for k in range(outstanding)]
+        self._in_flight: dict[bytes, _InFlight] = {}
+        # When values in flight that were resent were last sent (they may have been
+        # decided since: forgotten at the next resend).
+        self._resent_at: dict[bytes, float] = {}
+        # The latest timestamp of any value (microseconds): the next ones are later,
+        # so that a slot's stamps never repeat.
+        self._latest = 0
         self.interval = Interval()
         # Every interval taken so far (the current one is added by ``total``).
         self._taken = Interval()
@@ -175,12 +221,11 @@ class ClientEngine:
 
     @property
     def client_ids(self) -> range:
-        first = min(self._slots)
-        return range(first, first + len(self._slots))
+        return range(self._base_id, self._base_id + len(self._prefixes))
 
     def start(self, now: float) -> list[bytes]:
         """The first value of every slot."""
-        return [self._next_value(slot, now) for slot in self._slots.values()]
+        return self._next_values(range(len(self._prefixes)), now)
 
     def delivered(self, value: OriginalClientValue, now: float) -> bytes | None:
         """A decided value came back; returns the slot's next value when it was ours."""
@@ -192,76 +237,111 @@ class ClientEngine:
         self, client_id: int, tv_sec: int, tv_usec: int, size: int, now: float
     ) -> bytes | None:
         """:meth:`delivered`, from the fields of the value's header alone."""
-        slot = self._slots.get(client_id)
-        if slot is None or (tv_sec, tv_usec) != slot.stamp:
+        entry = self._in_flight.pop(pack_client_value_identity(client_id, tv_sec, tv_usec),
+                                    None)
+        if entry is None:
             return None  # someone else's, or an old duplicate
+        slot, first_sent_at, _ = entry
         interval = self.interval
         interval.delivered += 1
         interval.delivered_bytes += size
-        interval.latencies.add(max(0.0, (now - slot.first_sent_at) * 1e6))
-        return self._next_value(slot, now)
+        interval.latencies.add(max(0.0, (now - first_sent_at) * 1e6))
+        return self._next_values((slot,), now, (entry,))[0]
 
-    def delivered_headers(
-        self, headers: list[tuple[int, int, int, int]], now: float
+    def delivered_identities(
+        self, identities: Sequence[bytes], sizes: Sequence[int], now: float
     ) -> list[bytes]:
-        """:meth:`delivered_header` for each of ``headers`` (one read of a stream), in
-        order: the next values of the slots whose values these were.
+        """:meth:`delivered_header` for the values of one read of a stream (their
+        identities and sizes as :func:`wire.original.split_client_values_untrusted`
+        gives them), in order: the next values of the slots whose values these were.
 
-        The same steps, inlined: the client does this for every value it sees.
+        Recognised by their identity bytes as they were sent (the padding included).
         """
-        slots, interval = self._slots, self.interval
-        add_latency = interval.latencies.add
-        pool, value_size, draw = self._pool, self.value_size, self._rng.getrandbits
-        pack = _HEADER.pack
-        micros = int(now * 1e6)
-        following: list[bytes] = []
-        delivered = delivered_bytes = 0
-        for client_id, tv_sec, tv_usec, size in headers:
-            slot = slots.get(client_id)
-            if slot is None or (tv_sec, tv_usec) != slot.stamp:
-                continue  # someone else's, or an old duplicate
-            delivered += 1
-            delivered_bytes += size
-            add_latency(max(0.0, (now - slot.first_sent_at) * 1e6))
-            # _next_value:
-            stamp = max(micros, tv_sec * 1_000_000 + tv_usec + 1)
-            next_sec, next_usec = slot.stamp = divmod(stamp, 1_000_000)
-            start = draw(_POOL_BITS)
-            slot.value = value = (
-                pack(client_id, next_sec, next_usec, value_size)
-                + pool[start : start + value_size]
-            )
-            slot.sent_at = slot.first_sent_at = now
-            following.append(value)
-        interval.delivered += delivered
+        pop = self._in_flight.pop
+        value_size = self.value_size
+        entries: list[_InFlight]
+        if sizes.count(value_size) == len(sizes):
+            entries = list(filter(None, map(pop, identities, itertools.repeat(None))))
+            delivered_bytes = len(entries) * value_size
+        else:
+            entries = []
+            delivered_bytes = 0
+            for identity, size in zip(identities, sizes, strict=True):
+                entry = pop(identity, None)
+                if entry is not None:
+                    entries.append(entry)
+                    delivered_bytes += size
+        interval = self.interval
+        interval.delivered += len(entries)
         interval.delivered_bytes += delivered_bytes
-        return following
+        # The values of one read were mostly sent together: one latency per send time.
+        add = interval.latencies.add_repeated
+        sent = list(map(_FIRST_SENT_AT, entries))
+        for first_sent_at in set(sent):
+            add(max(0.0, (now - first_sent_at) * 1e6), sent.count(first_sent_at))
+        return self._next_values(list(map(_SLOT, entries)), now, entries)
 
     def due_resends(self, now: float) -> list[bytes]:
         """Values not seen decided within ``resend_after``, to send again as they were."""
+        in_flight, resent_at = self._in_flight, self._resent_at
+        for identity in [identity for identity in resent_at if identity not in in_flight]:
+            del resent_at[identity]
         due = []
-        for slot in self._slots.values():
-            if now - slot.sent_at >= self.resend_after:
-                slot.sent_at = now
-                self.interval.resent += 1
-                due.append(slot.value)
+        for identity, (_, first_sent_at, value) in in_flight.items():
+            if now - resent_at.get(identity, first_sent_at) >= self.resend_after:
+                resent_at[identity] = now
+                due.append(value)
+        self.interval.resent += len(due)
         return due
 
     def next_resend_at(self) -> float:
-        return min(slot.sent_at for slot in self._slots.values()) + self.resend_after
+        resent_at = self._resent_at
+        return min(
+            (resent_at.get(identity, first_sent_at)
+             for identity, (_, first_sent_at, _) in self._in_flight.items()),
+            default=math.inf,
+        ) + self.resend_after
 
     def take_interval(self) -> Interval:
         interval, self.interval = self.interval, Interval()
         self._taken.merge(interval)
         return interval
 
-    def _next_value(self, slot: _Slot, now: float) -> bytes:
+    def _next_values(
+        self, slots: Sequence[int], now: float, previous: Sequence[_InFlight] = ()
+    ) -> list[bytes]:
+        """The next value of each of ``slots`` (whose values in flight were
+        ``previous``, if any), stamped ``now`` (and sent now)."""
         micros = int(now * 1e6)
-        previous = slot.stamp[0] * 1_000_000 + slot.stamp[1]
-        micros = max(micros, previous + 1)  # a slot's stamps must never repeat
-        tv_sec, tv_usec = slot.stamp = divmod(micros, 1_000_000)
-        start = self._rng.getrandbits(_POOL_BITS)
-        payload = self._pool[start : start + self.value_size]
-        slot.value = _HEADER.pack(slot.client_id, tv_sec, tv_usec, self.value_size) + payload
-        slot.sent_at = slot.first_sent_at = now
-        return slot.value
+        prefixes = self._prefixes
+        if micros > self._latest:
+            self._latest = micros
+            stamp = _stamp(micros)
+            identities = list(map(operator.add, map(prefixes.__getitem__, slots),
+                                  itertools.repeat(stamp)))
+        else:
+            # The clock has not moved past every stamp (values a microsecond apart, or
+            # the clock set back): each slot's stamp comes after its previous one, so
+            # that a slot's stamps never repeat.
+            before = [entry[2] for entry in previous] or [b""] * len(slots)
+            identities = [prefixes[slot] + self._stamp_after(value, micros)
+                          for slot, value in zip(slots, before, strict=True)]
+        values = list(map(operator.add, identities, self._next_tails))
+        self._in_flight.update(
+            zip(identities, zip(slots, itertools.repeat(now), values), strict=True)
+        )
+        return values
+
+    def _stamp_after(self, previous: bytes, micros: int) -> bytes:
+        if previous:
+            _, tv_sec, tv_usec, _ = _HEADER.unpack_from(previous)
+            micros = max(micros, tv_sec * 1_000_000 + tv_usec + 1)
+        else:
+            micros = max(micros, 1)
+        self._latest = max(self._latest, micros)
+        return _stamp(micros)
+
+
+def _stamp(micros: int) -> bytes:
+    """The timestamp bytes of a value's header, ``micros`` as a struct timeval."""
+    return _HEADER.pack(0, *divmod(micros, 1_000_000), 0)[_STAMP_START:_STAMP_END]

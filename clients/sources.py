@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import trio
 
@@ -81,10 +81,12 @@ def open_stream_device(path: str) -> int:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from None
 
 
-def stream_client_values(fd: int, value_size: int) -> Iterator[list[tuple[int, int, int, int]]]:
-    """Headers ``(client_id, tv_sec, tv_usec, size)`` of the original client values
-    read from a stream-mode learner handle (opened blocking), a list per read, until
-    EOF. Blocking: for a thread of its own.
+def stream_client_values(
+    fd: int, value_size: int
+) -> Iterator[tuple[Sequence[bytes], Sequence[int]]]:
+    """The identities and sizes (:func:`split_client_values_untrusted`) of the
+    original client values read from a stream-mode learner handle (opened blocking),
+    per read, until EOF. Blocking: for a thread of its own.
 
     Stream mode concatenates the decided values; a stream of ``struct client_value``
     delimits itself (each header counts its payload). Every value decided on the
@@ -111,15 +113,15 @@ def stream_client_values(fd: int, value_size: int) -> Iterator[list[tuple[int, i
             raise SourceError("the learner device ended (the daemon stopped)")
         data = pending + view[:size] if pending else view[:size]
         try:
-            headers, used = split_client_values_untrusted(data, value_size)
+            identities, sizes, used = split_client_values_untrusted(data, value_size)
         except ValueError as exc:
             raise SourceError(
                 f"the learner device carries a value that is not a client value of "
                 f"{value_size} bytes ({exc}); read it in record mode"
             ) from None
         pending = bytes(data[used:])
-        if headers:
-            yield headers
+        if identities:
+            yield identities, sizes
 
 
 async def tcp_records(

@@ -13,7 +13,9 @@ Everything here is native byte order, as the original programs wrote it.
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from construct import ConstructError, GreedyBytes, Int32sn, Int64sn, Int64un, Padding, Struct
@@ -42,6 +44,10 @@ RECORD_HEADER_SIZE = 4
 # after client_id is explicit), as gcc laid the structs out on LP64.
 _CLIENT_VALUE_HEAD = struct.Struct("=i4xqqQ")
 _RECORD_HEAD = struct.Struct("=i")
+_CLIENT_VALUE_IDENTITY = struct.Struct("=i4xqq")
+#: The bytes of a client value's header that tell it from any other: client_id (and
+#: the padding after it) and the timestamp.
+CLIENT_VALUE_IDENTITY_SIZE = _CLIENT_VALUE_IDENTITY.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,37 +79,75 @@ def unpack_client_value_untrusted(data: bytes) -> OriginalClientValue | None:
     return OriginalClientValue(client_id, tv_sec, tv_usec, bytes(data[CLIENT_VALUE_HEADER_SIZE:]))
 
 
+def pack_client_value_identity(client_id: int, tv_sec: int, tv_usec: int) -> bytes:
+    """The first :data:`CLIENT_VALUE_IDENTITY_SIZE` bytes of the header of such a value
+    (padding zero, as every value kpaxos-client sends has it)."""
+    return _CLIENT_VALUE_IDENTITY.pack(client_id, tv_sec, tv_usec)
+
+
+@functools.lru_cache(maxsize=8)
+def _values_of_size(size: int) -> struct.Struct:
+    # The identity and size of a value of ``size`` payload bytes, skipping the payload.
+    return struct.Struct(f"={CLIENT_VALUE_IDENTITY_SIZE}sQ{size}x")
+
+
 def split_client_values_untrusted(
     data: bytes | bytearray | memoryview, max_size: int
-) -> tuple[list[tuple[int, int, int, int]], int]:
+) -> tuple[Sequence[bytes], Sequence[int], int]:
     """The original client values at the start of ``data``, back to back.
 
     A stream of decided client values (the learner device in stream mode) carries
     them without separators: each header says how many payload bytes follow.
 
     Returns:
-        ``(client_id, tv_sec, tv_usec, size)`` of every whole value, in order, and the
-        number of bytes they take (a value cut short at the end is left for later).
+        The identity (the header's first :data:`CLIENT_VALUE_IDENTITY_SIZE` bytes as
+        they are: client_id, padding, timestamp) and the size of every whole value, in
+        order, and the number of bytes they take (a value cut short at the end is
+        left for later).
 
     Raises:
         ValueError: a header announces more than ``max_size`` payload bytes: what
             follows is not a stream of such values.
     """
-    unpack = _CLIENT_VALUE_HEAD.unpack_from
-    headers: list[tuple[int, int, int, int]] = []
+    # A stream usually holds values of one size, the largest: one C loop takes them
+    # all, and one count proves that each header said so (else the walk below
+    # starts over, header by header).
+    stride = CLIENT_VALUE_HEADER_SIZE + max_size
+    whole = len(data) - len(data) % stride
+    if whole:
+        identities: tuple[bytes, ...]
+        sizes: tuple[int, ...]
+        identities, sizes = zip(*_values_of_size(max_size).iter_unpack(data[:whole]),
+                                strict=True)
+        if sizes.count(max_size) == len(sizes):
+            if len(data) - whole < CLIENT_VALUE_HEADER_SIZE:
+                return identities, sizes, whole
+            return _walk(data, max_size, whole, list(identities), list(sizes))
+    return _walk(data, max_size, 0, [], [])
+
+
+def _walk(
+    data: bytes | bytearray | memoryview,
+    max_size: int,
+    offset: int,
+    identities: list[bytes],
+    sizes: list[int],
+) -> tuple[list[bytes], list[int], int]:
+    """:func:`split_client_values_untrusted` from ``offset`` on, header by header,
+    after the values already found there."""
+    unpack = _values_of_size(0).unpack_from
     end = len(data)
-    offset = 0
     while offset + CLIENT_VALUE_HEADER_SIZE <= end:
-        header = unpack(data, offset)
-        size = header[3]
+        identity, size = unpack(data, offset)
         if size > max_size:
             raise ValueError(f"a client value header at byte {offset} announces {size} bytes")
         following = offset + CLIENT_VALUE_HEADER_SIZE + size
         if following > end:
             break
-        headers.append(header)
+        identities.append(identity)
+        sizes.append(size)
         offset = following
-    return headers, offset
+    return identities, sizes, offset
 
 
 def parse_client_value_with_construct(data: bytes) -> OriginalClientValue | None:

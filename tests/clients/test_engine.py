@@ -8,7 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clients.engine import ClientEngine, Latencies
-from wire.original import unpack_client_value_untrusted
+from wire.original import (
+    CLIENT_VALUE_IDENTITY_SIZE,
+    pack_client_value_identity,
+    unpack_client_value_untrusted,
+)
 
 
 def _exact_percentile(values: list[float], pct: float) -> float:
@@ -76,7 +80,11 @@ def test_the_total_counts_every_interval() -> None:
     assert 990 <= total.latencies.percentile(99) <= 1010
 
 
-def test_a_read_of_headers_moves_on_as_the_headers_one_by_one_do() -> None:
+def _identity(value: bytes) -> bytes:
+    return value[:CLIENT_VALUE_IDENTITY_SIZE]
+
+
+def test_a_read_moves_on_as_the_headers_one_by_one_do() -> None:
     one, many = (ClientEngine(base_id=10, outstanding=3, value_size=8, rng=random.Random(4))
                  for _ in range(2))
     started = one.start(5.0)
@@ -92,7 +100,72 @@ def test_a_read_of_headers_moves_on_as_the_headers_one_by_one_do() -> None:
         value for value in (one.delivered_header(*h, 5.000002) for h in headers)
         if value is not None
     ]
-    assert many.delivered_headers(headers, 5.000002) == expected
+    identities = [pack_client_value_identity(*h[:3]) for h in headers]
+    assert many.delivered_identities(identities, [8] * len(headers), 5.000002) == expected
     assert len(expected) == 3
     assert (many.total.delivered, many.total.delivered_bytes) == (3, 24)
     assert many.total.latencies.percentile(50) == one.total.latencies.percentile(50)
+
+
+def test_values_of_other_sizes_count_their_own() -> None:
+    engine = ClientEngine(base_id=0, outstanding=2, value_size=8, rng=random.Random(5))
+    first, second = engine.start(1.0)
+    # A header claiming another size, with the identity of one of ours (as the old
+    # engine, which matched client id and timestamp, counted it).
+    following = engine.delivered_identities(
+        [_identity(first), b"x" * CLIENT_VALUE_IDENTITY_SIZE, _identity(second)],
+        [3, 8, 8], 1.5)
+    assert len(following) == 2
+    assert (engine.total.delivered, engine.total.delivered_bytes) == (2, 11)
+
+
+def test_recognised_once_though_decided_twice_in_one_read() -> None:
+    engine = ClientEngine(base_id=0, outstanding=2, value_size=8, rng=random.Random(6))
+    first, _ = engine.start(1.0)
+    following = engine.delivered_identities([_identity(first)] * 3, [8] * 3, 1.5)
+    assert len(following) == 1
+    assert engine.delivered_identities([_identity(first)], [8], 1.6) == []
+    assert engine.total.delivered == 1
+
+
+def test_a_slots_stamps_never_repeat_though_the_clock_stands_still_or_goes_back() -> None:
+    engine = ClientEngine(base_id=0, outstanding=1, value_size=8, rng=random.Random(7))
+    (value,) = engine.start(100.0)
+    seen = set()
+    for now in (100.0, 100.0, 99.0, 100.0000001):
+        v = unpack_client_value_untrusted(value)
+        assert v is not None
+        seen.add((v.tv_sec, v.tv_usec))
+        (value,) = engine.delivered_identities([_identity(value)], [8], now)
+    assert len(seen) == 4
+    assert engine.total.delivered == 4
+
+
+def test_values_not_seen_are_resent_as_they_were_and_timed_from_the_first_send() -> None:
+    engine = ClientEngine(base_id=0, outstanding=2, value_size=8, rng=random.Random(8),
+                          resend_after=1.0)
+    first, second = engine.start(10.0)
+    assert engine.next_resend_at() == 11.0
+    (third,) = engine.delivered_identities([_identity(second)], [8], 10.5)
+    assert engine.due_resends(10.9) == []
+    assert engine.due_resends(11.0) == [first]
+    assert engine.next_resend_at() == 11.5  # the third, sent at 10.5
+    assert engine.due_resends(11.6) == [third]
+    assert engine.next_resend_at() == 12.0  # the first, resent at 11.0
+    assert engine.interval.resent == 2
+    engine.take_interval()
+    engine.delivered_identities([_identity(first)], [8], 12.0)
+    assert engine.interval.latencies.low == 2_000_000  # since the first send, at 10.0
+    assert engine.due_resends(12.0) == []  # the first is decided; the third was resent
+    assert engine.due_resends(12.6) == [third]
+
+
+def test_repeated_latencies_count_as_added_one_by_one() -> None:
+    one, many = Latencies(), Latencies()
+    for us, count in ((5.0, 3), (1e6, 1), (250.5, 7)):
+        for _ in range(count):
+            one.add(us)
+        many.add_repeated(us, count)
+    assert (one.count, one.total, one.low, one.high) == (
+        many.count, many.total, many.low, many.high)
+    assert one.buckets == many.buckets
