@@ -310,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="values the client keeps in flight (default: 1)")
     parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
                         help="payload bytes of each value (default: 64)")
-    parser.add_argument("-b", "--values-per-datagram", type=int, default=1, metavar="N",
+    parser.add_argument("-b", "--values-per-datagram", type=int, default=0, metavar="N",
                         help="the client sends up to N values per CLIENT_VALUE datagram, as a "
-                             "batch (default: 1, as the original client)")
+                             "batch; 1: one value per datagram, as the original client; 0: "
+                             "the values ready at once, as many as fit one unfragmented "
+                             "datagram, as a TCP client's writes share segments (default: 0)")
     parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
                         help="how long to drive the cluster (default: 10)")
     parser.add_argument("--no-device", action="store_true",

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clients.client import datagram_sender, pack_batch_of_one_size
+from kpaxosd.endpoint import IPV4_UDP_HEADERS, path_mtu
 from wire import ClientValue, decode_untrusted
 from wire.batch import build_with_construct, pack_batch, unpack_batch_untrusted
 
@@ -79,3 +80,23 @@ def test_one_value_per_datagram_goes_unbatched(
     send_all = datagram_sender(client, lambda datagram: datagram, proposer.getsockname(), 1)
     send_all([b"a" * 40, b"b" * 40])
     assert _received(proposer, 2) == [[b"a" * 40], [b"b" * 40]]
+
+
+def test_b0_fills_datagrams_to_the_path_mtu(sockets: tuple[socket.socket, socket.socket]) -> None:
+    proposer, client = sockets
+    address = proposer.getsockname()
+    send_all = datagram_sender(client, lambda datagram: datagram, address, 0)
+    values = [i.to_bytes(4, "big") * 24 for i in range(1000)]
+    send_all(values)
+    room = path_mtu(address)
+    assert room is not None
+    received: list[bytes] = []
+    while len(received) < len(values):
+        datagram = proposer.recv(65536)
+        assert len(datagram) <= room - IPV4_UDP_HEADERS
+        message = decode_untrusted(datagram)
+        assert isinstance(message, ClientValue)
+        batch = unpack_batch_untrusted(message.value)
+        assert batch is not None and len(batch) > 100  # no count limit, only the room
+        received.extend(batch)
+    assert received == values
