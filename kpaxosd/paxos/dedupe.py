@@ -14,6 +14,7 @@ gives the same answers:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict, deque
 
 from wire.identity import Origin, is_original_origin
@@ -59,13 +60,24 @@ class _ClientSeqs:
 
 
 class _ClientStamps:
-    """An original client: its values' timestamps, exactly, the last ``window`` of them."""
+    """An original client: its values' timestamps, exactly, the last ``window`` of them.
 
-    __slots__ = ("order", "seen")
+    ``order`` holds them in the order they came. A client's clock runs forward, so
+    they mostly come increasing: while ``order`` increases, a timestamp above its last
+    is new and one at or below it is looked up by bisection, with no set at all. A
+    set of the last 1000 timestamps of each of 1000 clients is a million entries
+    visited at random, a cache miss or more for every value; ``order`` is visited at
+    its two ends only. Once a timestamp comes out of order, ``seen`` holds the
+    timestamps of ``order`` as a set until ``order`` increases again throughout
+    (``run``: how many of its last timestamps increase).
+    """
+
+    __slots__ = ("order", "run", "seen")
 
     def __init__(self) -> None:
         self.order: deque[int] = deque()
-        self.seen: set[int] = set()
+        self.seen: set[int] | None = None
+        self.run = 0
 
 
 _Client = _ClientSeqs | _ClientStamps
@@ -110,6 +122,35 @@ class OriginFilter:
             return self._first_stamp(client, seq)
         return self._first_seq(client, seq)
 
+    def first_times(self, origins: list[Origin | None]) -> list[bool]:
+        """:meth:`first_time` of each origin in turn; a value without one (None) is
+        always new. A learner asks this for every client value of a decided batch:
+        the common case (an original client seen before) is inlined."""
+        answers: list[bool] = []
+        append = answers.append
+        clients, window = self._clients, self._window
+        get, to_end = clients.get, clients.move_to_end
+        for origin in origins:
+            if origin is None:
+                append(True)
+                continue
+            client_id, seq = origin
+            client = get(client_id)
+            if not isinstance(client, _ClientStamps):
+                append(self.first_time(client_id, seq))
+                continue
+            to_end(client_id)
+            order = client.order
+            if client.seen is None and order and seq > order[-1]:
+                # The common case of _first_stamp: a clock that runs forward.
+                order.append(seq)
+                if len(order) > window:
+                    order.popleft()
+                append(True)
+            else:
+                append(self._first_stamp(client, seq))
+        return answers
+
     def _remember(self, client_id: int, client: _Client) -> _Client:
         self._clients[client_id] = client
         if len(self._clients) > self._max_clients:
@@ -117,12 +158,27 @@ class OriginFilter:
         return client
 
     def _first_stamp(self, client: _ClientStamps, stamp: int) -> bool:
-        if stamp in client.seen:
+        order, seen = client.order, client.seen
+        if seen is None:
+            if order and stamp <= order[-1]:
+                at = bisect_left(order, stamp)
+                if order[at] == stamp:
+                    return False
+                # Out of order: a set until the timestamps increase again.
+                seen = client.seen = set(order)
+                client.run = 0
+        elif stamp in seen:
             return False
-        client.seen.add(stamp)
-        client.order.append(stamp)
-        if len(client.order) > self._window:
-            client.seen.discard(client.order.popleft())
+        if seen is not None:
+            seen.add(stamp)
+            client.run = client.run + 1 if order and stamp > order[-1] else 1
+        order.append(stamp)
+        if len(order) > self._window:
+            forgotten = order.popleft()
+            if seen is not None:
+                seen.discard(forgotten)
+        if seen is not None and client.run >= len(order):
+            client.seen = None
         return True
 
     def _first_seq(self, seqs: _ClientSeqs, seq: int) -> bool:
