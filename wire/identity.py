@@ -87,8 +87,9 @@ def origin_untrusted(value: bytes) -> Origin | None:
     return None
 
 
-def origins_untrusted(values: Iterable[bytes]) -> list[Origin | None]:
-    """:func:`origin_untrusted` of each of ``values``, in order, in one pass.
+def origins_untrusted(values: Iterable[bytes]) -> tuple[list[Origin | None], bool]:
+    """:func:`origin_untrusted` of each of ``values``, in order, in one pass, and
+    whether every one is an original value (delivered whole, with an origin).
 
     A learner reads the origin of every client value of every decided batch. Most
     are original values: their header is read first, and an envelope is told by
@@ -96,22 +97,26 @@ def origins_untrusted(values: Iterable[bytes]) -> list[Origin | None]:
     """
     origins: list[Origin | None] = []
     append = origins.append
+    all_original = True
     original_head, envelope_magic_id = _ORIGINAL_HEAD_UNSIGNED.unpack_from, _ENVELOPE_MAGIC_ID
     header_size, usec_per_sec = CLIENT_VALUE_HEADER_SIZE, _USEC_PER_SEC
     for value in values:
         size = len(value)
-        if size < header_size:
-            append(origin_untrusted(value))
-            continue
-        client_id, tv_sec, tv_usec, length = original_head(value)
-        if client_id == envelope_magic_id:
-            append(origin_untrusted(value))
-        elif length == size - header_size and 0 <= tv_usec < usec_per_sec:
-            # client_id read unsigned: (client_id & 0xFFFFFFFF) of the signed field.
-            append((-1 - client_id, tv_sec * usec_per_sec + tv_usec))
-        else:
-            append(None)
-    return origins
+        if size >= header_size:
+            client_id, tv_sec, tv_usec, length = original_head(value)
+            if client_id == envelope_magic_id:
+                pass
+            elif length == size - header_size and 0 <= tv_usec < usec_per_sec:
+                # client_id read unsigned: (client_id & 0xFFFFFFFF) of the signed field.
+                append((-1 - client_id, tv_sec * usec_per_sec + tv_usec))
+                continue
+            else:
+                append(None)
+                all_original = False
+                continue
+        append(origin_untrusted(value))
+        all_original = False
+    return origins, all_original
 
 
 def identify_fast_untrusted(value: bytes) -> tuple[Origin | None, bytes]:

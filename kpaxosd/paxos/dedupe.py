@@ -136,7 +136,7 @@ class OriginFilter:
                 continue
             client_id, seq = origin
             client = get(client_id)
-            if not isinstance(client, _ClientStamps):
+            if type(client) is not _ClientStamps:
                 append(self.first_time(client_id, seq))
                 continue
             to_end(client_id)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import cast
 
 from kpaxosd.paxos.ballots import MAX_U32
 from kpaxosd.paxos.cluster import Address, Cluster
@@ -248,12 +247,10 @@ class Learner:
         items = unpack_batch_untrusted(value)
         if items is None:
             items = [value]
-        origins = origins_untrusted(items)
+        origins, all_original = origins_untrusted(items)
         firsts = self._origins.first_times(origins)
-        # Only original values, all new (the common case): each is delivered whole.
-        # The highest origin is below 0 when every one is an original value's.
-        if (False not in firsts and None not in origins
-                and max(cast("list[Origin]", origins))[0] < 0):
+        if all_original and all(firsts):
+            # Only original values, all new (the common case): each delivered whole.
             values, kept = items, origins
         else:
             values, kept = self._admitted(items, origins, firsts)
