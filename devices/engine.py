@@ -364,7 +364,9 @@ class Engine:
             return
         request._state = _RequestState.ANSWERED
         self._pending.pop(request.unique, None)
-        self._send(OUT_HEADER.pack(OUT_HEADER.size + len(body), error, request.unique) + body)
+        # Header and body in one writev: one message, without copying the body (a
+        # learner read's can be 128 KiB) behind the header first.
+        self._send(OUT_HEADER.pack(OUT_HEADER.size + len(body), error, request.unique), body)
 
     def notify_poll(self, kh: int) -> None:
         """FUSE_NOTIFY_POLL for the kernel's poll handle ``kh``."""
@@ -372,12 +374,16 @@ class Engine:
         self._send(OUT_HEADER.pack(OUT_HEADER.size + 8, NotifyCode.POLL, 0)
                    + INTERRUPT_IN.pack(kh))
 
-    def _send(self, message: bytes) -> None:
+    def _send(self, message: bytes, body: bytes = b"") -> None:
+        """Write ``message`` and ``body`` after it, as one message."""
         # Called from ValueLog listeners and tasks: must never raise.
         if self._closed:
             return
         try:
-            os.write(self._fd, message)
+            if body:
+                os.writev(self._fd, (message, body))
+            else:
+                os.write(self._fd, message)
         except OSError as exc:
             # ENOENT: the kernel no longer waits for that request (its caller is gone);
             # ENODEV: the connection is gone. Both are normal around signals and exit.

@@ -33,7 +33,10 @@ import enum
 import errno
 import logging
 import select
+from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterable
+from itertools import accumulate, islice
 
 import trio
 
@@ -248,7 +251,21 @@ class LearnerHandle:
             if room < size and log.is_gap(index):
                 break  # what came before the gap now, its error on the next read
             # Values come a slice at a time; only the first slice can be too far behind.
-            for value in log.values_from(index, _TAKE_CHUNK):
+            chunk = log.values_from(index, _TAKE_CHUNK)
+            rest: Iterable[bytes] = chunk
+            if offset == 0:
+                # The whole values that fit, found without a turn per value: under
+                # load a read takes hundreds of values, all of them whole.
+                ends = list(accumulate(map(len, chunk)))
+                whole = bisect_right(ends, room)
+                if whole:
+                    pieces.extend(chunk[:whole])
+                    room -= ends[whole - 1]
+                    index += whole
+                    rest = islice(chunk, whole, None)
+            for value in rest:
+                if room == 0:
+                    break
                 length = len(value)
                 if offset == 0 and length <= room:
                     pieces.append(value)

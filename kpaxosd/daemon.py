@@ -8,6 +8,7 @@ import random
 import signal
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -326,17 +327,20 @@ class Daemon:
                 continue
             if not isinstance(effect, Deliver):
                 continue
-            iid, value = effect.iid, effect.value
+            iid, delivered = effect.iid, effect.values
+            size = sum(map(len, delivered))
             if debug:
-                log.debug("instance %d decided %d bytes", iid, len(value))
+                log.debug("instance %d decided %d values, %d bytes", iid, len(delivered), size)
             if iid != decided.last_iid:
                 decided.instances += 1
                 decided.last_iid = iid
-            iids.append(iid)
-            values.append(value)
-            decided.bytes += len(value)
-            if proposals is not None and effect.origin is not None:
-                proposals.decided(iid, effect.origin)
+            iids.extend(repeat(iid, len(delivered)))
+            values.extend(delivered)
+            decided.bytes += size
+            # Only the daemon's own proposals (device writes) wait for their origins.
+            if proposals is not None and proposals.outstanding:
+                for origin in effect.origins:
+                    proposals.decided(iid, origin)
             if kclient is not None:
                 kclient.delivered(effect)
         self._append(iids, values)

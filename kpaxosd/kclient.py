@@ -50,11 +50,13 @@ class KClient:
     def delivered(self, effect: Deliver) -> None:
         # The engine recognises its own values by client id and timestamp; anything
         # else (a device writer's value, another client's) passes by.
-        value = unpack_client_value_untrusted(effect.value)
-        if value is not None:
-            following = self.engine.delivered(value, time.time())
-            if following is not None:
-                self._propose(following)
+        engine = self.engine
+        for delivered in effect.values:
+            value = unpack_client_value_untrusted(delivered)
+            if value is not None:
+                following = engine.delivered(value, time.time())
+                if following is not None:
+                    self._propose(following)
 
     async def run(self) -> None:
         """Keep values in flight and print a line a second until cancelled."""

@@ -89,6 +89,17 @@ def unpack_batch_untrusted(value: bytes) -> list[bytes] | None:
     # (and is refused before building a list of that size).
     if count == 0 or count > (size - BATCH_OVERHEAD) // ITEM_OVERHEAD:
         return None
+    (first,) = _LENGTH.unpack_from(value, BATCH_OVERHEAD)
+    stride = ITEM_OVERHEAD + first
+    if count * stride == size - BATCH_OVERHEAD:
+        # Maybe items all of one size (a client's values usually are): then every
+        # length word, a stride apart, is the first one's, a byte at a time.
+        word = value[BATCH_OVERHEAD:BATCH_OVERHEAD + ITEM_OVERHEAD]
+        if all(value[BATCH_OVERHEAD + k::stride] == word[k:k + 1] * count
+               for k in range(ITEM_OVERHEAD)):
+            begin = BATCH_OVERHEAD + ITEM_OVERHEAD
+            starts = range(begin, begin + count * stride, stride)
+            return [value[start:start + first] for start in starts]
     unpack = _LENGTH.unpack_from
     items: list[bytes] = []
     offset = BATCH_OVERHEAD

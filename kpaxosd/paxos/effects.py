@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kpaxosd.paxos.cluster import Address
+from wire.identity import Origin
 from wire.messages import Message
 
 
@@ -16,23 +17,25 @@ class Send:
     msg: Message
 
 
-# Not frozen: one is made per delivered value, and a frozen dataclass's __init__
-# costs three times as much. Nobody changes one after it is made.
+# Not frozen: a frozen dataclass's __init__ costs three times as much, and one is made
+# per decided instance. Nobody changes one after it is made.
 @dataclass(slots=True)
 class Deliver:
-    """Instance ``iid`` decided ``value``: an envelope's payload, any other value whole.
+    """Instance ``iid`` decided the client values ``values``, to deliver in order.
 
-    An instance that decided a batch (:mod:`wire.batch`) gives one Deliver per client
-    value in it, in the batch's order, all with the instance's ``iid``.
+    An instance that decided a batch (:mod:`wire.batch`) gives one Deliver with every
+    client value in it that was not delivered before, in the batch's order; any other
+    value gives one Deliver of one value. Each value is an envelope's payload, any
+    other value whole. An instance whose values were all delivered before gives none.
 
-    ``origin`` is the value's identity (:mod:`wire.identity`): an envelope's
-    (client_id, seq), an original ``struct client_value``'s client id and timestamp
-    (first element below 0), None for a value without identity.
+    ``origins[k]`` is the identity of ``values[k]`` (:mod:`wire.identity`): an
+    envelope's (client_id, seq), an original ``struct client_value``'s client id and
+    timestamp (first element below 0), None for a value without identity.
     """
 
     iid: int
-    value: bytes
-    origin: tuple[int, int] | None
+    values: list[bytes]
+    origins: list[Origin | None]
 
 
 @dataclass(frozen=True, slots=True)

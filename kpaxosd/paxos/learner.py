@@ -36,7 +36,8 @@ from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
-from wire.identity import identify_fast_untrusted
+from wire.envelope import ENVELOPE_OVERHEAD
+from wire.identity import Origin, origins_untrusted
 from wire.messages import (
     Accepted,
     AcceptorState,
@@ -241,32 +242,39 @@ class Learner:
         if value == NOOP:
             self.noops += 1
             return
+        # A batch: each client value in it is a value of its own, in order. This runs
+        # for every client value under load: a pass per step, each bound locally.
         items = unpack_batch_untrusted(value)
         if items is None:
-            self._deliver_one(iid, value)
-            return
-        # A batch: each client value in it is a value of its own, in order. The same
-        # as _deliver_one, inlined: this runs for every value under load.
-        add, first_time = self._out.add, self._origins.first_time
-        delivered = 0
-        for item in items:
-            if item == NOOP:
-                continue
-            origin, payload = identify_fast_untrusted(item)
-            if origin is not None and not first_time(*origin):
-                self.duplicates += 1
-                continue
-            add(Deliver(iid, payload, origin))
-            delivered += 1
-        self.deliveries += delivered
+            items = [value]
+        origins, all_original = origins_untrusted(items)
+        firsts = self._origins.first_times(origins)
+        if all_original and all(firsts):
+            # Only original values, all new (the common case): each delivered whole.
+            values, kept = items, origins
+        else:
+            values, kept = self._admitted(items, origins, firsts)
+        if values:
+            self.deliveries += len(values)
+            self._out.add(Deliver(iid, values, kept))
 
-    def _deliver_one(self, iid: int, value: bytes) -> None:
-        origin, payload = identify_fast_untrusted(value)
-        if origin is not None and not self._origins.first_time(*origin):
-            self.duplicates += 1
-            return
-        self._out.add(Deliver(iid, payload, origin))
-        self.deliveries += 1
+    def _admitted(
+        self, items: list[bytes], origins: list[Origin | None], firsts: list[bool]
+    ) -> tuple[list[bytes], list[Origin | None]]:
+        """What readers get of the new ones of ``items``, and their origins."""
+        values: list[bytes] = []
+        kept: list[Origin | None] = []
+        for item, origin, first in zip(items, origins, firsts, strict=True):
+            if not first:
+                self.duplicates += 1
+            elif origin is None:
+                if item:  # an empty item is no value (a no-op)
+                    values.append(item)
+                    kept.append(None)
+            else:
+                values.append(item if origin[0] < 0 else item[ENVELOPE_OVERHEAD:])
+                kept.append(origin)
+        return values, kept
 
     def _give_up_through(self, trim_iid: int) -> None:
         """Skip to after ``trim_iid`` if we still need anything up to it (Trimmed)."""

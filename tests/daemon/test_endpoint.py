@@ -35,7 +35,7 @@ async def _run_cluster(local_learner_on_bus: bool) -> tuple[dict[str, UdpEndpoin
         done = trio.Event()
 
         def deliver(effects: list[Effect]) -> None:
-            decided.extend(e.value for e in effects if isinstance(e, Deliver))
+            decided.extend(v for e in effects if isinstance(e, Deliver) for v in e.values)
             if len(decided) == 2:
                 done.set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import random
 import select
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -91,6 +92,28 @@ def test_any_read_size_sees_the_same_bytes(size: int) -> None:
         assert request.answer is not None
         data += request.answer[1]
     assert data == b"".join(values)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reads_of_any_sizes_fill_up_and_see_the_same_bytes_across_many_values(
+    seed: int,
+) -> None:
+    """More values than a read fetches from the log at a time, of sizes 0 to 40, read
+    with sizes from 1 byte to more than all of them: each read is as full as it can
+    be, and together they are the values' bytes."""
+    rng = random.Random(seed)
+    values = [rng.randbytes(rng.choice([0, 1, 5, 40])) for _ in range(3000)]
+    expected = b"".join(values)
+    handle = reader(filled(*values))
+    data = b""
+    while len(data) < len(expected):
+        size = rng.choice([1, 7, 40, 41, 1000, 30_000, 200_000])
+        request = read(handle, size, nonblocking=True)
+        assert request.answer is not None and request.answer[0] == "data"
+        assert len(request.answer[1]) == min(size, len(expected) - len(data))
+        data += request.answer[1]
+    assert data == expected
+    assert read(handle, 1, nonblocking=True).answer == ("error", errno.EAGAIN)
 
 
 def test_every_reader_starts_at_the_oldest_retained_value() -> None:

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+from collections import OrderedDict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kpaxosd.paxos.dedupe import OriginFilter, RecentOrigins
+from wire.identity import Origin
 
 
 def test_first_time_only() -> None:
@@ -69,3 +75,99 @@ def test_recent_origins_keep_at_least_the_last_half_and_at_most_n() -> None:
     # The last two stay; older ones go, and never more than four are held.
     assert ((7, 7) in recent, (7, 8) in recent, (1, 2) in recent) == (True, True, False)
     assert len(recent) <= 4
+
+
+class _ExactStamps:
+    """What OriginFilter promises for original clients, the slow obvious way: per
+    client the last ``window`` timestamps recorded, least recently seen clients go."""
+
+    def __init__(self, max_clients: int, window: int) -> None:
+        self.clients: OrderedDict[int, list[int]] = OrderedDict()
+        self.max_clients, self.window = max_clients, window
+
+    def first_time(self, client_id: int, stamp: int) -> bool:
+        stamps = self.clients.setdefault(client_id, [])
+        self.clients.move_to_end(client_id)
+        if len(self.clients) > self.max_clients:
+            self.clients.popitem(last=False)
+        if stamp in stamps:
+            return False
+        stamps.append(stamp)
+        del stamps[: -self.window]
+        return True
+
+
+# Few clients and timestamps, mostly rising as a clock does, sometimes going back.
+_stamp_runs = st.lists(
+    st.tuples(
+        st.integers(-3, -1), st.sampled_from([0, 1, 1, 2]), st.integers(0, 9), st.booleans()
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300)
+@given(
+    _stamp_runs,
+    st.integers(1, 5),
+    st.integers(1, 3),
+    # Clocks near 0, or crossing the largest timestamp that 64 bits hold.
+    st.sampled_from([0, 2**63 - 8, -(2**63) - 4]),
+)
+def test_original_clients_keep_exactly_their_last_window_of_stamps(
+    steps: list[tuple[int, int, int, bool]], window: int, max_clients: int, start: int
+) -> None:
+    """One filter asked a value at a time, one a batch at a time (a batch ends where
+    a step says so), both as the obvious model answers."""
+    single = OriginFilter(max_clients=max_clients, window=window)
+    batched = OriginFilter(max_clients=max_clients, window=window)
+    exact = _ExactStamps(max_clients, window)
+    clocks = {-1: start, -2: start, -3: start}
+    batch: list[Origin | None] = []
+    expected: list[bool] = []
+    for client, forward, back, batch_ends in steps:
+        # A clock that mostly runs forward, now and then stepped back.
+        clocks[client] += forward
+        stamp = clocks[client] - (back if back > 3 else 0)
+        answer = exact.first_time(client, stamp)
+        assert single.first_time(client, stamp) == answer
+        batch.append((client, stamp))
+        expected.append(answer)
+        if batch_ends:
+            assert batched.first_times(batch) == expected
+            batch, expected = [], []
+    assert batched.first_times(batch) == expected
+
+
+_origins = st.one_of(
+    st.none(),
+    st.tuples(st.integers(-3, 3), st.integers(0, 12)),
+)
+
+
+@given(st.lists(st.lists(_origins, max_size=12), max_size=12), st.integers(1, 4))
+def test_first_times_is_first_time_of_each(batches: list[list[Origin | None]], window: int) -> None:
+    batched = OriginFilter(max_clients=4, window=window)
+    single = OriginFilter(max_clients=4, window=window)
+    for origins in batches:
+        expected = [o is None or single.first_time(*o) for o in origins]
+        assert batched.first_times(origins) == expected
+
+
+def test_a_client_whose_clock_went_back_is_told_apart_exactly_then_fast_again() -> None:
+    f = OriginFilter(max_clients=10, window=4)
+    for stamp in (10, 20, 30, 40):
+        assert f.first_time(-1, stamp)
+    assert not f.first_time(-1, 20)  # a resend, found among increasing stamps
+    assert f.first_time(-1, 15)  # the clock went back: new
+    assert not f.first_time(-1, 15)
+    client = f._clients[-1]
+    assert client.ring is None  # type: ignore[union-attr]
+    for stamp in (50, 60, 70, 80):  # 15 leaves the window: increasing throughout
+        assert f.first_time(-1, stamp)
+    assert client.ring is not None  # type: ignore[union-attr]
+    assert not f.first_time(-1, 60)
+    assert f.first_time(-1, 40)  # forgotten: only the last 4 are remembered
+    for stamp in (90, 100, 110, 120, 130):
+        assert f.first_time(-1, stamp)
+    assert f.first_time(-1, 90)  # forgotten again, while the clock ran forward

@@ -81,7 +81,7 @@ def test_a_resend_after_a_lost_delivery_is_decided_once(value: bytes) -> None:
     # The learner finds instance 1 with its keepalive's probe; nothing else is decided.
     net.advance(6.0)
     assert instances_holding(net, value) == {1}
-    assert net.delivered[LEARNER] == [Deliver(1, identified.payload, identified.origin)]
+    assert net.delivered[LEARNER] == [Deliver(1, [identified.payload], [identified.origin])]
     assert net.nodes[LEARNER].statistics().duplicates == 0
 
 

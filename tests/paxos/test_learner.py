@@ -65,7 +65,7 @@ def test_a_majority_at_one_ballot_decides() -> None:
     learner.on_accepted(Accepted(1, 1, 20, 20, b"v"), 0.0)  # a duplicate
     assert delivered(out) == []
     learner.on_accepted(Accepted(2, 1, 20, 20, b"v"), 0.0)
-    assert delivered(out) == [Deliver(1, b"v", None)]
+    assert delivered(out) == [Deliver(1, [b"v"], [None])]
     assert learner.next_iid == 2
 
 
@@ -74,7 +74,7 @@ def test_value_ballot_is_what_counts() -> None:
     learner, out = make(catch_up=True)
     learner.on_accepted(Accepted(0, 1, 30, 10, b"v"), 0.0)
     learner.on_accepted(Accepted(1, 1, 40, 10, b"v"), 0.0)
-    assert delivered(out) == [Deliver(1, b"v", None)]
+    assert delivered(out) == [Deliver(1, [b"v"], [None])]
 
 
 def test_one_ballot_two_values_decides_nothing() -> None:
@@ -103,9 +103,9 @@ def test_delivery_waits_for_the_hole_and_keeps_order() -> None:
     assert delivered(out) == []
     vote(learner, 1, b"a")
     assert delivered(out) == [
-        Deliver(1, b"a", None),
-        Deliver(2, b"b", None),
-        Deliver(3, b"c", None),
+        Deliver(1, [b"a"], [None]),
+        Deliver(2, [b"b"], [None]),
+        Deliver(3, [b"c"], [None]),
     ]
     vote(learner, 2, b"b", aids=(2,))  # late news of a delivered instance
     assert delivered(out) == []
@@ -117,7 +117,7 @@ def test_without_catch_up_delivery_starts_at_the_first_instance_heard_of() -> No
     vote(learner, 7, b"g")
     vote(learner, 6, b"f")  # before the start: never delivered
     vote(learner, 8, b"h")
-    assert delivered(out) == [Deliver(7, b"g", None), Deliver(8, b"h", None)]
+    assert delivered(out) == [Deliver(7, [b"g"], [None]), Deliver(8, [b"h"], [None])]
 
 
 def test_a_hole_gets_a_repeat_of_what_is_missing_after_the_interval() -> None:
@@ -155,7 +155,7 @@ def test_no_repeat_while_instances_keep_being_decided() -> None:
     vote(learner, 1, b"a", aids=(1,), now=0.05)
     vote(learner, 2, b"b", aids=(0,), now=0.05)
     learner.handle_timer(0.1)
-    assert out.drain() == [Deliver(1, b"a", None)]
+    assert out.drain() == [Deliver(1, [b"a"], [None])]
 
 
 def test_catch_up_continues_while_history_comes() -> None:
@@ -183,10 +183,10 @@ def test_duplicate_origins_are_delivered_once() -> None:
     vote(learner, 4, b"raw")
     vote(learner, 5, b"raw")  # raw values carry no origin: always delivered
     assert delivered(out) == [
-        Deliver(1, b"x", (5, 1)),
-        Deliver(3, b"y", (5, 2)),
-        Deliver(4, b"raw", None),
-        Deliver(5, b"raw", None),
+        Deliver(1, [b"x"], [(5, 1)]),
+        Deliver(3, [b"y"], [(5, 2)]),
+        Deliver(4, [b"raw"], [None]),
+        Deliver(5, [b"raw"], [None]),
     ]
     assert (learner.deliveries, learner.duplicates) == (4, 1)
 
@@ -233,7 +233,7 @@ def test_an_original_value_is_delivered_whole_and_once() -> None:
     learner, out = make(catch_up=True)
     vote(learner, 1, value)
     vote(learner, 2, value)  # a resend decided again (a restarted proposer, say)
-    assert delivered(out) == [Deliver(1, value, origin)]
+    assert delivered(out) == [Deliver(1, [value], [origin])]
     assert (learner.deliveries, learner.duplicates) == (1, 1)
 
 
@@ -244,7 +244,7 @@ def test_the_noop_fills_a_hole_and_is_not_delivered() -> None:
                       on_decided=lambda iid, value: seen.append((iid, value)))
     vote(learner, 2, b"b")
     vote(learner, 1, NOOP)
-    assert delivered(out) == [Deliver(2, b"b", None)]
+    assert delivered(out) == [Deliver(2, [b"b"], [None])]
     assert (learner.noops, learner.deliveries, learner.next_iid) == (1, 1, 3)
     assert seen == [(1, b""), (2, b"b")]  # every decision, in order, delivered or not
 
@@ -265,7 +265,7 @@ def test_trim_points_of_enough_acceptors_give_the_history_up() -> None:
     assert out.drain() == [Trimmed(2, 5)]
     assert (learner.next_iid, learner.trimmed) == (5, 3)
     vote(learner, 5, b"e")
-    assert delivered(out) == [Deliver(5, b"e", None), Deliver(6, b"f", None)]
+    assert delivered(out) == [Deliver(5, [b"e"], [None]), Deliver(6, [b"f"], [None])]
     learner.on_acceptor_state(AcceptorState(1, 3))  # old news
     learner.on_acceptor_state(AcceptorState(2, 6))  # nothing left to give up
     assert out.drain() == []
@@ -298,11 +298,11 @@ def test_trim_every_keeps_the_last_trim_every_instances() -> None:
         vote(learner, iid, b"x")
     assert [e for e in out.drain() if isinstance(e, Send)] == []
     vote(learner, 4, b"x")  # delivered 4: the acceptors may forget 1 and 2
-    assert out.drain() == [Deliver(4, b"x", None), *to_all(Trim(2))]
+    assert out.drain() == [Deliver(4, [b"x"], [None]), *to_all(Trim(2))]
     vote(learner, 5, b"x")
-    assert out.drain() == [Deliver(5, b"x", None)]
+    assert out.drain() == [Deliver(5, [b"x"], [None])]
     vote(learner, 6, b"x")
-    assert out.drain() == [Deliver(6, b"x", None), *to_all(Trim(4))]
+    assert out.drain() == [Deliver(6, [b"x"], [None]), *to_all(Trim(4))]
 
 
 def test_the_last_trim_goes_again_with_each_keepalive() -> None:
@@ -368,25 +368,23 @@ def test_an_idle_cluster_is_not_a_stuck_learner() -> None:
     )
 
 
-def test_a_decided_batch_is_one_delivery_per_client_value_in_order() -> None:
+def test_a_decided_batch_delivers_each_client_value_in_order() -> None:
     learner, out = make(catch_up=True)
     original = pack_client_value(OriginalClientValue(3, 1_500_000_000, 7, b"abc"))
     batch = pack_batch([wrap(1, 1, b"x"), b"raw", original, b"", wrap(1, 1, b"x")])
     vote(learner, 1, batch)
     # The empty item is a no-op and the second copy of (1, 1) a duplicate.
     assert delivered(out) == [
-        Deliver(1, b"x", (1, 1)),
-        Deliver(1, b"raw", None),
-        Deliver(1, original, (-4, 1_500_000_000_000_007)),
+        Deliver(1, [b"x", b"raw", original], [(1, 1), None, (-4, 1_500_000_000_000_007)]),
     ]
     assert (learner.deliveries, learner.duplicates) == (3, 1)
     # Each client value is deduplicated by its own origin, across instances too.
     vote(learner, 2, pack_batch([wrap(1, 2, b"y"), original]))
-    assert delivered(out) == [Deliver(2, b"y", (1, 2))]
+    assert delivered(out) == [Deliver(2, [b"y"], [(1, 2)])]
 
 
 def test_what_merely_looks_like_a_batch_is_delivered_whole() -> None:
     learner, out = make(catch_up=True)
     fake = MAGIC + b"\x00\x00\x00\x05" + b"short"
     vote(learner, 1, fake)
-    assert delivered(out) == [Deliver(1, fake, None)]
+    assert delivered(out) == [Deliver(1, [fake], [None])]

@@ -141,7 +141,7 @@ def test_accepted_reaches_both_learner_and_proposer() -> None:
     node.receive(Accepted(0, 1, 10, 10, b"v"), ACCEPTORS[0], 0.1)
     node.receive(Accepted(1, 1, 10, 10, b"v"), ACCEPTORS[1], 0.1)
     effects = node.pop_effects()
-    assert Deliver(1, b"v", None) in effects
+    assert Deliver(1, [b"v"], [None]) in effects
     assert Send(ACCEPTORS[1], Prepare(3, 10)) in effects  # the proposer's window slid
     stats = node.statistics()
     assert (stats.deliveries, stats.next_iid, stats.open_instances) == (1, 2, 2)
@@ -219,7 +219,8 @@ def test_a_cluster_decides_over_a_perfect_network() -> None:
     nodes[PROPOSER].receive(ClientValue(wrap(7, 2, b"v2")), OTHER, 0.0)  # a resend
     settle()
     # The values queued while the window was busy share an instance (a batch).
-    assert [(d.value, d.origin) for d in delivered] == [(b"v%d" % i, (7, i)) for i in range(5)]
+    pairs = [pair for d in delivered for pair in zip(d.values, d.origins, strict=True)]
+    assert pairs == [(b"v%d" % i, (7, i)) for i in range(5)]
     iids = [d.iid for d in delivered]
     assert iids == sorted(iids) and iids[0] == 1
 

@@ -72,9 +72,9 @@ def test_a_learner_that_fell_behind_is_told_what_it_lost() -> None:
     net.advance(0.1)
     assert net.delivered[LAGGARD] == [
         Trimmed(1, 5),
-        Deliver(5, b"v5", (1, 5)),
-        Deliver(6, b"v6", (1, 6)),
-        Deliver(7, b"v7", (1, 7)),
+        Deliver(5, [b"v5"], [(1, 5)]),
+        Deliver(6, [b"v6"], [(1, 6)]),
+        Deliver(7, [b"v7"], [(1, 7)]),
     ]
     assert net.nodes[LAGGARD].statistics().trimmed == 4
 

@@ -621,7 +621,8 @@ class Simulation:
                 host.trim_iid = effect.iid
                 host.storage = {i: p for i, p in host.storage.items() if i > effect.iid}
             elif isinstance(effect, Deliver):
-                self.observe_delivery(host, effect)
+                for value, origin in zip(effect.values, effect.origins, strict=True):
+                    self.observe_delivery(host, effect.iid, value, origin)
             elif isinstance(effect, Trimmed):
                 self.observe_trimmed(host, effect)
             else:
@@ -699,31 +700,36 @@ class Simulation:
             self._check_duplicates(host, skipped, self._items(skipped))
         life.iid, life.position = iid, 0
 
-    def observe_delivery(self, host: Host, d: Deliver) -> None:
+    def observe_delivery(
+        self, host: Host, iid: int, value: bytes, origin: Origin | None
+    ) -> None:
         life = host.life
         self.deliveries += 1
-        self.trace.update(f"{host.name} {d.iid} {d.origin}".encode())
-        if d.iid < life.iid or (d.iid == life.iid and life.position == _BEFORE_ALL):
-            raise Violation(f"{host.name} delivered iid {d.iid} after {life.iid}")
-        if d.iid > life.iid:
-            self._skip_to(host, d.iid)
-        items = self._items(d.iid)
+        self.trace.update(f"{host.name} {iid} {origin}".encode())
+        if iid < life.iid or (iid == life.iid and life.position == _BEFORE_ALL):
+            raise Violation(f"{host.name} delivered iid {iid} after {life.iid}")
+        if iid > life.iid:
+            self._skip_to(host, iid)
+        items = self._items(iid)
         rest = items[life.position :]
-        at = next((k for k, item in enumerate(rest) if item.origin == d.origin), None)
-        if d.origin is None or at is None or rest[at].payload != d.value:
-            raise Violation(f"{host.name} delivered {d!r} but {self.chosen[d.iid]!r} was chosen")
-        self._check_duplicates(host, d.iid, rest[:at])
-        if d.origin in life.origins:
-            raise Violation(f"{host.name} delivered origin {d.origin} twice")
-        if self.submitted.get(d.origin) != d.value:
-            raise Violation(f"{host.name} delivered {d!r}, which no client submitted")
-        life.origins.add(d.origin)
+        at = next((k for k, item in enumerate(rest) if item.origin == origin), None)
+        if origin is None or at is None or rest[at].payload != value:
+            raise Violation(f"{host.name} delivered {(iid, value, origin)!r} but "
+                            f"{self.chosen[iid]!r} was chosen")
+        self._check_duplicates(host, iid, rest[:at])
+        if origin in life.origins:
+            raise Violation(f"{host.name} delivered origin {origin} twice")
+        if self.submitted.get(origin) != value:
+            raise Violation(
+                f"{host.name} delivered {(iid, value, origin)!r}, which no client submitted"
+            )
+        life.origins.add(origin)
         life.position += at + 1
-        host.seen.add(d.origin)
+        host.seen.add(origin)
         self.last_delivery_at = self.now
-        if is_original_origin(d.origin):
+        if is_original_origin(origin):
             self.originals_delivered += 1
-        if self.chosen[d.iid] != self.proposed[d.origin]:
+        if self.chosen[iid] != self.proposed[origin]:
             self.batched_deliveries += 1
 
     def observe_trimmed(self, host: Host, t: Trimmed) -> None:

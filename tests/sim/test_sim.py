@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytest
 
 from kpaxosd.paxos.dedupe import OriginFilter
-from kpaxosd.paxos.learner import Learner
 from kpaxosd.paxos.proposer import Proposer
 from tests.sim.simulator import Result, Scenario, simulate
-from wire import is_original_origin
+from wire import Origin, is_original_origin
 
 # (profile, seeds): the mixed profile is the broad sweep, the others a few of each.
 SWEEPS = [
@@ -105,12 +104,14 @@ def test_the_checks_catch_an_original_value_delivered_twice(
 ) -> None:
     """Learners that forget original values (and only those) are caught delivering
     one twice: "no origin delivered twice" covers original struct values."""
-    first_time = OriginFilter.first_time
+    first_times = OriginFilter.first_times
 
-    def forgets_originals(self: OriginFilter, client_id: int, seq: int) -> bool:
-        return is_original_origin((client_id, seq)) or first_time(self, client_id, seq)
+    def forgets_originals(self: OriginFilter, origins: list[Origin | None]) -> list[bool]:
+        answers = first_times(self, origins)
+        pairs = zip(origins, answers, strict=True)
+        return [a or (o is not None and is_original_origin(o)) for o, a in pairs]
 
-    monkeypatch.setattr(OriginFilter, "first_time", forgets_originals)
+    monkeypatch.setattr(OriginFilter, "first_times", forgets_originals)
     # The proposers remember what they decided; make them forget too, so that
     # resends are decided again.
     monkeypatch.setattr(Proposer, "learned", lambda self, iid, value: None)
@@ -122,12 +123,6 @@ def test_the_checks_catch_an_original_value_delivered_twice(
 def test_the_checks_catch_a_batch_delivered_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """A learner that hands on a decided batch as one value (as an original learner
     would) is caught: each client value in a batch must be delivered on its own."""
-    deliver_one = Learner._deliver_one
-
-    def whole(self: Learner, iid: int, value: bytes) -> None:
-        if value:
-            deliver_one(self, iid, value)
-
-    monkeypatch.setattr(Learner, "_deliver", whole)
+    monkeypatch.setattr("kpaxosd.paxos.learner.unpack_batch_untrusted", lambda value: None)
     failures = [f for seed in range(100) for f in simulate(seed).failures]
     assert any("was chosen" in f for f in failures)

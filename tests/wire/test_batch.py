@@ -96,3 +96,18 @@ def test_random_bytes_agree_with_construct(value: bytes) -> None:
 def test_random_bytes_after_the_magic_agree_with_construct(tail: bytes) -> None:
     value = MAGIC + tail
     assert unpack_batch_untrusted(value) == parse_with_construct(value)
+
+
+@given(st.integers(0, 12), st.integers(1, 8), st.data())
+def test_items_of_one_size_and_one_length_word_changed_agree_with_construct(
+    size: int, count: int, data: st.DataObject
+) -> None:
+    """Items all of one size are unpacked by a shortcut: any one byte of any length
+    word changed must still be read as construct reads it."""
+    values = [data.draw(st.binary(min_size=size, max_size=size)) for _ in range(count)]
+    packed = bytearray(pack_batch(values))
+    assert unpack_batch_untrusted(bytes(packed)) == values
+    item = data.draw(st.integers(0, count - 1))
+    at = BATCH_OVERHEAD + item * (ITEM_OVERHEAD + size) + data.draw(st.integers(0, 3))
+    packed[at] = data.draw(st.integers(0, 255))
+    assert unpack_batch_untrusted(bytes(packed)) == parse_with_construct(bytes(packed))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +14,9 @@ from wire import (
     original_origin,
     wrap,
 )
+from wire.envelope import MAGIC as ENVELOPE_MAGIC
 from wire.envelope import parse_with_construct as parse_envelope
+from wire.identity import origins_untrusted
 from wire.original import (
     OriginalClientValue,
     pack_client_value,
@@ -103,3 +107,25 @@ def test_a_resent_original_value_has_the_same_origin(
     value = pack_client_value(OriginalClientValue(client_id, tv_sec, tv_usec, payload))
     assert origin_untrusted(value) == origin_untrusted(bytes(value))
     assert origin_untrusted(value) == original_origin(client_id, tv_sec, tv_usec)
+
+
+# Values that are nearly client values: headers with a magic, sizes around the header's.
+_near_values = st.one_of(
+    st.binary(max_size=80),
+    st.builds(lambda tail: ENVELOPE_MAGIC + tail, st.binary(max_size=60)),
+    st.builds(
+        lambda client_id, tv_sec, tv_usec, payload: pack_client_value(
+            OriginalClientValue(client_id, tv_sec, tv_usec, payload)),
+        st.one_of(int32, st.just(int.from_bytes(ENVELOPE_MAGIC, sys.byteorder, signed=True))),
+        int64,
+        st.one_of(usec, int64),
+        st.binary(max_size=40),
+    ),
+)
+
+
+@given(st.lists(_near_values, max_size=8))
+def test_origins_of_many_values_are_each_ones_origin(values: list[bytes]) -> None:
+    origins = [origin_untrusted(value) for value in values]
+    all_original = all(o is not None and is_original_origin(o) for o in origins)
+    assert origins_untrusted(values) == (origins, all_original)
