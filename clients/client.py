@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import math
 import random
 import signal
@@ -128,7 +127,7 @@ def datagram_sender(
                                               // (ITEM_OVERHEAD + len(values[0]))))
             for start in range(0, len(values), per_chunk):
                 chunk = values[start : start + per_chunk]
-                send(pack_batch_of_one_size(chunk) if len(chunk) > 1 else chunk[0])
+                send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
             return
         chunk: list[bytes] = []
         size = BATCH_OVERHEAD
@@ -143,25 +142,6 @@ def datagram_sender(
             send(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
 
     return send_all
-
-
-def pack_batch_of_one_size(values: list[bytes]) -> bytes:
-    """:func:`wire.batch.pack_batch` of values of one size, at C speed: every length
-    word is the same, so one join puts them between the values."""
-    return _batch_head(len(values), len(values[0])) + _length_word(len(values[0])).join(values)
-
-
-# The batch's head and its length words as pack_batch lays them out (the format's one
-# definition), cut from batches of empty values once per count and size.
-@functools.lru_cache(maxsize=1024)
-def _batch_head(count: int, size: int) -> bytes:
-    """The batch's magic and count, and the first item's length word."""
-    return pack_batch([b""] * count)[:BATCH_OVERHEAD] + _length_word(size)
-
-
-@functools.lru_cache(maxsize=16)
-def _length_word(size: int) -> bytes:
-    return pack_batch([bytes(size)])[BATCH_OVERHEAD : BATCH_OVERHEAD + ITEM_OVERHEAD]
 
 
 async def run(args: argparse.Namespace) -> int:

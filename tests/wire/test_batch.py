@@ -111,3 +111,12 @@ def test_items_of_one_size_and_one_length_word_changed_agree_with_construct(
     at = BATCH_OVERHEAD + item * (ITEM_OVERHEAD + size) + data.draw(st.integers(0, 3))
     packed[at] = data.draw(st.integers(0, 255))
     assert unpack_batch_untrusted(bytes(packed)) == parse_with_construct(bytes(packed))
+
+
+@given(st.integers(1, 40), st.integers(0, 100), st.data())
+def test_a_batch_of_values_of_one_size_agrees_with_construct(
+    count: int, size: int, data: st.DataObject
+) -> None:
+    values = [data.draw(st.binary(min_size=size, max_size=size)) for _ in range(count)]
+    assert pack_batch(values) == build_with_construct(values)
+    assert unpack_batch_untrusted(pack_batch(values)) == values
