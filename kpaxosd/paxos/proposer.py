@@ -30,7 +30,7 @@ import enum
 import heapq
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import FIRST_ROUND_SPREAD, MAX_U32, ballot_above, ballot_of
@@ -50,7 +50,7 @@ from wire.batch import (
 )
 from wire.batch import MAGIC as BATCH_MAGIC
 from wire.datagram import MAX_VALUE_SIZE
-from wire.identity import Origin, origin_untrusted
+from wire.identity import Origin, origins_untrusted
 from wire.messages import (
     Accept,
     Accepted,
@@ -287,19 +287,19 @@ class Proposer:
             self._assign_due = False
             self._assign(now)
 
-    def _enqueue(self, values: Iterable[bytes]) -> None:
+    def _enqueue(self, values: Sequence[bytes]) -> None:
         # Runs for every client value: the cheap tests first, no helper calls.
         queue, pending, limit = self._queue, self._pending, self._options.max_queued_values
         max_batch = self._options.max_batch_bytes - BATCH_OVERHEAD - ITEM_OVERHEAD
         # Nothing is remembered as decided while this runs.
         newer, older = self._decided.generations()
-        for value in values:
+        origins, _ = origins_untrusted(values)
+        for value, origin in zip(values, origins, strict=True):
             if not value or (value[:4] == BATCH_MAGIC and len(value) > max_batch):
                 # The no-op is no proposal; a value that must travel in a batch and
                 # cannot fit one cannot be proposed.
                 self.dropped += 1
                 continue
-            origin = origin_untrusted(value)
             if origin is not None:
                 if origin in pending:
                     self.coalesced += 1
@@ -643,11 +643,8 @@ class Proposer:
     def _remember_decided(self, value: bytes) -> None:
         """``value`` was decided, not through an instance of ours that proposed it."""
         items = unpack_batch_untrusted(value)
-        origins = [
-            origin
-            for origin in map(origin_untrusted, (value,) if items is None else items)
-            if origin is not None
-        ]
+        found, _ = origins_untrusted((value,) if items is None else items)
+        origins = [origin for origin in found if origin is not None]
         self._decided.add_all(origins)
         pending = self._pending
         self._stale.update(origin for origin in origins if origin in pending)
