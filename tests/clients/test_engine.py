@@ -169,3 +169,24 @@ def test_repeated_latencies_count_as_added_one_by_one() -> None:
     assert (one.count, one.total, one.low, one.high) == (
         many.count, many.total, many.low, many.high)
     assert one.buckets == many.buckets
+
+
+def test_a_read_of_values_sent_at_many_times_counts_each_latency() -> None:
+    one, many = (ClientEngine(base_id=10, outstanding=40, value_size=8, rng=random.Random(5))
+                 for _ in range(2))
+    started = one.start(1.0)
+    assert many.start(1.0) == started
+    # The slots' second values go out two by two, at twenty times ...
+    following = []
+    for k in range(20):
+        identities = [value[:CLIENT_VALUE_IDENTITY_SIZE] for value in started[2 * k : 2 * k + 2]]
+        a = one.delivered_identities(identities, [8, 8], 2.0 + k / 100)
+        assert many.delivered_identities(identities, [8, 8], 2.0 + k / 100) == a
+        following.extend(a)
+    # ... and all forty come back in one read.
+    identities = [value[:CLIENT_VALUE_IDENTITY_SIZE] for value in following]
+    for identity in identities:
+        one.delivered_identities([identity], [8], 3.0)
+    many.delivered_identities(identities, [8] * 40, 3.0)
+    assert one.total.latencies.buckets == many.total.latencies.buckets
+    assert many.total.latencies.count == 80
