@@ -52,57 +52,8 @@ class DaemonCollector(Collector):
             "replayed), ignored by the protocol (junk for the roles hosted), or not sent.",
             labels=["role", "reason"],
         )
-        retries = CounterMetricFamily("kpaxos_proposer_retries",
-                                      "Instances retried after the proposer timeout.",
-                                      labels=["role"])
-        preemptions = CounterMetricFamily("kpaxos_proposer_preemptions",
-                                          "Instances preempted by a higher ballot.",
-                                          labels=["role"])
-        duplicates = CounterMetricFamily("kpaxos_duplicates_suppressed",
-                                         "Decided values not delivered again (same origin).",
-                                         labels=["role"])
-        queued = GaugeMetricFamily("kpaxos_proposer_queued_values",
-                                   "Client values waiting at the proposer.", labels=["role"])
-        forwarded = CounterMetricFamily("kpaxos_proposer_forwarded",
-                                        "Client values a following proposer sent on to the "
-                                        "leader.", labels=["role"])
-        leader = GaugeMetricFamily("kpaxos_proposer_leader",
-                                   "The id of the proposer this one takes for the leader.",
-                                   labels=["role"])
-        open_instances = GaugeMetricFamily("kpaxos_proposer_open_instances",
-                                           "Instances the proposer has open (preparing, "
-                                           "prepared, accepting).", labels=["role"])
-        decided_below = GaugeMetricFamily("kpaxos_proposer_decided_below",
-                                          "Every instance below this one the proposer "
-                                          "knows decided.", labels=["role"])
-        reopened = CounterMetricFamily("kpaxos_proposer_reopened",
-                                       "Instances the proposer ran again for a learner "
-                                       "that could not learn them (LEARNER_STUCK).",
-                                       labels=["role"])
-        already_decided = CounterMetricFamily("kpaxos_proposer_already_decided",
-                                              "Client values not proposed again: seen "
-                                              "decided recently.", labels=["role"])
-        repeats = CounterMetricFamily("kpaxos_learner_repeat_rounds",
-                                      "Rounds of REPEAT the learner sent for missing "
-                                      "instances.", labels=["role"])
-        stuck = CounterMetricFamily("kpaxos_learner_stuck_reports",
-                                    "Rounds of LEARNER_STUCK the learner sent: an instance "
-                                    "REPEAT could not fill.", labels=["role"])
-        lost = CounterMetricFamily("kpaxos_learner_trimmed_instances",
-                                   "Instances the learner never delivered: the acceptors "
-                                   "trimmed them before it learned them.", labels=["role"])
-        held = GaugeMetricFamily("kpaxos_learner_instances",
-                                 "Instances the learner holds (votes, decisions waiting for a "
-                                 "hole).", labels=["role"])
-        next_iid = GaugeMetricFamily("kpaxos_learner_next_iid",
-                                     "The next instance the learner will deliver.",
-                                     labels=["role"])
-        kept = GaugeMetricFamily("kpaxos_acceptor_instances",
-                                 "Instances the acceptor holds (all above its trim point).",
-                                 labels=["role"])
-        trim_point = GaugeMetricFamily("kpaxos_acceptor_trim_iid",
-                                       "The acceptor's trim point: every instance up to it "
-                                       "is forgotten.", labels=["role"])
+        per_role = [(kind(name, documentation, labels=["role"]), needs, statistic)
+                    for kind, name, documentation, needs, statistic in _ROLE_METRICS]
         for endpoint in daemon.endpoints:
             role = endpoint.name
             stats = endpoint.node.statistics()
@@ -116,33 +67,15 @@ class DaemonCollector(Collector):
                                   ("ignored", stats.dropped),
                                   ("send_failed", counters.send_failures)):
                 datagrams.add_metric([role, reason], count)
-            retries.add_metric([role], stats.proposer_retries)
-            preemptions.add_metric([role], stats.preemptions)
-            duplicates.add_metric([role], stats.duplicates)
-            queued.add_metric([role], stats.queued_values)
             node = endpoint.node
-            if node.proposer is not None:
-                forwarded.add_metric([role], stats.forwarded)
-                open_instances.add_metric([role], stats.open_instances)
-                if stats.decided_below is not None:
-                    decided_below.add_metric([role], stats.decided_below)
-                reopened.add_metric([role], stats.reopened)
-                already_decided.add_metric([role], stats.already_decided)
-                if stats.leader is not None:
-                    leader.add_metric([role], stats.leader)
-            if node.learner is not None:
-                lost.add_metric([role], stats.trimmed)
-                repeats.add_metric([role], stats.repeats_sent)
-                stuck.add_metric([role], stats.stuck_reports)
-                held.add_metric([role], stats.learner_instances)
-                if stats.next_iid is not None:
-                    next_iid.add_metric([role], stats.next_iid)
-            if node.acceptor is not None:
-                kept.add_metric([role], stats.acceptor_instances)
-                trim_point.add_metric([role], stats.trim_iid or 0)
-        yield from (received, sent, datagrams, retries, preemptions, duplicates, queued,
-                    forwarded, leader, open_instances, decided_below, reopened,
-                    already_decided, repeats, stuck, lost, held, next_iid, kept, trim_point)
+            hosted = {"proposer": node.proposer, "learner": node.learner,
+                      "acceptor": node.acceptor}
+            for family, needs, statistic in per_role:
+                value = getattr(stats, statistic)
+                if value is not None and (needs is None or hosted[needs] is not None):
+                    family.add_metric([role], value)
+        yield from (received, sent, datagrams)
+        yield from (family for family, _, _ in per_role)
 
         lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []
         yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",
@@ -153,6 +86,57 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily("kpaxos_device_reader_lag_total",
                                 "Delivered values not yet read, summed over readers.",
                                 value=sum(lags))
+
+
+#: The metrics of each endpoint read from its node's statistics, labelled by the
+#: endpoint's name: (family, name, help, the role the node must host (None: any),
+#: the NodeStatistics field). A field that is None is left out.
+_ROLE_METRICS: tuple[tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str,
+                           str | None, str], ...] = (
+    (CounterMetricFamily, "kpaxos_proposer_retries",
+     "Instances retried after the proposer timeout.", None, "proposer_retries"),
+    (CounterMetricFamily, "kpaxos_proposer_preemptions",
+     "Instances preempted by a higher ballot.", None, "preemptions"),
+    (CounterMetricFamily, "kpaxos_duplicates_suppressed",
+     "Decided values not delivered again (same origin).", None, "duplicates"),
+    (GaugeMetricFamily, "kpaxos_proposer_queued_values",
+     "Client values waiting at the proposer.", None, "queued_values"),
+    (CounterMetricFamily, "kpaxos_proposer_forwarded",
+     "Client values a following proposer sent on to the leader.", "proposer", "forwarded"),
+    (GaugeMetricFamily, "kpaxos_proposer_leader",
+     "The id of the proposer this one takes for the leader.", "proposer", "leader"),
+    (GaugeMetricFamily, "kpaxos_proposer_open_instances",
+     "Instances the proposer has open (preparing, prepared, accepting).", "proposer",
+     "open_instances"),
+    (GaugeMetricFamily, "kpaxos_proposer_decided_below",
+     "Every instance below this one the proposer knows decided.", "proposer",
+     "decided_below"),
+    (CounterMetricFamily, "kpaxos_proposer_reopened",
+     "Instances the proposer ran again for a learner that could not learn them "
+     "(LEARNER_STUCK).", "proposer", "reopened"),
+    (CounterMetricFamily, "kpaxos_proposer_already_decided",
+     "Client values not proposed again: seen decided recently.", "proposer",
+     "already_decided"),
+    (CounterMetricFamily, "kpaxos_learner_repeat_rounds",
+     "Rounds of REPEAT the learner sent for missing instances.", "learner", "repeats_sent"),
+    (CounterMetricFamily, "kpaxos_learner_stuck_reports",
+     "Rounds of LEARNER_STUCK the learner sent: an instance REPEAT could not fill.",
+     "learner", "stuck_reports"),
+    (CounterMetricFamily, "kpaxos_learner_trimmed_instances",
+     "Instances the learner never delivered: the acceptors trimmed them before it "
+     "learned them.", "learner", "trimmed"),
+    (GaugeMetricFamily, "kpaxos_learner_instances",
+     "Instances the learner holds (votes, decisions waiting for a hole).", "learner",
+     "learner_instances"),
+    (GaugeMetricFamily, "kpaxos_learner_next_iid",
+     "The next instance the learner will deliver.", "learner", "next_iid"),
+    (GaugeMetricFamily, "kpaxos_acceptor_instances",
+     "Instances the acceptor holds (all above its trim point).", "acceptor",
+     "acceptor_instances"),
+    (GaugeMetricFamily, "kpaxos_acceptor_trim_iid",
+     "The acceptor's trim point: every instance up to it is forgotten.", "acceptor",
+     "trim_iid"),
+)
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
