@@ -20,7 +20,7 @@ import operator
 import random
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wire.original import (
@@ -278,6 +278,7 @@ class ClientEngine:
         add = interval.latencies.add_repeated
         sent = list(map(_FIRST_SENT_AT, entries))
         distinct = set(sent)
+        counted: Iterable[tuple[float, int]]
         if len(distinct) > 8:  # counting each by list.count would cost n * distinct
             counted = Counter(sent).items()
         else:

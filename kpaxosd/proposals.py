@@ -50,7 +50,7 @@ class ClientProposals:
         resend_interval: float = 1.0,
         overhead: int = 0,
         observe_latency: Callable[[float], None] | None = None,
-        seq_window: int = PaxosOptions.dedupe_window,
+        seq_window: int = PaxosOptions().dedupe_window,
     ) -> None:
         self._send = send
         self._proposer = proposer
