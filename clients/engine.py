@@ -18,13 +18,12 @@ import itertools
 import math
 import operator
 import random
-import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from wire.original import (
-    CLIENT_VALUE_HEADER_SIZE,
+    CLIENT_VALUE_HEAD,
     CLIENT_VALUE_IDENTITY_SIZE,
     OriginalClientValue,
     pack_client_value_identity,
@@ -35,9 +34,6 @@ _ALPHANUM = b"0123456789abcdefghijklmnopqrstuvwxyz"
 #: drawing every byte anew cost more than everything else the client does per value.
 _POOL_BITS = 16
 PAYLOAD_POOL = 1 << _POOL_BITS
-# The header of struct client_value (wire.original), cut into the parts values share.
-_HEADER = struct.Struct("=i4xqqQ")
-assert _HEADER.size == CLIENT_VALUE_HEADER_SIZE
 # Where the timestamp lies in the header: client_id and padding before, size after.
 _STAMP_START, _STAMP_END = 8, CLIENT_VALUE_IDENTITY_SIZE
 #: Payloads taken in turn (at most this many, in at most this many bytes).
@@ -188,7 +184,7 @@ class ClientEngine:
         self.resend_after = resend_after
         self._base_id = base_id
         pool = bytes(rng.choices(_ALPHANUM, k=PAYLOAD_POOL + value_size))
-        size_word = _HEADER.pack(0, 0, 0, value_size)[_STAMP_END:]
+        size_word = CLIENT_VALUE_HEAD.pack(0, 0, 0, value_size)[_STAMP_END:]
         # What follows a value's identity: its size word and a payload cut from the
         # pool at a random place, taken in turn (a draw per value cost more than the
         # rest of building it).
@@ -198,7 +194,7 @@ class ClientEngine:
             for start in (rng.getrandbits(_POOL_BITS) for _ in range(tails))
         ])
         # Slot k's client id and the padding after it: the start of its values.
-        self._prefixes = [_HEADER.pack(base_id + k, 0, 0, 0)[:_STAMP_START]
+        self._prefixes = [CLIENT_VALUE_HEAD.pack(base_id + k, 0, 0, 0)[:_STAMP_START]
                           for k in range(outstanding)]
         self._in_flight: dict[bytes, _InFlight] = {}
         # When values in flight that were resent were last sent (they may have been
@@ -340,7 +336,7 @@ class ClientEngine:
 
     def _stamp_after(self, previous: bytes, micros: int) -> bytes:
         if previous:
-            _, tv_sec, tv_usec, _ = _HEADER.unpack_from(previous)
+            _, tv_sec, tv_usec, _ = CLIENT_VALUE_HEAD.unpack_from(previous)
             micros = max(micros, tv_sec * 1_000_000 + tv_usec + 1)
         else:
             micros = max(micros, 1)
@@ -350,4 +346,4 @@ class ClientEngine:
 
 def _stamp(micros: int) -> bytes:
     """The timestamp bytes of a value's header, ``micros`` as a struct timeval."""
-    return _HEADER.pack(0, *divmod(micros, 1_000_000), 0)[_STAMP_START:_STAMP_END]
+    return CLIENT_VALUE_HEAD.pack(0, *divmod(micros, 1_000_000), 0)[_STAMP_START:_STAMP_END]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from wire.envelope import ENVELOPE_OVERHEAD
 from wire.envelope import MAGIC as ENVELOPE_MAGIC
-from wire.original import CLIENT_VALUE_HEADER_SIZE
+from wire.original import CLIENT_VALUE_HEAD, CLIENT_VALUE_HEADER_SIZE
 
 #: Who proposed a value and which of its values it is; see the module docstring.
 Origin = tuple[int, int]
@@ -39,9 +39,7 @@ _U32_MASK = 0xFFFFFFFF
 # wire.original), read here without building their objects: a learner reads the
 # identity of every value it delivers, a proposer of every value it queues.
 _ENVELOPE_HEAD = struct.Struct(">4sQQ")
-_ORIGINAL_HEAD = struct.Struct("=i4xqqQ")
 assert _ENVELOPE_HEAD.size == ENVELOPE_OVERHEAD
-assert _ORIGINAL_HEAD.size == CLIENT_VALUE_HEADER_SIZE
 # The same header with the client id unsigned, and the envelope magic read as that
 # field: a value of at least a header's size is an envelope when the two match.
 _ORIGINAL_HEAD_UNSIGNED = struct.Struct("=I4xqqQ")
@@ -81,7 +79,7 @@ def origin_untrusted(value: bytes) -> Origin | None:
         _, client_id, seq = _ENVELOPE_HEAD.unpack_from(value)
         return (client_id, seq)
     if size >= CLIENT_VALUE_HEADER_SIZE:
-        client_id, tv_sec, tv_usec, length = _ORIGINAL_HEAD.unpack_from(value)
+        client_id, tv_sec, tv_usec, length = CLIENT_VALUE_HEAD.unpack_from(value)
         if length == size - CLIENT_VALUE_HEADER_SIZE and 0 <= tv_usec < _USEC_PER_SEC:
             return (-1 - (client_id & _U32_MASK), tv_sec * _USEC_PER_SEC + tv_usec)
     return None

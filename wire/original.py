@@ -42,7 +42,9 @@ RECORD_HEADER_SIZE = 4
 
 # "=": native byte order with standard sizes and no implicit padding (the padding
 # after client_id is explicit), as gcc laid the structs out on LP64.
-_CLIENT_VALUE_HEAD = struct.Struct("=i4xqqQ")
+#: CLIENT_VALUE's header for the fast paths (client_id, tv_sec, tv_usec, size); the
+#: construct declaration is the specification, and tests hold the two together.
+CLIENT_VALUE_HEAD = struct.Struct("=i4xqqQ")
 _RECORD_HEAD = struct.Struct("=i")
 _CLIENT_VALUE_IDENTITY = struct.Struct("=i4xqq")
 #: The bytes of a client value's header that tell it from any other: client_id (and
@@ -60,7 +62,7 @@ class OriginalClientValue:
 
 def pack_client_value(value: OriginalClientValue) -> bytes:
     return (
-        _CLIENT_VALUE_HEAD.pack(value.client_id, value.tv_sec, value.tv_usec, len(value.payload))
+        CLIENT_VALUE_HEAD.pack(value.client_id, value.tv_sec, value.tv_usec, len(value.payload))
         + value.payload
     )
 
@@ -73,7 +75,7 @@ def unpack_client_value_untrusted(data: bytes) -> OriginalClientValue | None:
     """
     if len(data) < CLIENT_VALUE_HEADER_SIZE:
         return None
-    client_id, tv_sec, tv_usec, size = _CLIENT_VALUE_HEAD.unpack_from(data)
+    client_id, tv_sec, tv_usec, size = CLIENT_VALUE_HEAD.unpack_from(data)
     if size != len(data) - CLIENT_VALUE_HEADER_SIZE:
         return None
     return OriginalClientValue(client_id, tv_sec, tv_usec, bytes(data[CLIENT_VALUE_HEADER_SIZE:]))
