@@ -117,14 +117,15 @@ def origins_untrusted(values: Iterable[bytes]) -> tuple[list[Origin | None], boo
     return origins, all_original
 
 
-def identify_fast_untrusted(value: bytes) -> tuple[Origin | None, bytes]:
-    """:func:`identify_untrusted` as a pair ``(origin, payload)``, for hot paths."""
-    origin = origin_untrusted(value)
+def payload_of(value: bytes, origin: Origin | None) -> bytes:
+    """What a reader of decided values gets of ``value``, whose origin is ``origin``
+    (:func:`origin_untrusted`): an envelope's payload, any other value whole."""
     if origin is not None and origin[0] >= 0:
-        return origin, bytes(value[ENVELOPE_OVERHEAD:])
-    return origin, bytes(value)
+        return value[ENVELOPE_OVERHEAD:]
+    return value
 
 
 def identify_untrusted(value: bytes) -> IdentifiedValue:
     """The origin of ``value`` and what a reader of decided values gets of it."""
-    return IdentifiedValue(*identify_fast_untrusted(value))
+    origin = origin_untrusted(value)
+    return IdentifiedValue(origin, bytes(payload_of(value, origin)))

@@ -36,8 +36,7 @@ from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
-from wire.envelope import ENVELOPE_OVERHEAD
-from wire.identity import Origin, origins_untrusted
+from wire.identity import Origin, origins_untrusted, payload_of
 from wire.messages import (
     Accepted,
     AcceptorState,
@@ -272,7 +271,7 @@ class Learner:
                     values.append(item)
                     kept.append(None)
             else:
-                values.append(item if origin[0] < 0 else item[ENVELOPE_OVERHEAD:])
+                values.append(payload_of(item, origin))
                 kept.append(origin)
         return values, kept
 
