@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import errno
 import logging
 import math
@@ -30,7 +31,7 @@ from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Effect, Persist, PersistTrim, Send
 from kpaxosd.paxos.node import Node
-from kpaxosd.storage import AcceptorStore
+from kpaxosd.storage import AcceptorStore, StorageError
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
 from wire.messages import Message
 
@@ -48,9 +49,23 @@ class EndpointCounters:
     malformed: int = 0
     unauthenticated: int = 0
     send_failures: int = 0
+    #: Commits of the acceptor's store that failed (disk full, I/O error).
+    store_failures: int = 0
     #: Messages handed over in process (:class:`LocalBus`), not counted as datagrams.
     local_in: int = 0
     local_out: int = 0
+
+
+class StoreHealth(enum.Enum):
+    """Whether an endpoint's acceptor store holds what the acceptor remembers."""
+
+    #: Every commit succeeded.
+    OK = "ok"
+    #: The last commit failed; the acceptor went back to what the store holds.
+    FAILING = "failing"
+    #: A commit failed and the store could not be read back: the acceptor's memory
+    #: may be ahead of it, so nothing leaves until the store reads again.
+    UNKNOWN = "unknown"
 
 
 #: Linux's IP_MTU (linux/in.h): the MTU of a connected socket's route. Python's socket
@@ -169,6 +184,9 @@ class UdpEndpoint:
         # The proposer this endpoint's proposer follows, to log each change of leader.
         self._leader = None if node.proposer is None else node.proposer.leader
         self._said_too_big = False
+        self.store_health = StoreHealth.OK
+        # store_failures when the current run of failures began (for the log).
+        self._failures_before = 0
         if bus is not None:
             bus.register(self)
 
@@ -215,11 +233,9 @@ class UdpEndpoint:
         effects = self.node.pop_effects()
         if not effects:
             return
-        if self.store is not None:
-            persists = [effect for effect in effects if isinstance(effect, Persist)]
-            trims = [effect.iid for effect in effects if isinstance(effect, PersistTrim)]
-            if persists or trims:
-                self.store.commit(persists, max(trims) if trims else None)
+        if self.store is not None and not self._persist(effects):
+            # Nothing of this batch leaves: the store does not hold what it answers.
+            effects = [effect for effect in effects if not isinstance(effect, Send)]
         bus = self._bus
         if bus is not None:
             bus._holds += 1
@@ -228,6 +244,61 @@ class UdpEndpoint:
         finally:
             if bus is not None:
                 bus._holds -= 1
+
+    def _persist(self, effects: list[Effect]) -> bool:
+        """Commit the batch's Persist and PersistTrim effects; False when the store
+        does not hold them (the acceptor is then back to what it does hold)."""
+        assert self.store is not None
+        persists = [effect for effect in effects if isinstance(effect, Persist)]
+        trims = [effect.iid for effect in effects if isinstance(effect, PersistTrim)]
+        trim = max(trims) if trims else None
+        if self.store_health is StoreHealth.UNKNOWN:
+            # This batch was answered from a memory that may be ahead of the disk:
+            # none of it leaves, whether or not the store reads again now.
+            self._resync_store()
+            return False
+        if not persists and trim is None:
+            return True
+        try:
+            self.store.commit(persists, trim)
+        except StorageError as exc:
+            self._store_failed(exc, [record.iid for record in persists], trim)
+            return False
+        if self.store_health is not StoreHealth.OK:
+            log.warning("%s: the store at %s takes writes again after %d failed "
+                        "commits; the acceptor votes again", self.name, self.store.path,
+                        self.counters.store_failures - self._failures_before)
+            self.store_health = StoreHealth.OK
+        return True
+
+    def _store_failed(self, exc: StorageError, iids: list[int], trim: int | None) -> None:
+        assert self.store is not None
+        self.counters.store_failures += 1
+        if self.store_health is StoreHealth.OK:
+            self._failures_before = self.counters.store_failures - 1
+            log.error("%s: %s; the acceptor answers nothing it could not store, and "
+                      "votes again once a write succeeds", self.name, exc)
+        self.store_health = StoreHealth.FAILING
+        try:
+            durable, trim_iid = self.store.durable(iids, trim)
+        except StorageError as read_exc:
+            log.error("%s: %s; the acceptor stays silent until its store reads again",
+                      self.name, read_exc)
+            self.store_health = StoreHealth.UNKNOWN
+            return
+        self.node.revert_acceptor(iids, durable, trim_iid)
+
+    def _resync_store(self) -> None:
+        """After a store that could not be read back: all of it, or stay silent."""
+        assert self.store is not None and self.node.acceptor is not None
+        try:
+            durable, trim_iid = self.store.load()
+        except StorageError:
+            return
+        self.node.revert_acceptor(self.node.acceptor.held(), durable, trim_iid)
+        self.store_health = StoreHealth.FAILING
+        log.warning("%s: the store at %s reads again; the acceptor holds what it holds",
+                    self.name, self.store.path)
 
     def _leader_changed(self, pid: int, leader: int) -> None:
         before, self._leader = self._leader, leader

@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kpaxosd.endpoint import StoreHealth
+
 if TYPE_CHECKING:
     from kpaxosd.daemon import Daemon
 
@@ -52,6 +54,16 @@ class DaemonCollector(Collector):
             "replayed), ignored by the protocol (junk for the roles hosted), or not sent.",
             labels=["role", "reason"],
         )
+        store_failures = CounterMetricFamily(
+            "kpaxos_acceptor_store_failures",
+            "Commits of the acceptor's store that failed (disk full, I/O error).",
+            labels=["role"],
+        )
+        store_failing = GaugeMetricFamily(
+            "kpaxos_acceptor_store_failing",
+            "1 while the acceptor's last commit failed: it votes no more until one "
+            "succeeds.", labels=["role"],
+        )
         per_role = [(kind(name, documentation, labels=["role"]), needs, statistic)
                     for kind, name, documentation, needs, statistic in _ROLE_METRICS]
         for endpoint in daemon.endpoints:
@@ -67,6 +79,9 @@ class DaemonCollector(Collector):
                                   ("ignored", stats.dropped),
                                   ("send_failed", counters.send_failures)):
                 datagrams.add_metric([role, reason], count)
+            if endpoint.store is not None:
+                store_failures.add_metric([role], counters.store_failures)
+                store_failing.add_metric([role], endpoint.store_health is not StoreHealth.OK)
             node = endpoint.node
             hosted = {"proposer": node.proposer, "learner": node.learner,
                       "acceptor": node.acceptor}
@@ -74,7 +89,7 @@ class DaemonCollector(Collector):
                 value = getattr(stats, statistic)
                 if value is not None and (needs is None or hosted[needs] is not None):
                     family.add_metric([role], value)
-        yield from (received, sent, datagrams)
+        yield from (received, sent, datagrams, store_failures, store_failing)
         yield from (family for family, _, _ in per_role)
 
         lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []

@@ -36,15 +36,31 @@ class StorageError(Exception):
 class AcceptorStore:
     def __init__(self, path: str | Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         self.path = Path(path)
+        self._map_size = map_size
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._env = lmdb.open(
-                str(self.path), map_size=map_size, subdir=True, sync=True, metasync=True,
-                max_dbs=1,
+        except OSError as exc:
+            raise StorageError(f"cannot open the acceptor store at {self.path}: {exc}") from None
+        self._env, self._records = self._open()
+        # A failed commit may leave LMDB's environment unusable (MDB_PANIC after a
+        # failed meta-page write): it is opened afresh before its next use.
+        self._broken = False
+
+    def _open(self) -> tuple[lmdb.Environment, object]:
+        try:
+            env = lmdb.open(
+                str(self.path), map_size=self._map_size, subdir=True, sync=True,
+                metasync=True, max_dbs=1,
             )
-            self._records = self._env.open_db(b"instances")
+            return env, env.open_db(b"instances")
         except (OSError, lmdb.Error) as exc:
             raise StorageError(f"cannot open the acceptor store at {self.path}: {exc}") from None
+
+    def _usable(self) -> None:
+        if self._broken:
+            self._env.close()
+            self._env, self._records = self._open()
+            self._broken = False
 
     def load(self) -> tuple[list[Persist], int]:
         """Every record kept, in iid order, and the trim point."""
@@ -65,6 +81,7 @@ class AcceptorStore:
                 not answer what it could not make durable.
         """
         try:
+            self._usable()
             with self._env.begin(write=True) as txn:
                 for record in persists:
                     txn.put(
@@ -75,8 +92,42 @@ class AcceptorStore:
                     )
                 if trim_iid is not None:
                     self._trim(txn, trim_iid)
-        except lmdb.Error as exc:
+        except (OSError, lmdb.Error) as exc:
+            self._broken = True
             raise StorageError(f"writing the acceptor store at {self.path} failed: {exc}") from None
+
+    def durable(self, iids: Iterable[int], trim_up_to: int | None = None,
+                ) -> tuple[list[Persist], int]:
+        """What the store holds of ``iids`` and the trim point, after a failed commit.
+
+        With ``trim_up_to`` (a trim point that failed to persist), also every record
+        between the stored trim point and it: the acceptor forgot them in memory.
+
+        Raises:
+            StorageError: the store cannot even be read.
+        """
+        try:
+            self._usable()
+            with self._env.begin() as txn:
+                raw_trim = txn.get(TRIM_KEY)
+                trim_iid = TRIM_RECORD.parse(raw_trim).trim_iid if raw_trim else 0
+                found: dict[int, Persist] = {}
+                for iid in iids:
+                    data = txn.get(instance_key(iid), db=self._records)
+                    if data is not None:
+                        found[iid] = Persist(iid, *unpack_instance(data))
+                if trim_up_to is not None and trim_up_to > trim_iid:
+                    cursor = txn.cursor(db=self._records)
+                    if cursor.set_range(instance_key(trim_iid + 1)):
+                        for key, data in cursor:
+                            iid = iid_of_key(key)
+                            if iid > trim_up_to:
+                                break
+                            found[iid] = Persist(iid, *unpack_instance(data))
+        except (OSError, lmdb.Error) as exc:
+            self._broken = True
+            raise StorageError(f"reading the acceptor store at {self.path} failed: {exc}") from None
+        return sorted(found.values(), key=lambda record: record.iid), trim_iid
 
     def _trim(self, txn: lmdb.Transaction, trim_iid: int) -> None:
         txn.put(TRIM_KEY, TRIM_RECORD.build({"trim_iid": trim_iid}))

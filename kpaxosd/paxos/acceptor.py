@@ -73,6 +73,33 @@ class Acceptor:
             if r.iid > self._trim_iid:
                 self._put(r.iid, Record(r.promised_ballot, r.accepted_ballot, r.value))
 
+    def revert(self, forget: Iterable[int], durable: Iterable[Persist], trim_iid: int) -> None:
+        """Go back to what the store holds after the wrapper failed to persist a batch.
+
+        The handlers change memory as they queue a Persist; when the store cannot
+        commit them, memory is ahead of the disk, and an answer from it (a REPEAT, a
+        PROMISE carrying an acceptance) would tell what a restart forgets. The
+        wrapper reads back what the store holds and hands it here.
+
+        Args:
+            forget: the iids of the Persists that failed; memory drops them.
+            durable: the store's records of those iids, and of every iid between
+                ``trim_iid`` and a trim point that failed to persist.
+            trim_iid: the store's trim point.
+        """
+        held = self._held
+        for iid in forget:
+            if self._records.pop(iid, None) is not None:
+                del held[bisect_left(held, iid)]
+        self._trim_iid = trim_iid
+        for r in durable:
+            if r.iid > trim_iid:
+                self._put(r.iid, Record(r.promised_ballot, r.accepted_ballot, r.value))
+
+    def held(self) -> list[int]:
+        """The iids this acceptor holds a record of, in order."""
+        return list(self._held)
+
     def record(self, iid: int) -> Record | None:
         return self._records.get(iid)
 

@@ -119,6 +119,23 @@ class Node:
             raise RoleNotHosted("this node hosts no acceptor")
         self.acceptor.restore(records, trim_iid)
 
+    def revert_acceptor(self, forget: Iterable[int], durable: Iterable[Persist],
+                        trim_iid: int) -> None:
+        """Put the acceptor back to what its store holds, after a commit failed.
+
+        The wrapper calls this when it could not persist a batch's Persist and
+        PersistTrim effects, with what the store does hold (see
+        :meth:`Acceptor.revert`), and sends none of that batch's messages: nothing
+        leaves that the store does not hold, and nothing is answered later from a
+        memory ahead of the disk.
+
+        Raises:
+            RoleNotHosted: the node hosts no acceptor.
+        """
+        if self.acceptor is None:
+            raise RoleNotHosted("this node hosts no acceptor")
+        self.acceptor.revert(forget, durable, trim_iid)
+
     def receive(self, msg: Message, src: Address, now: float) -> None:
         """Handle one message from ``src``. Never raises on what a peer sent."""
         self._received[type(msg)] += 1

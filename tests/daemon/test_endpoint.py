@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 import trio
 
-from kpaxosd.endpoint import LocalBus, UdpEndpoint, open_udp_socket, path_mtu
+from kpaxosd.endpoint import LocalBus, StoreHealth, UdpEndpoint, open_udp_socket, path_mtu
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Effect
 from kpaxosd.paxos.node import Node
-from wire import ClientValue, encode
+from kpaxosd.storage import AcceptorStore
+from wire import Accept, Accepted, ClientValue, Message, Repeat, decode_untrusted, encode
 
 
 def _bound(stack: ExitStack) -> socket.socket:
@@ -142,3 +145,52 @@ def test_the_path_mtu_is_the_routes_and_unknown_without_a_route() -> None:
         assert path_mtu(("127.0.0.1", 9)) == min(int(lo.read()), 65535)
     # No UDP socket connects to the broadcast address without SO_BROADCAST.
     assert path_mtu(("255.255.255.255", 9)) is None
+
+
+def _answers(sock: socket.socket) -> list[Message]:
+    got = []
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            got.append(decode_untrusted(sock.recv(65535)))
+    return got
+
+
+def test_an_acceptor_whose_store_is_full_answers_only_what_the_store_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real store whose map fills up after a few records stands for a full disk.
+    with ExitStack() as stack:
+        sock, proposer = _bound(stack), _bound(stack)
+        cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: proposer.getsockname()})
+        node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
+        store = AcceptorStore(tmp_path / "acceptor-0", map_size=64 << 10)
+        stack.callback(store.close)
+        endpoint = UdpEndpoint(node, sock, store=store, name="acceptor 0")
+        src = proposer.getsockname()
+        with caplog.at_level(logging.WARNING, logger="kpaxos.udp"):
+            iid = 0
+            while endpoint.store_health is StoreHealth.OK:
+                iid += 1
+                assert iid < 100, "the store never filled"
+                node.receive(Accept(iid, 10, bytes(6000)), src, 0.0)
+                endpoint.flush()
+            full = iid
+            for _ in range(3):  # the proposer retries; nothing changes
+                node.receive(Accept(full, 10, bytes(6000)), src, 0.0)
+                node.receive(Repeat(1, full), src, 0.0)
+                endpoint.flush()
+            answered = {msg.iid for msg in _answers(proposer) if isinstance(msg, Accepted)}
+            stored = {record.iid for record in store.load()[0]}
+            assert answered == stored == set(range(1, full))
+            assert node.acceptor is not None and node.acceptor.record(full) is None
+            assert endpoint.counters.store_failures == 4
+            # Space comes back (here: a bigger map once the store reopens).
+            store._env.set_mapsize(1 << 20)
+            node.receive(Accept(full, 10, bytes(6000)), src, 0.0)
+            endpoint.flush()
+        assert endpoint.store_health is StoreHealth.OK
+        assert [msg.iid for msg in _answers(proposer)] == [full]  # type: ignore[attr-defined]
+        said = [r.getMessage() for r in caplog.records]
+        assert sum("votes again once a write succeeds" in m for m in said) == 1, said
+        assert sum("takes writes again after 4 failed commits" in m for m in said) == 1, said

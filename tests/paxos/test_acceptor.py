@@ -222,3 +222,27 @@ def test_restore_brings_back_persisted_records() -> None:
 def test_an_acceptor_must_be_in_the_cluster() -> None:
     with pytest.raises(ValueError, match="not in the cluster"):
         Acceptor(7, CLUSTER, PaxosOptions(), Outbox())
+
+
+def test_revert_goes_back_to_what_the_store_holds() -> None:
+    acc, out = make()
+    acc.on_accept(Accept(1, 10, b"kept"), PROPOSER)
+    acc.on_accept(Accept(2, 10, b"kept"), PROPOSER)
+    out.drain()  # the store committed these
+    acc.on_prepare(Prepare(1, 20), PROPOSER)
+    acc.on_accept(Accept(3, 10, b"lost"), PROPOSER)
+    acc.on_trim(Trim(2), LEARNER)
+    out.drain()  # ... and failed to commit these
+    acc.revert([1, 3], [Persist(1, 10, 10, b"kept"), Persist(2, 10, 10, b"kept")], 0)
+    assert (acc.trim_iid, acc.held()) == (0, [1, 2])
+    assert acc.record(1) == Record(10, 10, b"kept")
+    assert acc.record(3) is None
+    # Nothing the store lacks is answered afterwards: a REPEAT gets the durable state.
+    acc.on_repeat(Repeat(1, 3), LEARNER)
+    assert [e.msg for e in out.drain() if isinstance(e, Send)] == [
+        Accepted(0, 1, 10, 10, b"kept"), Accepted(0, 2, 10, 10, b"kept"),
+    ]
+    # and the failed promise can be asked for again: it is not taken as given.
+    acc.on_prepare(Prepare(1, 20), PROPOSER)
+    assert out.drain() == [Persist(1, 20, 10, b"kept"),
+                           Send(PROPOSER, Promise(0, 1, 20, 10, b"kept"))]

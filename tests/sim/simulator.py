@@ -2,8 +2,9 @@
 
 Every node is a real :class:`kpaxosd.paxos.Node`. The network drops, duplicates,
 delays and reorders datagrams; nodes crash and restart (an acceptor keeps what it
-persisted, its trim point included; everything else starts from nothing), and the
-leading proposer may crash for good. Clients send enveloped values or the original
+persisted, its trim point included; everything else starts from nothing); an
+acceptor's store fails to commit a batch now and then (disk full, a failed fsync),
+and the leading proposer may crash for good. Clients send enveloped values or the original
 client's ``struct client_value`` and resend them after a second without a decision,
 as the real clients do, some of them several values to a datagram (a batch, as
 ``kpaxos-client -b``). Proposers pack queued values into one instance (a batch) up to
@@ -119,6 +120,8 @@ class Scenario:
     #: A node reads what arrived within this long together (Node.receive_many), as
     #: a socket drain does; 0: one message at a time.
     drain: float = 0.0
+    #: Chance that an acceptor's store fails to commit a batch while faults last.
+    store_fail: float = 0.0
     profile: str = "mixed"
 
     @classmethod
@@ -216,12 +219,15 @@ class Scenario:
                 values_per_client=r.randint(5, 10),
             )
         # Drawn last, so that every field above stays what it was for the seed.
-        return replace(
+        sc = replace(
             sc,
             values_per_instance=r.choice([1, 2, 8, 1024]),
             client_batch=r.choice([1, 1, 2, 4]),
             drain=r.choice([0.0, 0.0, 0.002, 0.01]),
         )
+        if profile == "steady":
+            return sc
+        return replace(sc, store_fail=r.choice([0.0, 0.0, 0.05, 0.3]))
 
 
 class _Life:
@@ -285,6 +291,8 @@ class Result:
     last_delivery_at: float = 0.0
     #: Deliveries of client values that were chosen inside a batch.
     batched_deliveries: int = 0
+    #: Batches whose commit the acceptor's store failed (Scenario.store_fail).
+    store_failures: int = 0
 
     @property
     def ok(self) -> bool:
@@ -313,6 +321,7 @@ class Simulation:
         self.trimmed_reports = 0
         self.originals_delivered = 0
         self.batched_deliveries = 0
+        self.store_failures = 0
         self.last_delivery_at = 0.0
         self.trace = hashlib.sha256()
         self.hosts = self._make_hosts()
@@ -449,6 +458,7 @@ class Simulation:
             self.originals_delivered,
             self.last_delivery_at,
             self.batched_deliveries,
+            self.store_failures,
         )
 
     def _schedule_clients(self) -> None:
@@ -599,7 +609,10 @@ class Simulation:
         """Carry out what a node asked for, then re-arm its timer."""
         node = host.node
         assert node is not None
-        for effect in node.pop_effects():
+        effects = node.pop_effects()
+        if self._commit_fails(host, effects):
+            effects = [e for e in effects if not isinstance(e, (Send, Persist, PersistTrim))]
+        for effect in effects:
             if isinstance(effect, Send):
                 msg = effect.msg
                 if isinstance(msg, AcceptorState) and msg.trim_iid > host.trim_iid:
@@ -633,6 +646,40 @@ class Simulation:
             host.timer_token += 1
             if due is not None:
                 self.push(max(due, self.now), TIMER, host, host.timer_token)
+
+    def _commit_fails(self, host: Host, effects: list[Any]) -> bool:
+        """Whether the store fails to commit this batch (disk full, fsync error).
+
+        As the daemon's endpoint does then: the acceptor goes back to what the store
+        holds, and nothing of the batch leaves. A failed commit may still have
+        reached the disk (a sync that failed after the write): then the store holds
+        the batch, and so does the acceptor after reading it back.
+        """
+        if self.healed or self.sc.store_fail == 0.0 or host.acceptor_id is None:
+            return False
+        persists = [e for e in effects if isinstance(e, Persist)]
+        trims = [e.iid for e in effects if isinstance(e, PersistTrim)]
+        if not persists and not trims:
+            return False
+        if self.rng.random() >= self.sc.store_fail:
+            return False
+        assert host.node is not None
+        self.store_failures += 1
+        if self.rng.random() < 0.5:
+            for p in persists:
+                if p.iid > host.trim_iid:
+                    host.storage[p.iid] = p
+                    self.observe_acceptance(host.acceptor_id, p)
+            if trims and max(trims) > host.trim_iid:
+                host.trim_iid = max(trims)
+                host.storage = {i: p for i, p in host.storage.items() if i > host.trim_iid}
+        failed_trim = max(trims, default=host.trim_iid)
+        iids = [p.iid for p in persists]
+        durable = [host.storage[i] for i in iids if i in host.storage]
+        durable += [p for i, p in host.storage.items() if host.trim_iid < i <= failed_trim]
+        host.node.revert_acceptor(iids, durable, host.trim_iid)
+        self.trace.update(f"store-fail {host.name} {self.now!r}".encode())
+        return True
 
     def transmit(self, src: Address, dst: Address, msg: Message) -> None:
         encode(msg)  # everything the core sends must fit the wire

@@ -51,6 +51,8 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     assert sum(r.originals_delivered for r in mixed) > 0  # original struct values
     # client values decided in batches (packed by a client or by a proposer)
     assert sum(r.batched_deliveries for r in mixed) > 0
+    # acceptors whose store failed to commit (disk full, fsync errors)
+    assert sum(r.store_failures for r in mixed) > 0
     leader = _results("leader", 40)
     killed = [r for r in leader if r.scenario.kill_leader_at is not None]
     assert len(killed) == len(leader)
