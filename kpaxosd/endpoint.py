@@ -185,6 +185,8 @@ class UdpEndpoint:
         self._leader = None if node.proposer is None else node.proposer.leader
         self._said_too_big = False
         self.store_health = StoreHealth.OK
+        # The run loop's timer scope, whose deadline is the node's next_deadline.
+        self._timer: trio.CancelScope | None = None
         # store_failures when the current run of failures began (for the log).
         self._failures_before = 0
         if bus is not None:
@@ -357,6 +359,12 @@ class UdpEndpoint:
         self.counters.local_in += len(inbox)
         self.node.receive_many(inbox, now)
         self.flush()
+        # What came over the bus may have set a timer (a proposer's retry) that the
+        # run loop, asleep on its socket, does not know of: nothing else wakes it.
+        timer = self._timer
+        if timer is not None:
+            deadline = self.node.next_deadline()
+            timer.deadline = math.inf if deadline is None else deadline
 
     def _drain(self, now: float) -> None:
         """Read every pending datagram (up to DRAIN_LIMIT), then hand them to the node
@@ -405,6 +413,7 @@ class UdpEndpoint:
             # One cancel scope serves every wake-up until the core's deadline passes
             # (entering and leaving one costs more than moving its deadline).
             with trio.CancelScope() as timer:
+                self._timer = timer
                 while True:
                     deadline = node.next_deadline()
                     if deadline is None:
