@@ -1,8 +1,7 @@
-"""Shared fixtures: where the golden vectors live."""
+"""Shared fixtures: the golden vectors (tests/vectors, copied from the original's bytes)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ settings.register_profile(
 settings.load_profile("default")
 
 REPO = Path(__file__).resolve().parent.parent
-VECTORS = Path(os.environ.get("KPAXOS_VECTORS", REPO.parent / "shared" / "vectors"))
+VECTORS = REPO / "tests" / "vectors"
 
 
 def read_vectors(name: str) -> dict[str, bytes]:

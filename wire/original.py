@@ -1,6 +1,6 @@
 """Byte layouts of the original user-space programs (native byte order, LP64).
 
-From ../shared/vectors/chardev_records.txt, produced by compiling the original
+From tests/vectors/chardev_records.txt, produced by compiling the original
 structs with gcc:
 
 - ``struct client_value``: what the original client proposes; a header of 32 bytes

@@ -21,7 +21,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import VECTORS
 from tests.devices.helpers import IN_VM_ENV
 from tests.netns.scenario import NETEM
 from tests.vm.runner import VM_TIMEOUT, VmRun, run_in_vm
@@ -79,7 +78,6 @@ cd {REPO}
 echo "guest kernel: $(uname -r)"
 export PYTHONPYCACHEPREFIX={pycache} TMPDIR=/tmp
 unset PYTHONDONTWRITEBYTECODE
-export KPAXOS_VECTORS={VECTORS}
 """
     cuse_part = f"""
 # The cuse cases of the device suite. The shared root is read-only: pytest's cache and
