@@ -41,16 +41,16 @@ class AcceptorStore:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot open the acceptor store at {self.path}: {exc}") from None
-        self._env, self._records = self._open()
+        self._env, self._records = self._open(create=True)
         # A failed commit may leave LMDB's environment unusable (MDB_PANIC after a
         # failed meta-page write): it is opened afresh before its next use.
         self._broken = False
 
-    def _open(self) -> tuple[lmdb.Environment, object]:
+    def _open(self, *, create: bool) -> tuple[lmdb.Environment, object]:
         try:
             env = lmdb.open(
                 str(self.path), map_size=self._map_size, subdir=True, sync=True,
-                metasync=True, max_dbs=1,
+                metasync=True, max_dbs=1, create=create,
             )
             return env, env.open_db(b"instances")
         except (OSError, lmdb.Error) as exc:
@@ -59,18 +59,29 @@ class AcceptorStore:
     def _usable(self) -> None:
         if self._broken:
             self._env.close()
-            self._env, self._records = self._open()
+            # Never created afresh: an empty store in place of a vanished one would
+            # make the acceptor forget every promise it made.
+            self._env, self._records = self._open(create=False)
             self._broken = False
 
     def load(self) -> tuple[list[Persist], int]:
-        """Every record kept, in iid order, and the trim point."""
-        with self._env.begin() as txn:
-            raw_trim = txn.get(TRIM_KEY)
-            trim_iid = TRIM_RECORD.parse(raw_trim).trim_iid if raw_trim else 0
-            records = []
-            for key, data in txn.cursor(db=self._records):
-                promised, accepted, value = unpack_instance(data)
-                records.append(Persist(iid_of_key(key), promised, accepted, value))
+        """Every record kept, in iid order, and the trim point.
+
+        Raises:
+            StorageError: the store cannot be read.
+        """
+        try:
+            self._usable()
+            with self._env.begin() as txn:
+                raw_trim = txn.get(TRIM_KEY)
+                trim_iid = TRIM_RECORD.parse(raw_trim).trim_iid if raw_trim else 0
+                records = []
+                for key, data in txn.cursor(db=self._records):
+                    promised, accepted, value = unpack_instance(data)
+                    records.append(Persist(iid_of_key(key), promised, accepted, value))
+        except (OSError, lmdb.Error) as exc:
+            self._broken = True
+            raise StorageError(f"reading the acceptor store at {self.path} failed: {exc}") from None
         return records, trim_iid
 
     def commit(self, persists: Iterable[Persist], trim_iid: int | None = None) -> None:

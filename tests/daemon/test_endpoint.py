@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import shutil
 import socket
 from contextlib import ExitStack
 from pathlib import Path
@@ -194,3 +195,34 @@ def test_an_acceptor_whose_store_is_full_answers_only_what_the_store_holds(
         said = [r.getMessage() for r in caplog.records]
         assert sum("votes again once a write succeeds" in m for m in said) == 1, said
         assert sum("takes writes again after 4 failed commits" in m for m in said) == 1, said
+
+
+def test_an_acceptor_whose_store_vanished_stays_silent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The store cannot be read back after a failed commit (its files are gone): the
+    # acceptor's memory may be ahead of any disk, so nothing leaves, and the store is
+    # not made afresh (an empty one would forget every promise).
+    with ExitStack() as stack:
+        sock, proposer = _bound(stack), _bound(stack)
+        cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: proposer.getsockname()})
+        node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
+        store = AcceptorStore(tmp_path / "acceptor-0", map_size=64 << 10)
+        stack.callback(store.close)
+        endpoint = UdpEndpoint(node, sock, store=store, name="acceptor 0")
+        src = proposer.getsockname()
+        node.receive(Accept(1, 10, b"one"), src, 0.0)
+        endpoint.flush()
+        assert [m.iid for m in _answers(proposer)] == [1]  # type: ignore[attr-defined]
+        shutil.rmtree(store.path)
+        with caplog.at_level(logging.WARNING, logger="kpaxos.udp"):
+            for iid in range(2, 20):  # until the map is full
+                node.receive(Accept(iid, 10, bytes(6000)), src, 0.0)
+                endpoint.flush()
+            assert endpoint.store_health is StoreHealth.UNKNOWN
+            node.receive(Repeat(1, 20), src, 0.0)
+            endpoint.flush()
+        answered = {m.iid for m in _answers(proposer)}  # type: ignore[attr-defined]
+        assert 1 not in answered and max(answered) < 19
+        assert not store.path.exists()
+        assert any("stays silent" in r.getMessage() for r in caplog.records)
