@@ -88,6 +88,11 @@ class FuseFilesystem:
                  _Node(FUSE_ROOT_ID + 2, CLIENT_NAME.encode(), stat.S_IFREG | mode, uid, gid,
                        client, size=max_write)]
         self._nodes = {node.ino: node for node in [self._root, *files]}
+        # st_blksize: stdio (bash's echo and printf) writes in pieces of st_blksize when
+        # it is below BUFSIZ (8 KiB), so 4096 cut a 6,000-byte echo into two values;
+        # cat writes max(st_blksize, 128 KiB) at a time. The kernel keeps only the log2,
+        # so a power of two, and no more than one WRITE carries.
+        self._blksize = 1 << (max_write.bit_length() - 1)
         self._by_name = {node.name: node for node in files}
         self._handlers: dict[int, Callable[[Engine, Request, memoryview], None]] = {
             Opcode.INIT: self._init,
@@ -227,7 +232,7 @@ class FuseFilesystem:
             "atime": self._time, "mtime": self._time, "ctime": self._time,
             "atimensec": 0, "mtimensec": 0, "ctimensec": 0,
             "mode": node.mode, "nlink": 2 if stat.S_ISDIR(node.mode) else 1,
-            "uid": node.uid, "gid": node.gid, "rdev": 0, "blksize": 4096, "flags": 0,
+            "uid": node.uid, "gid": node.gid, "rdev": 0, "blksize": self._blksize, "flags": 0,
         }
 
     def _reply_attr(self, request: Request, node: _Node) -> None:
