@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delivered values kept for readers of the learner device; a "
                              "reader further behind gets an error (EPIPE) and continues from "
                              "the oldest kept (default: 1000000)")
+    parser.add_argument("--retain-bytes", type=int, default=256 * 1024 * 1024, metavar="N",
+                        help="and at most N bytes of them, the oldest going first, as for "
+                             "--retain (default: 268435456, 256 MiB)")
     parser.add_argument("--no-local-delivery", action="store_true",
                         help="send messages between the roles of this process as UDP "
                              "datagrams too (default: hand them over in process)")
@@ -245,6 +248,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         auth_key_file=args.auth_key_file or config.auth_key_file,
         metrics=args.metrics,
         retain=args.retain,
+        retain_bytes=args.retain_bytes,
         local_delivery=not args.no_local_delivery,
         kclient=KClientOptions(args.outstanding, args.value_size, args.proposer_id)
         if args.client
@@ -306,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.retain < 1:
         parser.error("--retain must be at least 1")
+    if args.retain_bytes < 1:
+        parser.error("--retain-bytes must be at least 1")
     if args.outstanding < 1:
         parser.error("--outstanding must be at least 1")
     if not 0 <= args.value_size <= MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE:

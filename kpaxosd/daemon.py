@@ -94,6 +94,9 @@ class DaemonSpec:
     metrics: Address | None = None
     #: Delivered values kept for device readers; older ones are forgotten.
     retain: int = 1_000_000
+    #: ... and at most this many bytes of them (whole receive batches; the newest
+    #: batch stays even when larger), so that large values cannot take the memory.
+    retain_bytes: int = 256 * 1024 * 1024
     #: Hand messages between this process's own endpoints in process (no datagram).
     local_delivery: bool = True
 
@@ -354,6 +357,8 @@ class Daemon:
         log_ = self.values
         if log_.next_index - log_.first_index > self.spec.retain:
             log_.trim_before(log_.next_index - self.spec.retain)
+        if log_.retained_bytes > self.spec.retain_bytes:
+            log_.trim_before(log_.index_for_bytes(self.spec.retain_bytes))
 
     def _lost(self, trimmed: Trimmed) -> None:
         first, last = trimmed.first_iid, trimmed.next_iid - 1

@@ -13,7 +13,7 @@ missing, and goes on after the gap.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +64,10 @@ class ValueLog:
     Values and their iids sit in two lists; trimming only moves ``first_index`` and
     drops the dead front of the lists now and then, so appending, reading at a
     position and trimming cost the same however much is retained.
+
+    Bytes are counted as a running total of every value appended (``appended_bytes``)
+    and a prefix of those totals, one per append batch, so :meth:`index_for_bytes`
+    finds where to trim for a byte bound by bisection: O(1) per value appended.
     """
 
     #: The dead front of the lists is dropped once it is this long and at least half.
@@ -75,6 +79,13 @@ class ValueLog:
         # Entries at the front of the lists that were trimmed but not yet dropped.
         self._dead = 0
         self._first_index = 0
+        # Byte accounting: after the k-th append batch, _batch_ends[k] is the position
+        # after its last value and _batch_bytes[k] the bytes appended so far, both
+        # counted from position 0 (entries before _batch_dead are dropped ones).
+        self._appended_bytes = 0
+        self._batch_ends: list[int] = []
+        self._batch_bytes: list[int] = []
+        self._batch_dead = 0
         # Gaps by position, and their positions in order (appended, never inserted).
         self._gaps: dict[int, tuple[int, int]] = {}
         self._gap_positions: list[int] = []
@@ -111,6 +122,9 @@ class ValueLog:
             return
         self._iids.extend(iids)
         self._values.extend(values)
+        self._appended_bytes += sum(map(len, values))
+        self._batch_ends.append(self.next_index)
+        self._batch_bytes.append(self._appended_bytes)
         self._notify()
 
     def add_gap(self, first_iid: int, next_iid: int) -> None:
@@ -124,6 +138,35 @@ class ValueLog:
         self._iids.append(first_iid)
         self._values.append(b"")
         self._notify()
+
+    @property
+    def retained_bytes(self) -> int:
+        """Bytes of the values from ``first_index`` on (whole batches: a batch cut by
+        a trim counts whole until it is trimmed past)."""
+        return self._appended_bytes - self._bytes_before(self._first_index)
+
+    def index_for_bytes(self, limit: int) -> int:
+        """The lowest position from which the values retained take at most ``limit``
+        bytes, in whole append batches (at least ``first_index``; the newest batch
+        stays even when it alone is larger)."""
+        floor = self._appended_bytes - limit
+        if floor <= self._bytes_before(self._first_index):
+            return self._first_index
+        # The first batch whose running total reaches floor: trimming to its end
+        # leaves what follows it, which is at most limit bytes.
+        # The newest batch is never trimmed: its values were just appended, and a
+        # reader keeping up must see them (one batch over limit is kept whole).
+        k = min(bisect_left(self._batch_bytes, floor, self._batch_dead), len(self._batch_ends) - 2)
+        return max(self._batch_ends[k], self._first_index) if k >= 0 else self._first_index
+
+    def _bytes_before(self, index: int) -> int:
+        """Bytes appended before the end of the last batch that ends at or before
+        ``index``."""
+        k = bisect_right(self._batch_ends, index, self._batch_dead) - 1
+        return self._batch_bytes[k] if k >= self._batch_dead else self._dropped_bytes()
+
+    def _dropped_bytes(self) -> int:
+        return self._batch_bytes[self._batch_dead - 1] if self._batch_dead else 0
 
     def is_gap(self, index: int) -> bool:
         """Whether position ``index`` is a gap (reading there raises ValuesLost)."""
@@ -175,6 +218,15 @@ class ValueLog:
             for gap in self._gap_positions[:cut]:
                 del self._gaps[gap]
             del self._gap_positions[:cut]
+        # Batches wholly below the trim point are no longer needed for bisection.
+        self._batch_dead = max(
+            self._batch_dead, bisect_right(self._batch_ends, index, self._batch_dead)
+        )
+        if self._batch_dead >= self.COMPACT_AT and 2 * self._batch_dead >= len(self._batch_ends):
+            keep = self._batch_dead - 1  # the last dead one keeps the running total
+            del self._batch_ends[:keep]
+            del self._batch_bytes[:keep]
+            self._batch_dead = 1
         if self._dead >= self.COMPACT_AT and 2 * self._dead >= len(self._values):
             del self._iids[: self._dead]
             del self._values[: self._dead]

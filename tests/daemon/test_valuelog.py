@@ -84,3 +84,41 @@ def test_trimming_far_keeps_positions_and_values() -> None:
         log.values_from(5, 1)
     log.append(10_001, b"next")
     assert log.get(10_000) == DeliveredValue(10_001, b"next")
+
+
+def test_a_byte_bound_trims_whole_batches_oldest_first() -> None:
+    log = ValueLog()
+    for k in range(10):
+        log.extend_raw([k + 1, k + 1], [b"x" * 100, b"y" * 100])  # 200 bytes a batch
+    assert (log.retained_bytes, log.index_for_bytes(10_000)) == (2000, 0)
+    # 1000 bytes: the last five batches.
+    assert log.index_for_bytes(1000) == 10
+    # 999 bytes: four batches; a limit below one batch keeps the newest whole.
+    assert log.index_for_bytes(999) == 12
+    assert log.index_for_bytes(1) == 18
+    log.trim_before(log.index_for_bytes(1000))
+    assert (log.first_index, log.retained_bytes) == (10, 1000)
+    with pytest.raises(ReaderTooFarBehind):
+        log.get(9)
+    assert log.get(10) == DeliveredValue(6, b"x" * 100)
+    # A trim by count inside a batch counts that batch whole until it goes.
+    log.trim_before(11)
+    assert log.retained_bytes == 1000
+    assert log.index_for_bytes(1000) == 11
+    log.trim_before(12)
+    assert log.retained_bytes == 800
+
+
+def test_byte_accounting_survives_compaction_and_gaps() -> None:
+    log = ValueLog()
+    total = 0
+    for k in range(3 * ValueLog.COMPACT_AT):
+        log.extend_raw([k + 1], [b"v" * (k % 7)])
+        total += k % 7
+        if k % 100 == 99:
+            log.add_gap(10**6 + k, 10**6 + k + 1)
+        log.trim_before(log.index_for_bytes(300))
+        assert log.retained_bytes <= max(300, k % 7)
+    assert log.retained_bytes == sum(
+        len(log.value_at(i)) for i in range(log.first_index, log.next_index) if not log.is_gap(i)
+    )
