@@ -361,10 +361,13 @@ class UdpEndpoint:
         self.flush()
         # What came over the bus may have set a timer (a proposer's retry) that the
         # run loop, asleep on its socket, does not know of: nothing else wakes it.
+        # Only an earlier deadline matters: a later one wakes the loop early, and it
+        # takes the node's deadline then (moving a scope's deadline is not free).
         timer = self._timer
         if timer is not None:
             deadline = self.node.next_deadline()
-            timer.deadline = math.inf if deadline is None else deadline
+            if deadline is not None and deadline < timer.deadline:
+                timer.deadline = deadline
 
     def _drain(self, now: float) -> None:
         """Read every pending datagram (up to DRAIN_LIMIT), then hand them to the node
