@@ -157,17 +157,25 @@ def _answers(sock: socket.socket) -> list[Message]:
     return got
 
 
+def _acceptor_on_a_small_store(
+    stack: ExitStack, tmp_path: Path,
+) -> tuple[Node, UdpEndpoint, AcceptorStore, socket.socket]:
+    """Acceptor 0 on a real store whose 64 KiB map fills after a few records, and the
+    socket of its proposer."""
+    sock, proposer = _bound(stack), _bound(stack)
+    cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: proposer.getsockname()})
+    node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
+    store = AcceptorStore(tmp_path / "acceptor-0", map_size=64 << 10)
+    stack.callback(store.close)
+    return node, UdpEndpoint(node, sock, store=store, name="acceptor 0"), store, proposer
+
+
 def test_an_acceptor_whose_store_is_full_answers_only_what_the_store_holds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A real store whose map fills up after a few records stands for a full disk.
     with ExitStack() as stack:
-        sock, proposer = _bound(stack), _bound(stack)
-        cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: proposer.getsockname()})
-        node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
-        store = AcceptorStore(tmp_path / "acceptor-0", map_size=64 << 10)
-        stack.callback(store.close)
-        endpoint = UdpEndpoint(node, sock, store=store, name="acceptor 0")
+        node, endpoint, store, proposer = _acceptor_on_a_small_store(stack, tmp_path)
         src = proposer.getsockname()
         with caplog.at_level(logging.WARNING, logger="kpaxos.udp"):
             iid = 0
@@ -204,12 +212,7 @@ def test_an_acceptor_whose_store_vanished_stays_silent(
     # acceptor's memory may be ahead of any disk, so nothing leaves, and the store is
     # not made afresh (an empty one would forget every promise).
     with ExitStack() as stack:
-        sock, proposer = _bound(stack), _bound(stack)
-        cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: proposer.getsockname()})
-        node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
-        store = AcceptorStore(tmp_path / "acceptor-0", map_size=64 << 10)
-        stack.callback(store.close)
-        endpoint = UdpEndpoint(node, sock, store=store, name="acceptor 0")
+        node, endpoint, store, proposer = _acceptor_on_a_small_store(stack, tmp_path)
         src = proposer.getsockname()
         node.receive(Accept(1, 10, b"one"), src, 0.0)
         endpoint.flush()
