@@ -299,7 +299,7 @@ class UdpEndpoint:
             return
         self.node.revert_acceptor(self.node.acceptor.held(), durable, trim_iid)
         self.store_health = StoreHealth.FAILING
-        log.warning("%s: the store at %s reads again; the acceptor holds what it holds",
+        log.warning("%s: the store at %s reads again; the acceptor is back to what it stored",
                     self.name, self.store.path)
 
     def _leader_changed(self, pid: int, leader: int) -> None:
