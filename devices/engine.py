@@ -49,6 +49,7 @@ from devices.fuse_abi import (
     BadRequest,
     NotifyCode,
     Opcode,
+    fuse_flush_in,
     fuse_open_in,
     fuse_open_out,
     fuse_poll_in,
@@ -163,6 +164,13 @@ class FileHandle(Protocol):
         """The ready ``POLL*`` events now; with ``kh``, notify it when that changes."""
         ...
 
+    def flush(self, request: Request) -> None:
+        """A descriptor of this open is closed (FUSE only: CUSE sends no FLUSH).
+
+        Answer with ``request.reply()`` now or later; an error is what close(2) returns.
+        """
+        ...
+
     def release(self) -> None:
         """The last descriptor of this open is closed (or the engine stopped)."""
         ...
@@ -257,7 +265,7 @@ class Engine:
             Opcode.READ: self._read,
             Opcode.WRITE: self._write,
             Opcode.RELEASE: self._release,
-            Opcode.FLUSH: self._nothing,
+            Opcode.FLUSH: self._flush,
             Opcode.FSYNC: self._nothing,
             Opcode.POLL: self._poll,
             Opcode.INTERRUPT: self._interrupt,
@@ -453,6 +461,14 @@ class Engine:
         if handle is not None:
             handle.release()
         request.reply()
+
+    def _flush(self, request: Request, body: memoryview) -> None:
+        arg = parse_untrusted(fuse_flush_in, body)
+        handle = self._handles.get(arg.fh)
+        if handle is None:  # released already: nothing of it left to flush
+            request.reply()
+        else:
+            handle.flush(request)
 
     def _nothing(self, request: Request, body: memoryview) -> None:
         request.reply()

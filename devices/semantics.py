@@ -20,7 +20,11 @@ EINVAL (never a partial record). Every other write to the learner is EINVAL.
 
 ``client`` (``/dev/kpaxos-client``): each write is one proposal of exactly the bytes
 written, answered with their count once decided, or with the proposal's errno
-(EMSGSIZE, ETIMEDOUT, EIO). An interrupted write answers EINTR at once and withdraws
+(EMSGSIZE, ETIMEDOUT, EIO) — except that a write of whole 4096-byte blocks not ending
+in a newline is continued by the next write on the same open file, or ended by its
+close, because that is how stdio (``echo``, ``printf``) writes one long value: such a
+write is answered at once, and the write (or, through FUSE, the close) that ends the
+value answers for all of it. An interrupted write answers EINTR at once and withdraws
 our interest, but the value may still be decided. Reads fail with EINVAL: there is
 nothing to read. A shell's ``>`` (O_TRUNC) is fine; poll reports POLLOUT.
 
@@ -181,6 +185,9 @@ class LearnerHandle:
             self._poll_kh = kh
         return revents
 
+    def flush(self, request: Request) -> None:
+        request.reply()
+
     def release(self) -> None:
         self._unsubscribe()
         self._poll_kh = None
@@ -306,6 +313,18 @@ class LearnerHandle:
             self._waiting = deque(item for item in self._waiting if not item[0].answered)
 
 
+#: glibc's stdio writes a long line in pieces: first as many whole buffers as it can
+#: (its buffer is the file's st_blksize below BUFSIZ, else BUFSIZ: 4096 on a CUSE node,
+#: 8192 through FUSE), then the rest when it flushes. So a write of whole blocks of
+#: this size that does not end a line is taken to be continued by the next write.
+CONTINUED_BLOCK = 4096
+
+
+def continues(data: bytes) -> bool:
+    """Whether a write of ``data`` is the start of a value the next write continues."""
+    return len(data) % CONTINUED_BLOCK == 0 and not data.endswith(b"\n")
+
+
 class ClientDevice:
     """The client file: every write is a proposal."""
 
@@ -320,6 +339,8 @@ class ClientHandle:
     def __init__(self, proposals: Proposals, services: FileServices) -> None:
         self._proposals = proposals
         self._services = services
+        #: The start of a value written in pieces (see :data:`CONTINUED_BLOCK`).
+        self._held = b""
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
         raise RequestError(errno.EINVAL, "the client device cannot be read")
@@ -328,31 +349,70 @@ class ClientHandle:
         if not data:
             request.reply_written(0)
             return
-        self._services.start_soon(self._propose, request, data)
+        value = self._held + data if self._held else data
+        if continues(data) and len(value) < self._proposals.max_value_size:
+            # Answered at once: the writer's next write (or its close) ends the value.
+            self._held = value
+            request.reply_written(len(data))
+            return
+        self._held = b""
+        self._services.start_soon(self._propose, request, value, len(data))
 
     def poll(self, kh: int | None) -> int:
         return _WRITABLE
 
-    def release(self) -> None:
-        pass
+    def flush(self, request: Request) -> None:
+        # close(2) of a value whose last write was a whole block: propose it now, and
+        # let close return the outcome.
+        value, self._held = self._held, b""
+        if value:
+            self._services.start_soon(self._propose, request, value, None)
+        else:
+            request.reply()
 
-    async def _propose(self, request: Request, data: bytes) -> None:
+    def release(self) -> None:
+        # CUSE has no FLUSH: a value ended by close is proposed here, where nobody can
+        # be told the outcome but the log.
+        value, self._held = self._held, b""
+        if value:
+            try:
+                self._services.start_soon(self._propose_at_close, value)
+            except RequestError:
+                logger.warning("a value of %d bytes ended by close was not proposed: "
+                               "the device is stopping", len(value))
+
+    async def _propose(self, request: Request, value: bytes, written: int | None) -> None:
+        """Propose ``value``; answer ``request`` with ``written`` bytes (None: a FLUSH)."""
         with trio.CancelScope() as scope:
             request.on_interrupt = scope.cancel
             try:
-                iid = await self._proposals.propose(data)
+                iid = await self._proposals.propose(value)
             except ProposalError as exc:
-                logger.debug("proposal of %d bytes failed: %r", len(data), exc)
+                logger.debug("proposal of %d bytes failed: %r", len(value), exc)
                 request.fail(exc.errno)
                 return
             except Exception:
-                logger.exception("proposal of %d bytes failed", len(data))
+                logger.exception("proposal of %d bytes failed", len(value))
                 request.fail(errno.EIO)
                 return
-            logger.debug("proposal of %d bytes decided in instance %d", len(data), iid)
-            request.reply_written(len(data))
+            logger.debug("proposal of %d bytes decided in instance %d", len(value), iid)
+            if written is None:
+                request.reply()
+            else:
+                request.reply_written(written)
         # Cancelled: by an interrupt (already answered EINTR) or because the engine
         # stops (it answers every pending request with EIO).
+
+    async def _propose_at_close(self, value: bytes) -> None:
+        try:
+            iid = await self._proposals.propose(value)
+        except ProposalError as exc:
+            logger.warning("a value of %d bytes ended by close was not decided: %s",
+                           len(value), exc)
+        except Exception:
+            logger.exception("proposal of %d bytes failed", len(value))
+        else:
+            logger.debug("proposal of %d bytes decided in instance %d", len(value), iid)
 
 
 __all__ = ["ClientDevice", "ClientHandle", "LearnerDevice", "LearnerHandle", "ReadMode"]

@@ -1,12 +1,10 @@
-"""Big values through the client device, written by real shell commands: one write of a
-value is one value, whole even with other writers at the same time.
+"""Big values through the client device, written by real shell commands: one command
+writing a value proposes one value, whole even with other writers at the same time.
 
-Every test runs once per door (``fuse`` here, ``cuse`` in the test VM). The writes of
-glibc's stdio (bash's ``echo`` and ``printf``) are as long as the file's st_blksize
-when that is below BUFSIZ (8 KiB), else BUFSIZ: the FUSE door's files say 128 KiB, a
-CUSE node is devtmpfs's and says 4096, so stdio writes a value in one piece through
-FUSE only, and only up to BUFSIZ; elsewhere the stdio cases check that every byte
-arrives, in order.
+Every test runs once per door (``fuse`` here, ``cuse`` in the test VM). glibc's stdio
+(bash's ``echo`` and ``printf``) writes a value longer than its buffer in two writes:
+whole buffers (4096 bytes on a CUSE node, 8192 through FUSE), then the rest; the
+device joins them (``devices.semantics.CONTINUED_BLOCK``).
 """
 
 from __future__ import annotations
@@ -18,14 +16,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.devices.helpers import Served, run
+from kpaxosd.interface import ProposalTimeout
+from tests.devices.helpers import SHOULD, Served, python, run
 from wire import MAX_VALUE_SIZE
 
 pytestmark = pytest.mark.root
 
 SIZES = [6000, 60_000]
-#: What bash's stdout buffer holds: a longer echo or printf is several writes.
-STDIO_BUFSIZ = 8192
 
 
 def value_of(size: int, fill: bytes = b"v") -> bytes:
@@ -56,18 +53,6 @@ async def learned(served: Served, size: int) -> bytes:
     return result.stdout
 
 
-def in_one_write(served: Served, tool: str, size: int) -> bool:
-    """Whether ``tool`` writes a value of ``size`` bytes with one write().
-
-    stdio (echo, printf) cannot: a CUSE node says devtmpfs's 4096, and stdio never
-    writes more than BUFSIZ at once. Those cases still check that every byte arrives,
-    in order, as consecutive values.
-    """
-    if tool in ("echo", "printf"):
-        return served.door != "cuse" and size <= STDIO_BUFSIZ
-    return True
-
-
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("tool", ["echo", "printf", "cat", "dd"])
 async def test_one_command_proposes_one_value(served: Served, tmp_path: Path, tool: str,
@@ -76,18 +61,14 @@ async def test_one_command_proposes_one_value(served: Served, tmp_path: Path, to
     value = value_of(size)
     result = await run(commands(tool, value, tmp_path / "value", served.client))
     assert result.returncode == 0, result.stderr
-    if in_one_write(served, tool, size):
-        assert [len(v) for v in served.proposals.proposed] == [size]
-    else:
-        assert b"".join(served.proposals.proposed) == value
+    assert served.proposals.proposed == [value]
     assert await learned(served, size) == value
 
 
 @pytest.mark.parametrize("tool", ["echo", "cat"])
 async def test_concurrent_writers_never_interleave(served: Served, tmp_path: Path,
                                                    tool: str) -> None:
-    sizes = [6000] if tool == "echo" else SIZES
-    whole = in_one_write(served, tool, max(sizes))
+    sizes = SIZES
     allow_big_values(served)
     writers, rounds = 4, 5
     values = [value_of(sizes[w % len(sizes)], fill=bytes([ord("a") + w]))
@@ -106,10 +87,7 @@ async def test_concurrent_writers_never_interleave(served: Served, tmp_path: Pat
             nursery.start_soon(write, command)
     assert [r.returncode for r in results] == [0] * writers, [r.stderr for r in results]
     proposed = served.proposals.proposed
-    if whole:
-        assert sorted(proposed) == sorted(values * rounds)  # every value whole, none cut
-    else:
-        assert sum(map(len, proposed)) == sum(map(len, values)) * rounds
+    assert sorted(proposed) == sorted(values * rounds)  # every value whole, none cut
     total = sum(len(v) for v in proposed)
     assert await learned(served, total) == b"".join(proposed)
 
@@ -125,3 +103,78 @@ async def test_a_value_over_the_largest_is_refused_once(served: Served, tmp_path
     # one write, one refusal: no piece of it was proposed apart, none decided
     assert [len(v) for v in served.proposals.proposed] == [len(value)]
     assert served.log.next_index == 0
+
+
+async def test_a_value_ended_by_close_is_proposed(served: Served) -> None:
+    # The value's last write is a whole block: close ends it. Through FUSE close
+    # answers for it; CUSE sends no FLUSH and the value is proposed on release.
+    allow_big_values(served)
+    result = await run(python(f"""
+        import os
+        fd = os.open({served.client!r}, os.O_WRONLY)
+        print(os.write(fd, b"a" * 4096), os.write(fd, b"b" * 8192))
+        os.close(fd)
+    """))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"4096 8192\n"
+    value = b"a" * 4096 + b"b" * 8192
+    assert await learned(served, len(value)) == value
+    assert served.proposals.proposed == [value]
+
+
+async def test_close_reports_the_failure_of_the_value_it_ends_where_it_can(
+        served: Served) -> None:
+    allow_big_values(served)
+    served.proposals.fail_with = ProposalTimeout()
+    result = await run(python(f"""
+        import errno, os
+        fd = os.open({served.client!r}, os.O_WRONLY)
+        print(os.write(fd, b"a" * 4096))
+        try:
+            os.close(fd)
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
+    """))
+    assert result.returncode == 0, result.stderr
+    # CUSE sends no FLUSH, so its close cannot fail; the value is proposed all the same
+    # (on release) and its failure is logged
+    assert result.stdout == (b"4096\n" if served.door == "cuse" else b"4096\nETIMEDOUT\n")
+    with trio.fail_after(SHOULD):
+        await served.proposals.wait_proposed(1)
+    assert served.proposals.proposed == [b"a" * 4096]
+
+
+async def test_writes_of_whole_blocks_join_until_one_that_is_not(served: Served) -> None:
+    allow_big_values(served)
+    result = await run(python(f"""
+        import os
+        fd = os.open({served.client!r}, os.O_WRONLY)
+        print(os.write(fd, b"a" * 4096), os.write(fd, b"b" * 8192), os.write(fd, b"end"))
+        print(os.write(fd, b"c" * 4095 + b"\\n"), os.write(fd, b"short"))
+        os.close(fd)
+    """))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"4096 8192 3\n4096 5\n"
+    # a block that ends a line is a value of its own
+    assert served.proposals.proposed == [b"a" * 4096 + b"b" * 8192 + b"end",
+                                         b"c" * 4095 + b"\n", b"short"]
+
+
+async def test_joined_pieces_over_the_largest_value_are_refused(served: Served) -> None:
+    allow_big_values(served)
+    blocks = MAX_VALUE_SIZE // 4096
+    result = await run(python(f"""
+        import errno, os
+        fd = os.open({served.client!r}, os.O_WRONLY)
+        for _ in range({blocks}):
+            os.write(fd, b"x" * 4096)
+        try:
+            os.write(fd, b"x" * 4096)
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
+        print(os.write(fd, b"next"))
+    """))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"EMSGSIZE\n4\n"
+    assert [len(v) for v in served.proposals.proposed] == [(blocks + 1) * 4096, 4]
+    assert served.log.next_index == 1
