@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import trio
 
-from wire.original import RECORD_HEADER_SIZE, VALUE_SIZE_WRITE, split_client_values_untrusted
+from wire.original import (
+    ID_RANGE_CODEC,
+    RECORD_HEADER_SIZE,
+    VALUE_SIZE_WRITE,
+    split_client_values_untrusted,
+)
 
 #: Records read before other tasks get a turn.
 DRAIN_LIMIT = 256
@@ -22,8 +26,9 @@ DRAIN_LIMIT = 256
 #: second would wait for more values even with this one's bytes in hand).
 STREAM_READ_SIZE = 128 * 1024
 
-#: The TCP greeting of a client: the half-open range of client ids it wants, native.
-ID_RANGE = struct.Struct("=ii")
+#: The TCP greeting of a client: the half-open range of client ids it wants
+#: (wire.original.ID_RANGE).
+ID_RANGE = ID_RANGE_CODEC
 
 
 class SourceError(Exception):

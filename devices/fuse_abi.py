@@ -6,8 +6,8 @@ each ``sizeof`` and every named field's offset against the C header. Field names
 C names.
 
 construct is the specification and the cold path. The few structures on the hot path
-(the headers, READ and WRITE) also exist as precompiled ``struct.Struct`` objects below;
-the test proves both forms agree.
+(the headers, READ and WRITE) also have ``struct.Struct`` codecs, made from these
+declarations by :func:`wire.layout.fast_struct`.
 
 Bytes from the kernel are parsed only through :func:`parse_untrusted`, which raises
 :class:`BadRequest` and nothing else.
@@ -16,7 +16,6 @@ Bytes from the kernel are parsed only through :func:`parse_untrusted`, which rai
 from __future__ import annotations
 
 import enum
-import struct
 
 from construct import (
     Aligned,
@@ -34,6 +33,8 @@ from construct import (
     len_,
     this,
 )
+
+from wire.layout import fast_struct
 
 #: The protocol version this module declares and the engine speaks.
 KERNEL_VERSION = 7
@@ -409,14 +410,14 @@ fuse_dirent = Aligned(
 )
 
 # ---------------------------------------------------------------------------
-# The hot path, precompiled (``test_fuse_abi`` proves these equal the declarations).
+# The hot path: ``struct.Struct`` codecs made from the declarations above.
 
-IN_HEADER = struct.Struct("=IIQQIIIH2x")
-OUT_HEADER = struct.Struct("=IiQ")
-READ_IN = struct.Struct("=QQIIQI4x")
-WRITE_IN = struct.Struct("=QQIIQI4x")
-WRITE_OUT = struct.Struct("=I4x")
-INTERRUPT_IN = struct.Struct("=Q")
+IN_HEADER = fast_struct(fuse_in_header)
+OUT_HEADER = fast_struct(fuse_out_header)
+READ_IN = fast_struct(fuse_read_in)
+WRITE_IN = fast_struct(fuse_write_in)
+WRITE_OUT = fast_struct(fuse_write_out)
+INTERRUPT_IN = fast_struct(fuse_interrupt_in)
 
 
 class BadRequest(Exception):

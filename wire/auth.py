@@ -9,15 +9,17 @@ the original's: no trailer at all.
 
 from __future__ import annotations
 
-import struct
-
 from construct import Bytes, Int64ub, Struct
 
+from wire.layout import fast_struct
+
 TAG_SIZE = 16
-TRAILER = Struct("sent_ms" / Int64ub, "tag" / Bytes(TAG_SIZE))
+#: The timestamp, which the tag covers with the datagram.
+STAMP = Struct("sent_ms" / Int64ub)
+TRAILER = Struct(*STAMP.subcons, "tag" / Bytes(TAG_SIZE))
 TRAILER_SIZE = TRAILER.sizeof()
 
-_STAMP = struct.Struct(">Q")
+_STAMP = fast_struct(STAMP)
 
 
 def pack_stamp(sent_ms: int) -> bytes:

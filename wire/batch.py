@@ -17,36 +17,44 @@ magic inside a batch, even alone (:func:`must_travel_in_batch`): learners unpack
 exactly one level.
 
 construct (``BATCH``) is the specification; :func:`pack_batch` and
-:func:`unpack_batch_untrusted` are the fast path, and tests prove they agree.
+:func:`unpack_batch_untrusted` are the fast path (their codecs made from it by
+:func:`wire.layout.fast_struct`), and tests prove they agree.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
 from construct import (
+    Array,
     Bytes,
     Const,
     ConstructError,
     GreedyBytes,
     Int32ub,
     Prefixed,
-    PrefixedArray,
+    Rebuild,
     Struct,
     Terminated,
+    len_,
+    this,
 )
+
+from wire.layout import fast_struct
 
 MAGIC = b"\x89KPB"
 
+#: One item: its length word, then its bytes.
+ITEM = Prefixed(Int32ub, GreedyBytes)
 BATCH = Struct(
     "magic" / Const(MAGIC, Bytes(4)),
-    "items" / PrefixedArray(Int32ub, Prefixed(Int32ub, GreedyBytes)),
+    "count" / Rebuild(Int32ub, len_(this.items)),
+    "items" / Array(this.count, ITEM),
     Terminated,
 )
 
-_HEAD = struct.Struct(">4sI")
-_LENGTH = struct.Struct(">I")
+_HEAD = fast_struct(BATCH)  # magic, count
+_LENGTH = fast_struct(ITEM)
 #: Bytes a batch adds once (magic and count) ...
 BATCH_OVERHEAD = _HEAD.size
 #: ... and per item (its length word).

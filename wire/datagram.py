@@ -28,6 +28,7 @@ from construct import (
     this,
 )
 
+from wire.layout import fast_struct, field_names
 from wire.messages import (
     MESSAGE_TYPES,
     Message,
@@ -36,8 +37,6 @@ from wire.messages import (
 
 #: The largest UDP payload over IPv4.
 MAX_DATAGRAM_SIZE = 65507
-#: PROMISE and ACCEPTED carry a value behind 6 words of header.
-MAX_VALUE_SIZE = MAX_DATAGRAM_SIZE - 6 * 4
 
 
 class WireError(ValueError):
@@ -76,29 +75,19 @@ BODIES = {
     "LEARNER_STUCK": Struct("iid" / Int32ub),
 }
 
+TYPE = "type" / Enum(Int32ub, MessageType)
+
 #: The whole datagram: a type word, the body it selects, and nothing after it.
 DATAGRAM = Struct(
-    "type" / Enum(Int32ub, MessageType),
+    TYPE,
     "body" / Switch(this.type, BODIES, default=Error),
     Terminated,
 )
 
-# Fields of each message in wire order, as the dataclasses name them.
+# Fields of each message in wire order; the dataclasses of wire.messages name them
+# the same (a test holds the two together).
 _FIELDS: dict[MessageType, tuple[str, ...]] = {
-    MessageType.PREPARE: ("iid", "ballot"),
-    MessageType.PROMISE: ("aid", "iid", "ballot", "value_ballot", "value"),
-    MessageType.ACCEPT: ("iid", "ballot", "value"),
-    MessageType.ACCEPTED: ("aid", "iid", "ballot", "value_ballot", "value"),
-    MessageType.PREEMPTED: ("aid", "iid", "ballot"),
-    MessageType.REPEAT: ("from_iid", "to_iid"),
-    MessageType.TRIM: ("iid",),
-    MessageType.ACCEPTOR_STATE: ("aid", "trim_iid"),
-    MessageType.CLIENT_VALUE: ("value",),
-    MessageType.LEARNER_HI: (),
-    MessageType.LEARNER_DEL: (),
-    MessageType.ACCEPTOR_OK: (),
-    MessageType.PROPOSER_HI: ("pid", "decided_below"),
-    MessageType.LEARNER_STUCK: ("iid",),
+    kind: field_names(BODIES[kind.name]) for kind in MessageType
 }
 
 _CLASSES: dict[MessageType, type[Message]] = {t: c for c, t in MESSAGE_TYPES.items()}
@@ -125,10 +114,20 @@ def build_with_construct(msg: Message) -> bytes:
         raise WireError(f"cannot encode {msg!r}: {exc}") from None
 
 
-# The hot path: one struct.Struct per fixed part, checked against DATAGRAM by tests.
-_WORD = struct.Struct(">I")
-_WORDS = {n: struct.Struct(">" + "I" * n) for n in range(1, 7)}
+# The hot path: per message type the struct.Struct of its fixed part, type word
+# included (a value contributes its length word), made from DATAGRAM's declarations.
+_TYPE_WORD = fast_struct(TYPE)
+_HEADS: dict[MessageType, struct.Struct] = {
+    kind: fast_struct(Struct(TYPE, *(BODIES[kind.name].subcons if _FIELDS[kind] else ())))
+    for kind in MessageType
+}
 _U32_MAX = 0xFFFFFFFF
+
+#: The largest value a datagram carries: behind the longest header of a message with
+#: a value (PROMISE's and ACCEPTED's, 6 words).
+MAX_VALUE_SIZE = MAX_DATAGRAM_SIZE - max(
+    _HEADS[kind].size for kind, names in _FIELDS.items() if "value" in names
+)
 
 
 def encode(msg: Message) -> bytes:
@@ -152,7 +151,7 @@ def encode(msg: Message) -> bytes:
     for number in ints:
         if not 0 <= number <= _U32_MAX:
             raise WireError(f"cannot encode {type(msg).__name__}: {number} is not a u32")
-    head = _WORDS[len(ints)].pack(*ints)
+    head = _HEADS[kind].pack(*ints)
     data = head if value is None else head + bytes(value)
     if len(data) > MAX_DATAGRAM_SIZE:
         raise WireError(f"{type(msg).__name__} of {len(data)} bytes exceeds one datagram")
@@ -166,7 +165,7 @@ _DECODING: dict[int, _Decoding] = {
     kind.value: (
         kind,
         len(names),
-        _WORDS[len(names)] if names else None,
+        fast_struct(BODIES[kind.name]) if names else None,  # after the type word
         bool(names) and names[-1] == "value",
         _CLASSES[kind],
     )
@@ -183,7 +182,7 @@ def decode_untrusted(data: bytes) -> Message:
     size = len(data)
     if size < 4:
         raise WireError(f"datagram of {size} bytes has no type word")
-    (type_word,) = _WORD.unpack_from(data)
+    (type_word,) = _TYPE_WORD.unpack_from(data)
     try:
         kind, count, words, has_value, cls = _DECODING[type_word]
     except KeyError:

@@ -13,22 +13,24 @@ magic is a raw value (from an original client) and is delivered as it is.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from construct import Bytes, Const, ConstructError, GreedyBytes, Int64ub, Struct
 
+from wire.layout import fast_struct
+
 MAGIC = b"\x89KPV"
 
-ENVELOPE = Struct(
+ENVELOPE_HEADER = Struct(
     "magic" / Const(MAGIC, Bytes(4)),
     "client_id" / Int64ub,
     "seq" / Int64ub,
-    "payload" / GreedyBytes,
 )
+ENVELOPE = Struct(*ENVELOPE_HEADER.subcons, "payload" / GreedyBytes)
 
-_HEAD = struct.Struct(">4sQQ")
-ENVELOPE_OVERHEAD = _HEAD.size
+#: ENVELOPE_HEADER for the fast paths: (magic, client_id, seq).
+ENVELOPE_HEAD = fast_struct(ENVELOPE_HEADER)
+ENVELOPE_OVERHEAD = ENVELOPE_HEAD.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +42,14 @@ class ClientEnvelope:
 
 def wrap(client_id: int, seq: int, payload: bytes) -> bytes:
     """The value that carries ``payload`` from ``(client_id, seq)``."""
-    return _HEAD.pack(MAGIC, client_id, seq) + payload
+    return ENVELOPE_HEAD.pack(MAGIC, client_id, seq) + payload
 
 
 def unwrap_untrusted(value: bytes) -> ClientEnvelope | None:
     """The envelope in a decided value, or None for a raw value."""
     if len(value) < ENVELOPE_OVERHEAD or not value.startswith(MAGIC):
         return None
-    _, client_id, seq = _HEAD.unpack_from(value)
+    _, client_id, seq = ENVELOPE_HEAD.unpack_from(value)
     return ClientEnvelope(client_id, seq, bytes(value[ENVELOPE_OVERHEAD:]))
 
 

@@ -22,28 +22,32 @@ delivered whole, as the original learner delivered it.
 
 from __future__ import annotations
 
-import struct
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from wire.envelope import ENVELOPE_OVERHEAD
+from wire.envelope import ENVELOPE_HEAD, ENVELOPE_OVERHEAD
 from wire.envelope import MAGIC as ENVELOPE_MAGIC
-from wire.original import CLIENT_VALUE_HEAD, CLIENT_VALUE_HEADER_SIZE
+from wire.layout import fast_struct
+from wire.original import CLIENT_VALUE_HEADER, CLIENT_VALUE_HEADER_SIZE
 
 #: Who proposed a value and which of its values it is; see the module docstring.
 Origin = tuple[int, int]
 
 _USEC_PER_SEC = 1_000_000
 _U32_MASK = 0xFFFFFFFF
-# The headers of an envelope and of a struct client_value (wire.envelope,
-# wire.original), read here without building their objects: a learner reads the
-# identity of every value it delivers, a proposer of every value it queues.
-_ENVELOPE_HEAD = struct.Struct(">4sQQ")
-assert _ENVELOPE_HEAD.size == ENVELOPE_OVERHEAD
-# The same header with the client id unsigned, and the envelope magic read as that
-# field: a value of at least a header's size is an envelope when the two match.
-_ORIGINAL_HEAD_UNSIGNED = struct.Struct("=I4xqqQ")
-(_ENVELOPE_MAGIC_ID,) = struct.unpack_from("=I", ENVELOPE_MAGIC)
+# A struct client_value's header read without building its object (a learner reads
+# the identity of every value it delivers, a proposer of every value it queues), its
+# client id unsigned: that is ``client_id & 0xFFFFFFFF``, what an origin keeps.
+_ORIGINAL_HEAD = fast_struct(CLIENT_VALUE_HEADER, unsigned=("client_id",))
+# The envelope magic read as that field: a value of at least a header's size is an
+# envelope when the two match (the only field the two headers overlap in).
+_ENVELOPE_MAGIC_ID = int.from_bytes(ENVELOPE_MAGIC, sys.byteorder)
+
+
+def _original(client_id_u32: int, tv_sec: int, tv_usec: int) -> Origin:
+    # The one place the origin of an original value is reckoned (module docstring).
+    return (-1 - client_id_u32, tv_sec * _USEC_PER_SEC + tv_usec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,7 @@ def original_origin(client_id: int, tv_sec: int, tv_usec: int) -> Origin:
     """
     if not 0 <= tv_usec < _USEC_PER_SEC:
         raise ValueError(f"tv_usec {tv_usec} is not a microsecond count")
-    return (-1 - (client_id & _U32_MASK), tv_sec * _USEC_PER_SEC + tv_usec)
+    return _original(client_id & _U32_MASK, tv_sec, tv_usec)
 
 
 def is_original_origin(origin: Origin) -> bool:
@@ -76,12 +80,12 @@ def origin_untrusted(value: bytes) -> Origin | None:
     """The origin of a proposed or decided value, None when it has none."""
     size = len(value)
     if size >= ENVELOPE_OVERHEAD and value[:4] == ENVELOPE_MAGIC:
-        _, client_id, seq = _ENVELOPE_HEAD.unpack_from(value)
+        _, client_id, seq = ENVELOPE_HEAD.unpack_from(value)
         return (client_id, seq)
     if size >= CLIENT_VALUE_HEADER_SIZE:
-        client_id, tv_sec, tv_usec, length = CLIENT_VALUE_HEAD.unpack_from(value)
+        client_id, tv_sec, tv_usec, length = _ORIGINAL_HEAD.unpack_from(value)
         if length == size - CLIENT_VALUE_HEADER_SIZE and 0 <= tv_usec < _USEC_PER_SEC:
-            return (-1 - (client_id & _U32_MASK), tv_sec * _USEC_PER_SEC + tv_usec)
+            return _original(client_id, tv_sec, tv_usec)
     return None
 
 
@@ -96,8 +100,8 @@ def origins_untrusted(values: Iterable[bytes]) -> tuple[list[Origin | None], boo
     origins: list[Origin | None] = []
     append = origins.append
     all_original = True
-    original_head, envelope_magic_id = _ORIGINAL_HEAD_UNSIGNED.unpack_from, _ENVELOPE_MAGIC_ID
-    header_size, usec_per_sec = CLIENT_VALUE_HEADER_SIZE, _USEC_PER_SEC
+    original_head, envelope_magic_id = _ORIGINAL_HEAD.unpack_from, _ENVELOPE_MAGIC_ID
+    header_size, usec_per_sec, original = CLIENT_VALUE_HEADER_SIZE, _USEC_PER_SEC, _original
     for value in values:
         size = len(value)
         if size >= header_size:
@@ -105,8 +109,7 @@ def origins_untrusted(values: Iterable[bytes]) -> tuple[list[Origin | None], boo
             if client_id == envelope_magic_id:
                 pass
             elif length == size - header_size and 0 <= tv_usec < usec_per_sec:
-                # client_id read unsigned: (client_id & 0xFFFFFFFF) of the signed field.
-                append((-1 - client_id, tv_sec * usec_per_sec + tv_usec))
+                append(original(client_id, tv_sec, tv_usec))
                 continue
             else:
                 append(None)

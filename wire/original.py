@@ -18,38 +18,57 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from construct import ConstructError, GreedyBytes, Int32sn, Int64sn, Int64un, Padding, Struct
+from construct import (
+    Bytes,
+    ConstructError,
+    GreedyBytes,
+    Int32sn,
+    Int64sn,
+    Int64un,
+    Padding,
+    Struct,
+)
 
-#: ``struct client_value`` with its payload.
-CLIENT_VALUE = Struct(
+from wire.layout import fast_struct
+
+#: The bytes of a client value's header that tell it from any other: client_id (and
+#: the padding after it) and the timestamp.
+CLIENT_VALUE_IDENTITY = Struct(
     "client_id" / Int32sn,
     Padding(4),
     "tv_sec" / Int64sn,
     "tv_usec" / Int64sn,
-    "size" / Int64un,
-    "payload" / GreedyBytes,
 )
-CLIENT_VALUE_HEADER_SIZE = 32
+_SIZE = "size" / Int64un
+#: ``struct client_value``'s 32-byte header: the identity, then the payload's size.
+CLIENT_VALUE_HEADER = Struct(*CLIENT_VALUE_IDENTITY.subcons, _SIZE)
+#: ``struct client_value`` with its payload.
+CLIENT_VALUE = Struct(*CLIENT_VALUE_HEADER.subcons, "payload" / GreedyBytes)
 
 #: The first write on a record-mode learner handle: the value size, a native size_t.
 VALUE_SIZE_WRITE = Int64un
-VALUE_SIZE_WRITE_SIZE = 8
+VALUE_SIZE_WRITE_SIZE = VALUE_SIZE_WRITE.sizeof()
 
 #: A record read from a record-mode learner handle: ``int32 iid`` then the value,
 #: padded with zeros or cut to the agreed size (the value is added by the caller).
 RECORD_HEADER = Struct("iid" / Int32sn)
-RECORD_HEADER_SIZE = 4
 
-# "=": native byte order with standard sizes and no implicit padding (the padding
-# after client_id is explicit), as gcc laid the structs out on LP64.
-#: CLIENT_VALUE's header for the fast paths (client_id, tv_sec, tv_usec, size); the
-#: construct declaration is the specification, and tests hold the two together.
-CLIENT_VALUE_HEAD = struct.Struct("=i4xqqQ")
-_RECORD_HEAD = struct.Struct("=i")
-_CLIENT_VALUE_IDENTITY = struct.Struct("=i4xqq")
-#: The bytes of a client value's header that tell it from any other: client_id (and
-#: the padding after it) and the timestamp.
+#: What a client of the original user-space learner sends first over TCP: the
+#: half-open range of client ids whose values it wants.
+ID_RANGE = Struct("first" / Int32sn, "end" / Int32sn)
+
+# The fast paths' codecs, made from the declarations above. Everything is "=":
+# native byte order with standard sizes and no implicit padding (the padding after
+# client_id is explicit), as gcc laid the structs out on LP64.
+#: CLIENT_VALUE_HEADER: (client_id, tv_sec, tv_usec, size).
+CLIENT_VALUE_HEAD = fast_struct(CLIENT_VALUE_HEADER)
+CLIENT_VALUE_HEADER_SIZE = CLIENT_VALUE_HEAD.size
+_CLIENT_VALUE_IDENTITY = fast_struct(CLIENT_VALUE_IDENTITY)
 CLIENT_VALUE_IDENTITY_SIZE = _CLIENT_VALUE_IDENTITY.size
+_RECORD_HEAD = fast_struct(RECORD_HEADER)
+RECORD_HEADER_SIZE = _RECORD_HEAD.size
+#: ID_RANGE: (first, end).
+ID_RANGE_CODEC = fast_struct(ID_RANGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +108,10 @@ def pack_client_value_identity(client_id: int, tv_sec: int, tv_usec: int) -> byt
 
 @functools.lru_cache(maxsize=8)
 def _values_of_size(size: int) -> struct.Struct:
-    # The identity and size of a value of ``size`` payload bytes, skipping the payload.
-    return struct.Struct(f"={CLIENT_VALUE_IDENTITY_SIZE}sQ{size}x")
+    # The identity (as bytes) and size of a value of ``size`` payload bytes, skipping
+    # the payload.
+    return fast_struct(Struct("identity" / Bytes(CLIENT_VALUE_IDENTITY_SIZE), _SIZE,
+                              Padding(size)))
 
 
 def split_client_values_untrusted(

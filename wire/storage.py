@@ -6,9 +6,9 @@ delete a prefix with one cursor walk.
 
 from __future__ import annotations
 
-import struct
-
 from construct import GreedyBytes, Int32ub, Struct
+
+from wire.layout import fast_struct
 
 #: The key of instance ``iid``'s record.
 INSTANCE_KEY = Struct("iid" / Int32ub)
@@ -22,8 +22,8 @@ INSTANCE_RECORD = Struct(
 TRIM_RECORD = Struct("trim_iid" / Int32ub)
 TRIM_KEY = b"trim"
 
-_KEY = struct.Struct(">I")
-_RECORD_HEAD = struct.Struct(">II")
+_KEY = fast_struct(INSTANCE_KEY)
+_RECORD_HEAD = fast_struct(INSTANCE_RECORD)  # the two ballots
 
 
 def instance_key(iid: int) -> bytes:
