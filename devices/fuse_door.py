@@ -2,9 +2,12 @@
 
 For kernels without CUSE. We open ``/dev/fuse``, mount it ourselves with mount(2)
 (``fuse.kpaxos`` at ``/run/kpaxos`` by default), answer FUSE_INIT and serve a root
-directory holding ``learner`` and ``client``; symlinks (``/dev/kpaxos-learner``,
-``/dev/kpaxos-client``) point at them. The mount uses ``default_permissions`` so the
-kernel enforces the files' mode and owner (chmod and chown work, in memory).
+directory holding the folder ``devices`` with ``learner`` and ``client`` in it;
+symlinks (``/dev/kpaxos-learner``, ``/dev/kpaxos-client``) point at them. The folder
+exists only in the mount: with no daemon serving it, a write through a link fails
+(ENOENT) instead of creating a plain file in the empty mount directory. The mount
+uses ``default_permissions`` so the kernel enforces the files' mode and owner (chmod
+and chown work, in memory).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import stat
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -53,6 +56,7 @@ logger = logging.getLogger("kpaxos.devices")
 
 FUSE_DEVICE = "/dev/fuse"
 FSTYPE = "fuse.kpaxos"
+FOLDER_NAME = "devices"
 LEARNER_NAME = "learner"
 CLIENT_NAME = "client"
 LEARNER_LINK = LEARNER_DEVICE
@@ -71,6 +75,8 @@ class _Node:
     gid: int
     device: Device | None
     size: int = 0
+    parent: int = FUSE_ROOT_ID
+    children: dict[bytes, _Node] = field(default_factory=dict)
 
 
 class FuseFilesystem:
@@ -80,20 +86,23 @@ class FuseFilesystem:
                  uid: int = 0, gid: int = 0, max_write: int = DEFAULT_MAX_WRITE) -> None:
         self._time = int(time.time())
         self._root = _Node(FUSE_ROOT_ID, b"", stat.S_IFDIR | 0o755, uid, gid, None)
+        folder = _Node(FUSE_ROOT_ID + 1, FOLDER_NAME.encode(), stat.S_IFDIR | 0o755, uid, gid,
+                       None)
         # The client file is as long as the longest write: the kernel runs writes of
         # a file in parallel only when they end within its size (engine.py,
         # DEVICE_OPEN_FLAGS). Writes come at offset 0 (FOPEN_STREAM).
-        files = [_Node(FUSE_ROOT_ID + 1, LEARNER_NAME.encode(), stat.S_IFREG | mode, uid, gid,
-                       learner),
-                 _Node(FUSE_ROOT_ID + 2, CLIENT_NAME.encode(), stat.S_IFREG | mode, uid, gid,
-                       client, size=max_write)]
-        self._nodes = {node.ino: node for node in [self._root, *files]}
+        files = [_Node(FUSE_ROOT_ID + 2, LEARNER_NAME.encode(), stat.S_IFREG | mode, uid, gid,
+                       learner, parent=folder.ino),
+                 _Node(FUSE_ROOT_ID + 3, CLIENT_NAME.encode(), stat.S_IFREG | mode, uid, gid,
+                       client, size=max_write, parent=folder.ino)]
+        self._root.children = {folder.name: folder}
+        folder.children = {node.name: node for node in files}
+        self._nodes = {node.ino: node for node in [self._root, folder, *files]}
         # st_blksize: stdio (bash's echo and printf) writes in pieces of st_blksize when
         # it is below BUFSIZ (8 KiB), so 4096 cut a 6,000-byte echo into two values;
         # cat writes max(st_blksize, 128 KiB) at a time. The kernel keeps only the log2,
         # so a power of two, and no more than one WRITE carries.
         self._blksize = 1 << (max_write.bit_length() - 1)
-        self._by_name = {node.name: node for node in files}
         self._handlers: dict[int, Callable[[Engine, Request, memoryview], None]] = {
             Opcode.INIT: self._init,
             Opcode.LOOKUP: self._lookup,
@@ -149,9 +158,10 @@ class FuseFilesystem:
         engine.initialized(minor)
 
     def _lookup(self, engine: Engine, request: Request, body: memoryview) -> None:
-        if request.nodeid != FUSE_ROOT_ID:
+        folder = self._node(request.nodeid)
+        if not stat.S_ISDIR(folder.mode):
             raise RequestError(errno.ENOTDIR)
-        node = self._by_name.get(parse_name_untrusted(body))
+        node = folder.children.get(parse_name_untrusted(body))
         if node is None:
             raise RequestError(errno.ENOENT)
         request.reply(fuse_entry_out.build({
@@ -200,9 +210,10 @@ class FuseFilesystem:
         if len(body) < READ_IN.size:
             raise BadRequest(f"READDIR body of {len(body)} bytes")
         _fh, offset, size, *_ = READ_IN.unpack_from(body)
-        entries = [(FUSE_ROOT_ID, b".", stat.S_IFDIR), (FUSE_ROOT_ID, b"..", stat.S_IFDIR)]
+        folder = self._node(request.nodeid)
+        entries = [(folder.ino, b".", stat.S_IFDIR), (folder.parent, b"..", stat.S_IFDIR)]
         entries += [(node.ino, node.name, stat.S_IFMT(node.mode))
-                    for node in self._by_name.values()]
+                    for node in folder.children.values()]
         out = bytearray()
         for position in range(offset, len(entries)):
             ino, name, kind = entries[position]
@@ -231,7 +242,7 @@ class FuseFilesystem:
             "ino": node.ino, "size": node.size, "blocks": 0,
             "atime": self._time, "mtime": self._time, "ctime": self._time,
             "atimensec": 0, "mtimensec": 0, "ctimensec": 0,
-            "mode": node.mode, "nlink": 2 if stat.S_ISDIR(node.mode) else 1,
+            "mode": node.mode, "nlink": _links_to(node),
             "uid": node.uid, "gid": node.gid, "rdev": 0, "blksize": self._blksize, "flags": 0,
         }
 
@@ -239,6 +250,13 @@ class FuseFilesystem:
         request.reply(fuse_attr_out.build({
             "attr_valid": _CACHE_SECONDS, "attr_valid_nsec": 0, "attr": self._attr(node),
         }))
+
+
+def _links_to(node: _Node) -> int:
+    # A directory is named in its parent, by its own "." and by each child's "..".
+    if not stat.S_ISDIR(node.mode):
+        return 1
+    return 2 + sum(stat.S_ISDIR(child.mode) for child in node.children.values())
 
 
 def _open_fuse_device(path: str) -> int:
@@ -296,13 +314,19 @@ async def serve_fuse(
     """
     mount_dir = mounts.absolute(mount_dir)
     link_dir = mounts.absolute(link_dir)
-    learner_file = os.path.join(mount_dir, LEARNER_NAME)
+    learner_file = os.path.join(mount_dir, FOLDER_NAME, LEARNER_NAME)
     links = [(os.path.join(link_dir, name_prefix + LEARNER_LINK), learner_file),
              (os.path.join(link_dir, name_prefix + CLIENT_LINK),
-              os.path.join(mount_dir, CLIENT_NAME))]
+              os.path.join(mount_dir, FOLDER_NAME, CLIENT_NAME))]
     if compat_learner is not None:
         links.append((os.path.join(link_dir, name_prefix + compat_learner), learner_file))
+    # Everything that can refuse is checked before anything is mounted.
+    mounts.refuse_overlap(mount_dir, link_dir, [link for link, _ in links])
+    await mounts.refuse_live_links(links, FSTYPE)
     await mounts.clear_stale_mount(mount_dir, FSTYPE)
+    mounts.refuse_nonempty(mount_dir)
+    for link, _ in links:
+        mounts.move_stray_file(link)
     try:
         os.makedirs(mount_dir, mode=0o755, exist_ok=True)
     except OSError as exc:

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import stat
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -70,16 +72,17 @@ def _unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mounts_at(target: str, table: str = "/proc/self/mounts") -> list[MountEntry]:
-    """The mounts whose mount point is ``target`` (an absolute, normalized path)."""
+def mount_table(table: str = "/proc/self/mounts") -> list[MountEntry]:
+    """Every mount, in the order they were made."""
     with open(table) as f:
         lines = f.read().splitlines()
-    entries = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 3 and _unescape(fields[1]) == target:
-            entries.append(MountEntry(_unescape(fields[0]), target, _unescape(fields[2])))
-    return entries
+    return [MountEntry(*map(_unescape, fields[:3]))
+            for fields in map(str.split, lines) if len(fields) >= 3]
+
+
+def mounts_at(target: str, table: str = "/proc/self/mounts") -> list[MountEntry]:
+    """The mounts whose mount point is ``target`` (an absolute, normalized path)."""
+    return [entry for entry in mount_table(table) if entry.target == target]
 
 
 def absolute(path: str) -> str:
@@ -128,6 +131,125 @@ async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float
     raise DeviceError(f"cannot clear the stale mounts at {mount_dir}")
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def refuse_overlap(mount_dir: str, link_dir: str, links: Sequence[str]) -> None:
+    """Refuse link and mount directories that overlap (absolute, normalized paths).
+
+    Links inside the mount would be made through the mount, which the thread making
+    them serves: the daemon would wait on itself.
+
+    Raises:
+        DeviceError: they overlap.
+    """
+    if _within(link_dir, mount_dir):
+        raise DeviceError(f"the link directory {link_dir} (--link-dir) is inside the mount "
+                          f"directory {mount_dir} (--mount-dir); choose one outside it")
+    for link in links:
+        if _within(mount_dir, link):
+            raise DeviceError(f"the mount directory {mount_dir} (--mount-dir) is the link "
+                              f"{link} or under it; choose another mount directory")
+
+
+def refuse_nonempty(mount_dir: str) -> None:
+    """Refuse to mount over a directory that holds anything (it would be hidden).
+
+    Raises:
+        DeviceError: ``mount_dir`` is not a directory, cannot be listed, or is not empty.
+    """
+    try:
+        names = sorted(os.listdir(mount_dir))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise DeviceError(f"cannot use the mount directory {mount_dir} (--mount-dir): "
+                          f"{exc.strerror}") from None
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise DeviceError(f"the mount directory {mount_dir} (--mount-dir) is not empty "
+                          f"({shown}); the mount would hide it: choose an empty or new "
+                          f"directory")
+
+
+def _aside(path: str) -> str:
+    return f"{path}.stray-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+
+
+def move_stray_file(link: str) -> None:
+    """Move aside a plain file at ``link``, left by a write while no daemon served it.
+
+    Raises:
+        DeviceError: ``link`` is something else than a file or symlink, or cannot be moved.
+    """
+    try:
+        st = os.lstat(link)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise DeviceError(f"{link} exists and is neither a link nor a file; not replacing it")
+    aside = _aside(link)
+    try:
+        os.rename(link, aside)
+    except OSError as exc:
+        raise DeviceError(f"cannot move the plain file {link} aside: {exc.strerror}") from None
+    logger.warning("moved the plain file %s aside to %s: a write made it while no daemon "
+                   "served the link, and what was written there was never proposed",
+                   link, aside)
+
+
+def _kpaxos_mount_holding(path: str, fstype: str) -> str | None:
+    # The mount point of a mount of ours at ``path`` or above it, if any.
+    table = {entry.target for entry in mount_table() if entry.fstype == fstype}
+    folder = path
+    while True:
+        if folder in table:
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+async def _answers(mount_dir: str, probe_timeout: float) -> bool:
+    # statvfs goes to the server whatever the kernel cached (stat may be answered from
+    # the attribute cache of a dead mount); in a thread, as the server may hang.
+    try:
+        with trio.fail_after(probe_timeout):
+            await trio.to_thread.run_sync(os.statvfs, mount_dir, abandon_on_cancel=True)
+    except OSError as exc:
+        return exc.errno != errno.ENOTCONN
+    except trio.TooSlowError:
+        return True  # hung, not dead: not ours to take
+    return True
+
+
+async def refuse_live_links(links: Sequence[tuple[str, str]], fstype: str, *,
+                            probe_timeout: float = 2.0) -> None:
+    """Refuse links that point into the live mount of another daemon.
+
+    Raises:
+        DeviceError: a link of ``links`` (``(link, our target)``) is a running daemon's.
+    """
+    for link, target in links:
+        try:
+            current = os.readlink(link)
+        except OSError:
+            continue  # none, or not a link: install_link and move_stray_file see to it
+        if current == target:
+            continue  # ours, from an earlier run of this mount
+        # normpath, not realpath: resolving would look into that mount, maybe hung.
+        mount_point = _kpaxos_mount_holding(
+            os.path.normpath(os.path.join(os.path.dirname(link), current)), fstype)
+        if mount_point is not None and await _answers(mount_point, probe_timeout):
+            raise DeviceError(f"{link} belongs to the running kpaxos daemon serving "
+                              f"{mount_point}; give this one another --link-dir or "
+                              f"--device-name-prefix")
+
+
 def install_link(link: str, target: str) -> None:
     """Make ``link`` a symlink to ``target``, replacing a stale symlink.
 
@@ -141,7 +263,8 @@ def install_link(link: str, target: str) -> None:
     else:
         if not stat.S_ISLNK(st.st_mode):
             raise DeviceError(f"{link} exists and is not a symlink; not replacing it")
-        logger.info("replacing the stale link %s -> %s", link, os.readlink(link))
+        if os.readlink(link) != target:
+            logger.info("replacing the stale link %s -> %s", link, os.readlink(link))
     temporary = f"{link}.kpaxos-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(link), exist_ok=True)

@@ -18,7 +18,8 @@ import trio
 from devices import fuse_abi as abi
 
 #: The FUSE door's node ids of the two files.
-LEARNER, CLIENT = 2, 3
+# The FUSE door's nodes: the root (1) holds FOLDER, which holds the two files.
+FOLDER, LEARNER, CLIENT = 2, 3, 4
 
 
 @dataclass

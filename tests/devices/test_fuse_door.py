@@ -45,14 +45,18 @@ async def echo(text: str, path: str) -> subprocess.CompletedProcess[bytes]:
 async def test_the_directory_holds_the_two_files(served: Served) -> None:
     listing = await run(["ls", "-ln", str(served.mount_dir)])
     lines = [line.split() for line in listing.stdout.decode().splitlines()[1:]]
-    assert sorted((line[0], line[-1]) for line in lines) == [("-rw-rw----", "client"),
-                                                             ("-rw-rw----", "learner")]
-    assert os.readlink(served.learner) == str(served.mount_dir / "learner")
-    assert os.readlink(served.client) == str(served.mount_dir / "client")
+    assert [(line[0], line[1], line[-1]) for line in lines] == [("drwxr-xr-x", "2", "devices")]
+    listing = await run(["ls", "-lna", str(served.mount_dir / "devices")])
+    lines = [line.split() for line in listing.stdout.decode().splitlines()[1:]]
+    assert sorted((line[0], line[-1]) for line in lines) == [
+        ("-rw-rw----", "client"), ("-rw-rw----", "learner"),
+        ("drwxr-xr-x", "."), ("drwxr-xr-x", "..")]
+    assert os.readlink(served.learner) == str(served.mount_dir / "devices" / "learner")
+    assert os.readlink(served.client) == str(served.mount_dir / "devices" / "client")
     changed = await run(["sh", "-c", f'chmod 0640 "{served.learner}" && stat -L -c %a '
                          f'"{served.learner}"'])
     assert changed.stdout == b"640\n"
-    missing = await run(["cat", str(served.mount_dir / "nothing")])
+    missing = await run(["cat", str(served.mount_dir / "devices" / "nothing")])
     assert b"No such file" in missing.stderr
 
 
@@ -62,7 +66,7 @@ async def test_other_users_follow_the_mode(served: Served) -> None:
     # mount's root, which is world-searchable, after giving up root.
     script = f"""
         import os
-        root = os.open({str(served.mount_dir)!r}, os.O_RDONLY | os.O_DIRECTORY)
+        root = os.open({str(served.mount_dir / "devices")!r}, os.O_RDONLY | os.O_DIRECTORY)
         if {{mode}}:
             os.chmod("learner", {{mode}}, dir_fd=root)
         os.setgid({nobody}); os.setuid({nobody})
@@ -94,26 +98,114 @@ async def serve_in_background(nursery: trio.Nursery, log: ValueLog, mount_dir: P
     return scope, info
 
 
-async def test_stale_links_are_replaced_and_files_refused(
+async def test_stale_links_are_replaced_and_a_stray_file_moved_aside(
         device_dirs: tuple[Path, Path]) -> None:
     mount_dir, link_dir = device_dirs
     link_dir.mkdir()
     os.symlink("/nonexistent/learner", link_dir / "kpaxos-learner")
+    # What `echo v > /dev/kpaxos-client` left while no daemon served the link.
+    (link_dir / "kpaxos-client").write_text("a real file\n")
     log = ValueLog()
     try:
         async with trio.open_nursery() as nursery:
-            scope, _ = await serve_in_background(nursery, log, mount_dir, link_dir)
-            assert os.readlink(link_dir / "kpaxos-learner") == str(mount_dir / "learner")
+            scope, info = await serve_in_background(nursery, log, mount_dir, link_dir)
+            assert os.readlink(info.learner) == str(mount_dir / "devices" / "learner")
+            assert os.readlink(info.client) == str(mount_dir / "devices" / "client")
+            [aside] = link_dir.glob("kpaxos-client.stray-*")
+            assert aside.read_text() == "a real file\n"
+            result = await echo("proposed", info.client)
+            assert result.returncode == 0, result.stderr
             scope.cancel()
-        (link_dir / "kpaxos-client").write_text("a real file\n")
-        with pytest.raises(DeviceError, match="not a symlink"):
-            await serve_devices(log, FakeProposals(log), backend="fuse", mount_dir=str(mount_dir),
-                                link_dir=str(link_dir))
-        assert (link_dir / "kpaxos-client").read_text() == "a real file\n"
         assert not is_mounted(mount_dir)
         assert not os.path.lexists(link_dir / "kpaxos-learner")
     finally:
         force_unmount(mount_dir)
+
+
+async def test_a_write_through_a_link_with_no_daemon_fails(
+        device_dirs: tuple[Path, Path]) -> None:
+    # The links a killed daemon left, over its mount directory with nothing mounted.
+    mount_dir, link_dir = device_dirs
+    mount_dir.mkdir()
+    link_dir.mkdir()
+    os.symlink(mount_dir / "devices" / "client", link_dir / "kpaxos-client")
+    result = await echo("into the void?", str(link_dir / "kpaxos-client"))
+    assert result.returncode != 0
+    assert b"nonexistent" in result.stderr  # dash's word for ENOENT here
+    assert list(mount_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("layout", ["same", "links-inside", "mount-is-a-link"])
+async def test_overlapping_directories_are_refused(device_dirs: tuple[Path, Path],
+                                                   layout: str) -> None:
+    mount_dir, _ = device_dirs
+    link_dir = {"same": mount_dir, "links-inside": mount_dir / "dev",
+                "mount-is-a-link": mount_dir.parent}[layout]
+    if layout == "mount-is-a-link":
+        mount_dir = link_dir / "kpaxos-learner"
+    log = ValueLog()
+    try:
+        with pytest.raises(DeviceError, match=r"--link-dir|--mount-dir"):
+            await serve_devices(log, FakeProposals(log), backend="fuse",
+                                mount_dir=str(mount_dir), link_dir=str(link_dir))
+        assert not is_mounted(mount_dir)
+    finally:
+        force_unmount(mount_dir)
+
+
+async def test_a_directory_that_is_not_empty_is_refused(
+        device_dirs: tuple[Path, Path]) -> None:
+    mount_dir, link_dir = device_dirs
+    mount_dir.mkdir()
+    (mount_dir / "precious").write_text("kept\n")
+    log = ValueLog()
+    try:
+        with pytest.raises(DeviceError, match=r"--mount-dir\) is not empty \(precious\)"):
+            await serve_devices(log, FakeProposals(log), backend="fuse",
+                                mount_dir=str(mount_dir), link_dir=str(link_dir))
+        assert not is_mounted(mount_dir)
+        assert (mount_dir / "precious").read_text() == "kept\n"
+    finally:
+        force_unmount(mount_dir)
+
+
+async def test_the_live_links_of_another_daemon_are_not_taken(
+        served: Served, tmp_path: Path) -> None:
+    other_mount = tmp_path / "other-mnt"
+    try:
+        with pytest.raises(DeviceError, match="belongs to the running kpaxos daemon"):
+            await serve_devices(served.log, served.proposals, backend="fuse",
+                                mount_dir=str(other_mount), link_dir=str(served.link_dir))
+        assert not is_mounted(other_mount)
+        assert os.readlink(served.info.client) == str(served.mount_dir / "devices" / "client")
+        result = await echo("still the first's", served.info.client)
+        assert result.returncode == 0, result.stderr
+    finally:
+        force_unmount(other_mount)
+
+
+async def test_the_links_of_a_dead_daemon_are_taken(device_dirs: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    mount_dir, link_dir = device_dirs
+    dead_mount = tmp_path / "dead-mnt"
+    dead_mount.mkdir()
+    link_dir.mkdir()
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        mount("kpaxos", str(dead_mount), FSTYPE, 0,
+              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
+    finally:
+        os.close(fd)  # that daemon died, its mount and links stayed
+    os.symlink(dead_mount / "devices" / "client", link_dir / "kpaxos-client")
+    log = ValueLog()
+    try:
+        async with trio.open_nursery() as nursery:
+            scope, info = await serve_in_background(nursery, log, mount_dir, link_dir)
+            assert os.readlink(info.client) == str(mount_dir / "devices" / "client")
+            scope.cancel()
+    finally:
+        force_unmount(mount_dir)
+        force_unmount(dead_mount)
 
 
 async def test_a_stale_mount_of_a_crashed_run_is_cleared(

@@ -22,7 +22,7 @@ from devices.engine import DEFAULT_MAX_WRITE, Engine
 from devices.fuse_door import FuseFilesystem
 from devices.semantics import ClientDevice, LearnerDevice
 from kpaxosd.interface import ValueLog
-from tests.devices.fake_kernel import CLIENT, LEARNER, FakeKernel, Reply
+from tests.devices.fake_kernel import CLIENT, FOLDER, LEARNER, FakeKernel, Reply
 from tests.devices.helpers import FakeProposals
 
 
@@ -282,10 +282,14 @@ async def test_release_forgets_the_handle(setup: Setup) -> None:
 
 async def test_lookup_and_getattr(setup: Setup) -> None:
     k = setup.kernel
-    reply = await k.call(abi.Opcode.LOOKUP, b"learner\0", nodeid=1)
+    reply = await k.call(abi.Opcode.LOOKUP, b"devices\0", nodeid=1)
+    entry = abi.fuse_entry_out.parse(reply.body)
+    assert entry.nodeid == FOLDER and entry.attr.mode == 0o40755
+    reply = await k.call(abi.Opcode.LOOKUP, b"learner\0", nodeid=FOLDER)
     entry = abi.fuse_entry_out.parse(reply.body)
     assert entry.nodeid == LEARNER and entry.attr.mode == 0o100660
-    assert (await k.call(abi.Opcode.LOOKUP, b"other\0", nodeid=1)).error == -errno.ENOENT
+    assert (await k.call(abi.Opcode.LOOKUP, b"learner\0", nodeid=1)).error == -errno.ENOENT
+    assert (await k.call(abi.Opcode.LOOKUP, b"other\0", nodeid=FOLDER)).error == -errno.ENOENT
     assert (await k.call(abi.Opcode.LOOKUP, b"x\0", nodeid=LEARNER)).error == -errno.ENOTDIR
     reply = await k.call(abi.Opcode.GETATTR, bytes(16), nodeid=1)
     assert abi.fuse_attr_out.parse(reply.body).attr.mode == 0o40755
@@ -318,9 +322,10 @@ async def test_setattr_truncates_to_zero_only_and_keeps_mode_and_owner(setup: Se
 async def test_readdir_lists_the_files_and_resumes_at_an_offset(setup: Setup) -> None:
     k = setup.kernel
 
-    async def readdir(offset: int, size: int = 4096) -> list[tuple[bytes, int]]:
+    async def readdir(offset: int, size: int = 4096,
+                      nodeid: int = FOLDER) -> list[tuple[bytes, int]]:
         reply = await k.call(abi.Opcode.READDIR, abi.READ_IN.pack(0, offset, size, 0, 0, 0),
-                             nodeid=1)
+                             nodeid=nodeid)
         body, entries = reply.body, []
         while body:
             entry = abi.fuse_dirent.parse(body)
@@ -329,6 +334,8 @@ async def test_readdir_lists_the_files_and_resumes_at_an_offset(setup: Setup) ->
         return entries
 
     assert (await k.call(abi.Opcode.OPENDIR, bytes(8), nodeid=1)).error == 0
+    assert await readdir(0, nodeid=1) == [(b".", 1), (b"..", 2), (b"devices", 3)]
+    assert (await k.call(abi.Opcode.OPENDIR, bytes(8), nodeid=FOLDER)).error == 0
     assert await readdir(0) == [(b".", 1), (b"..", 2), (b"learner", 3), (b"client", 4)]
     assert await readdir(2) == [(b"learner", 3), (b"client", 4)]
     assert await readdir(4) == []
