@@ -21,6 +21,7 @@ from kpaxosd.arguments import (
     positive_int,
     value_size,
 )
+from kpaxosd.auth import AuthKeyError, load_key
 from kpaxosd.config import Config, ConfigError, default_config, describe, load_config
 from kpaxosd.daemon import Daemon, DaemonError, DaemonSpec, DeviceOptions, KClientOptions
 from kpaxosd.storage import StorageError
@@ -270,13 +271,27 @@ def _expected_errors(group: BaseException) -> list[BaseException]:
     return [group] if isinstance(group, expected) else []
 
 
+def _key_file_problem(args: argparse.Namespace, config: Config) -> str | None:
+    """Why the daemon would refuse its key file (naming where the file was given),
+    or None when it would load it or has none."""
+    key_file = spec_from_args(args, config).auth_key_file
+    if key_file is None:
+        return None
+    try:
+        load_key(key_file)
+    except AuthKeyError as exc:
+        given = "--auth-key-file" if args.auth_key_file else f"{config.source}: auth-key-file"
+        return f"{given}: {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:
-        print(f"kpaxosd: error: {exc}", file=sys.stderr)
+        print(f"kpaxosd: error: -c/--config: {exc}", file=sys.stderr)
         return 2
     if args.trim is not None:
         config = dataclasses.replace(
@@ -286,8 +301,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = args.values_per_instance
         options = dataclasses.replace(config.options, max_values_per_instance=count)
         config = dataclasses.replace(config, options=options)
+    # The key file is checked here, as --check-config checks it, so that a key the
+    # daemon would refuse fails the check too, and fails a start with one plain line.
+    key_problem = _key_file_problem(args, config)
+    if key_problem is not None:
+        print(f"kpaxosd: error: {key_problem}", file=sys.stderr)
+        return 1
     if args.check_config:
+        key_file = spec_from_args(args, config).auth_key_file
         print(f"{config.source}: ok")
+        if key_file is not None:
+            print(f"  every datagram is authenticated with the key in {key_file}")
         for line in describe(config):
             print(f"  {line}")
         for number, text in config.ignored:
