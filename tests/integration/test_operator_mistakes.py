@@ -147,3 +147,59 @@ def test_check_config_refuses_a_key_file_the_daemon_would_refuse(
     # The daemon refuses it alike.
     done = run([KPAXOSD, *common, "--acceptor", "0"])
     assert_one_line(done, 1, where, str(key))
+
+
+# --- kpaxos-client, kpaxos-learner, kpaxos-bench -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "args", "flag"),
+    [
+        ("kpaxos-client", ["--duration", "-1"], "--duration"),
+        ("kpaxos-client", ["--duration", "nan"], "--duration"),
+        ("kpaxos-client", ["--duration", "0"], "--duration"),
+        ("kpaxos-client", ["-o", "0"], "-o/--outstanding"),
+        ("kpaxos-client", ["-o", "3000000000"], "-o/--outstanding"),
+        ("kpaxos-client", ["-i", "2147483647", "-o", "2"], "-i/--id"),
+        ("kpaxos-client", ["-v", "-5"], "-v/--value-size"),
+        ("kpaxos-client", ["-b", "-1"], "-b/--values-per-datagram"),
+        ("kpaxos-client", ["-p", "x"], "-p/--proposer-id"),
+        ("kpaxos-client", ["-s", "0.0.0.0", "4000"], "-s/--learner-server"),
+        ("kpaxos-client", ["-s", "255.255.255.255", "4000"], "-s/--learner-server"),
+        ("kpaxos-client", ["-s", "224.0.0.1", "4000"], "-s/--learner-server"),
+        ("kpaxos-client", ["-s", "127.0.0.1", "0"], "-s/--learner-server"),
+        ("kpaxos-client", ["-c", "-1"], "-c/--chardev-id"),
+        ("kpaxos-learner", ["-s", "127.0.0.1", "99999"], "-s/--listen"),
+        ("kpaxos-learner", ["-s", "127.0.0.1", "8_800"], "-s/--listen"),
+        ("kpaxos-learner", ["-s", "127.0.0.1", "\u0668\u0668\u0660\u0660"], "-s/--listen"),
+        ("kpaxos-learner", ["-s", "255.255.255.255", "4000"], "-s/--listen"),
+        ("kpaxos-learner", ["-s", "239.1.1.1", "4000"], "-s/--listen"),
+        ("kpaxos-learner", ["-s", "127.0.0.1"], "-s/--listen"),
+        ("kpaxos-learner", ["-v", "-5"], "-v/--value-size"),
+        ("kpaxos-learner", ["-l", "0"], "-l/--trim"),
+        ("kpaxos-learner", ["-l", "-3"], "-l/--trim"),
+        ("kpaxos-bench", ["--duration", "nan"], "--duration"),
+        ("kpaxos-bench", ["--duration", "-1"], "--duration"),
+        ("kpaxos-bench", ["--rss-every", "-1"], "--rss-every"),
+        ("kpaxos-bench", ["-o", "0"], "-o/--outstanding"),
+        ("kpaxos-bench", ["--retain", "0"], "--retain"),
+    ],
+)
+def test_a_bad_client_argument_is_one_line_naming_the_flag(
+    program: str, args: list[str], flag: str
+) -> None:
+    done = run([BIN / program, *args])
+    assert_one_line(done, 2, f"{program}: error: argument {flag}", f"{program} --help")
+
+
+@pytest.mark.parametrize("program", ["kpaxos-client", "kpaxos-learner"])
+def test_a_client_config_that_is_no_regular_file_is_one_line(program: str) -> None:
+    done = run([BIN / program, "--config", "/dev/zero"])
+    assert_one_line(done, 2, f"{program}: error: --config: /dev/zero: not a regular file")
+
+
+@pytest.mark.parametrize("program", ["kpaxos-client", "kpaxos-learner"])
+def test_a_client_key_file_others_may_read_is_one_line(program: str, tmp_path: Path) -> None:
+    key = write_key(tmp_path / "key", 0o644)
+    done = run([BIN / program, "--auth-key-file", key])
+    assert_one_line(done, 1, f"{program}: error: --auth-key-file:", "mode 0644")
