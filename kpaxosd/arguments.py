@@ -60,7 +60,6 @@ def integer_in(low: int, high: int | None, expected: str) -> Callable[[str], int
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return number
 
-    parse.__name__ = "integer"  # argparse names the type in some messages
     return parse
 
 
