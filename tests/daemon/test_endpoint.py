@@ -7,6 +7,7 @@ import logging
 import random
 import shutil
 import socket
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -297,3 +298,8 @@ def test_unauthenticated_datagrams_are_warned_of_once_a_minute_per_source(
         assert len(send_and_drain(keyless, 60.0)) == 1  # a minute later: once more
         assert endpoint.counters.unauthenticated == 12
         assert node.acceptor is not None and node.acceptor.record(1) is None
+        # Signed with the key but an hour old: the clocks, not the key, are at fault.
+        late = _bound(stack)
+        datagram = Authenticator(b"k" * 32).seal(datagram, time.time() - 3600)
+        said = send_and_drain(late, 60.0)
+        assert len(said) == 1 and "are the clocks of the cluster synchronised" in said[0], said
