@@ -28,6 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kpaxosd.arguments import (
+    OneLineParser,
+    non_negative_int,
+    non_negative_seconds,
+    positive_int,
+    positive_seconds,
+    value_size,
+)
 from wire.original import CLIENT_VALUE_HEADER_SIZE
 
 BIN = Path(sys.executable).parent
@@ -301,21 +309,22 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kpaxos-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="kpaxos-bench", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topology", choices=["single", "processes"], default="single",
                         help="single: all roles in one daemon; processes: 3 acceptor "
                              "processes + proposer + learner (default: single)")
-    parser.add_argument("-o", "--outstanding", type=int, default=1, metavar="N",
+    parser.add_argument("-o", "--outstanding", type=positive_int, default=1, metavar="N",
                         help="values the client keeps in flight (default: 1)")
-    parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
+    parser.add_argument("-v", "--value-size", type=value_size, default=64, metavar="BYTES",
                         help="payload bytes of each value (default: 64)")
-    parser.add_argument("-b", "--values-per-datagram", type=int, default=0, metavar="N",
+    parser.add_argument("-b", "--values-per-datagram", type=non_negative_int, default=0,
+                        metavar="N",
                         help="the client sends up to N values per CLIENT_VALUE datagram, as a "
                              "batch; 1: one value per datagram, as the original client; 0: "
                              "the values ready at once, as many as fit one unfragmented "
                              "datagram, as a TCP client's writes share segments (default: 0)")
-    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--duration", type=positive_seconds, default=10.0, metavar="SECONDS",
                         help="how long to drive the cluster (default: 10)")
     parser.add_argument("--no-device", action="store_true",
                         help="learn decisions inside a daemon (the kclient role) instead of "
@@ -323,12 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record-mode", action="store_true",
                         help="the client reads the learner device in record mode, one value "
                              "per read, as the original did (default: stream mode)")
-    parser.add_argument("--retain", type=int, default=100_000, metavar="N",
+    parser.add_argument("--retain", type=positive_int, default=100_000, metavar="N",
                         help="values the learner keeps for readers (default: 100000)")
     parser.add_argument("--kpaxosd-option", action="append", default=[], metavar="ARG",
                         help="pass ARG to every daemon of the cluster (repeatable), e.g. "
                              "--kpaxosd-option=--no-local-delivery")
-    parser.add_argument("--rss-every", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--rss-every", type=non_negative_seconds, default=0.0,
+                        metavar="SECONDS",
                         help="record every process's peak RSS this often (JSON: "
                              "rss_timeline; default: only the overall maximum)")
     parser.add_argument("--cat-reader", action="store_true",

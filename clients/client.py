@@ -38,11 +38,23 @@ from clients.sources import (
     stream_client_values,
     tcp_records,
 )
+from kpaxosd.arguments import (
+    OneLineParser,
+    host_and_port,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    unicast_ipv4,
+    value_size,
+)
 from kpaxosd.endpoint import IPV4_UDP_HEADERS, path_mtu
 from kpaxosd.paxos.cluster import Address
 from wire import MAX_VALUE_SIZE, ClientValue, encode
 from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, pack_batch
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_client_value_untrusted, unpack_record
+
+#: Client ids are an int32 of the original struct client_value: below 2**31.
+CLIENT_ID_LIMIT = 2**31
 
 DESCRIPTION = """\
 The original Kernel_Paxos benchmarking client. Keeps N values outstanding at a
@@ -56,17 +68,17 @@ Ctrl-C prints the totals and exits.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="kpaxos-client",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser)
-    parser.add_argument("-o", "--outstanding", type=int, default=1, metavar="N",
+    parser.add_argument("-o", "--outstanding", type=positive_int, default=1, metavar="N",
                         help="values kept in flight (default: 1)")
-    parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
+    parser.add_argument("-v", "--value-size", type=value_size, default=64, metavar="BYTES",
                         help="payload bytes of each value (default: 64)")
-    parser.add_argument("-p", "--proposer-id", type=int, default=0, metavar="ID",
+    parser.add_argument("-p", "--proposer-id", type=non_negative_int, default=0, metavar="ID",
                         help="the proposer of the configuration to send to (default: 0)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("-d", "--device", action="store_true",
@@ -76,17 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "values per read; every value decided on the cluster must then be "
                           "an original client value of at most -v bytes")
     how.add_argument("-s", "--learner-server", nargs=2, metavar=("HOST", "PORT"),
+                     action=host_and_port(unicast_ipv4),
                      help="learn decisions from a kpaxos-learner listening at HOST PORT")
-    parser.add_argument("-b", "--values-per-datagram", type=int, default=1, metavar="N",
+    parser.add_argument("-b", "--values-per-datagram", type=non_negative_int, default=1,
+                        metavar="N",
                         help="send up to N values in one CLIENT_VALUE datagram, as a batch "
                              "(wire.batch) that a kpaxos proposer takes apart; each is still "
                              "decided and delivered as a value of its own. 0: as many as "
                              "are ready at once and fit one unfragmented datagram to the "
                              "proposer (default: 1, one value per datagram as the original "
                              "client, which an original proposer understands)")
-    parser.add_argument("-i", "--id", type=int, metavar="ID",
+    parser.add_argument("-i", "--id", type=non_negative_int, metavar="ID",
                         help="first client id (default: random); slot k uses ID+k")
-    parser.add_argument("--duration", type=float, metavar="SECONDS",
+    parser.add_argument("--duration", type=positive_seconds, metavar="SECONDS",
                         help="stop after this long (default: until Ctrl-C)")
     return parser
 
@@ -151,7 +165,10 @@ async def run(args: argparse.Namespace) -> int:
         raise SourceError(f"the configuration has no proposer {args.proposer_id}")
     proposer = proposers[args.proposer_id]
     rng = random.Random()
-    base_id = args.id if args.id is not None else rng.randrange(0, 2**31 - args.outstanding)
+    if args.id is not None:
+        base_id = args.id
+    else:
+        base_id = rng.randrange(0, CLIENT_ID_LIMIT - args.outstanding)
     engine = ClientEngine(
         base_id=base_id, outstanding=args.outstanding, value_size=args.value_size, rng=rng
     )
@@ -173,7 +190,7 @@ async def run(args: argparse.Namespace) -> int:
                                        args.value_size)
     elif args.learner_server:
         host, port = args.learner_server
-        stream = await connect_learner(host, int(port), engine.client_ids)
+        stream = await connect_learner(host, port, engine.client_ids)
         records = tcp_records(stream, record_size)
         print(f"connected to the learner at {host}:{port}", flush=True)
     else:
@@ -250,11 +267,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.outstanding < 1 or args.value_size < 0 or args.values_per_datagram < 0:
-        print("kpaxos-client: error: -o must be at least 1, -b and -v at least 0",
-              file=sys.stderr)
-        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Client ids are the original's int32: slot k of the client uses ID+k.
+    if args.outstanding >= CLIENT_ID_LIMIT:
+        parser.error(f"argument -o/--outstanding: at most {CLIENT_ID_LIMIT - 1} values")
+    if args.id is not None and args.id + args.outstanding > CLIENT_ID_LIMIT:
+        parser.error(f"argument -i/--id: ID+N (-o) must stay at most {CLIENT_ID_LIMIT}, "
+                     "the original's int32 client ids")
     return run_program("kpaxos-client", run, args, (SourceError, OSError))
 
 

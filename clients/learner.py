@@ -26,6 +26,7 @@ from clients.options import (
     run_program,
 )
 from clients.sources import ID_RANGE, SourceError, device_records, open_record_device
+from kpaxosd.arguments import OneLineParser, host_and_port, listen_ipv4, positive_int, value_size
 from wire import Trim, encode
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_record
 
@@ -36,14 +37,14 @@ learner device (record mode) to kpaxos-client programs connected over TCP.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kpaxos-learner", description=DESCRIPTION)
+    parser = OneLineParser(prog="kpaxos-learner", description=DESCRIPTION)
     add_common_options(parser)
     parser.add_argument("-s", "--listen", nargs=2, metavar=("HOST", "PORT"),
-                        default=("127.0.0.1", "4000"),
+                        action=host_and_port(listen_ipv4), default=("127.0.0.1", 4000),
                         help="where clients connect (default: 127.0.0.1 4000)")
-    parser.add_argument("-v", "--value-size", type=int, default=64, metavar="BYTES",
+    parser.add_argument("-v", "--value-size", type=value_size, default=64, metavar="BYTES",
                         help="payload bytes of the clients' values (default: 64)")
-    parser.add_argument("-l", "--trim", type=int, default=0, metavar="N",
+    parser.add_argument("-l", "--trim", type=positive_int, metavar="N",
                         help="send TRIM to the acceptors every N instances (default: never)")
     parser.add_argument("-d", "--device", action="store_true",
                         help="read the learner device (the only source; accepted for the "
@@ -93,7 +94,7 @@ async def run(args: argparse.Namespace) -> int:
     forwarder = Forwarder()
     host, port = args.listen
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(trio.serve_tcp, forwarder.serve, int(port), host=host))
+        await nursery.start(partial(trio.serve_tcp, forwarder.serve, port, host=host))
         print(f"listening on {host}:{port}", flush=True)
 
         async def forward() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from kpaxosd.arguments import non_negative_int
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import ConfigError, default_config, load_config
 from kpaxosd.paxos.cluster import Cluster
@@ -22,7 +23,7 @@ Sealer = Callable[[bytes], bytes]
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE",
                         help="the cluster's paxos.conf (default: the built-in loopback cluster)")
-    parser.add_argument("-c", "--chardev-id", type=int, metavar="ID",
+    parser.add_argument("-c", "--chardev-id", type=non_negative_int, metavar="ID",
                         help="use the original device path /dev/chardevice/klearnerID "
                              "(kpaxosd --compat-devices) instead of --learner-device")
     parser.add_argument("--learner-device", default=DEFAULT_DEVICE, metavar="PATH",
@@ -41,14 +42,21 @@ def learner_device_path(args: argparse.Namespace) -> str:
 def cluster_from_args(args: argparse.Namespace, prog: str) -> tuple[Cluster, Sealer]:
     """The cluster of ``--config`` and how to seal datagrams for it.
 
-    A bad configuration or key file ends the program with its message.
+    A bad configuration (exit status 2, as kpaxosd) or key file (1) ends the program
+    with one line naming where it was given.
     """
     try:
         config = load_config(args.config) if args.config else default_config()
-        key_file = args.auth_key_file or config.auth_key_file
+    except ConfigError as exc:
+        print(f"{prog}: error: --config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    key_file = args.auth_key_file or config.auth_key_file
+    try:
         auth = None if key_file is None else Authenticator(load_key(key_file))
-    except (ConfigError, AuthKeyError) as exc:
-        raise SystemExit(f"{prog}: error: {exc}") from None
+    except AuthKeyError as exc:
+        given = "--auth-key-file" if args.auth_key_file else f"{config.source}: auth-key-file"
+        print(f"{prog}: error: {given}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
     def seal(datagram: bytes) -> bytes:
         return datagram if auth is None else auth.seal(datagram, time.time())

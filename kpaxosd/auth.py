@@ -41,20 +41,28 @@ class AuthError(Exception):
 def load_key(path: str | Path) -> bytes:
     """The key in ``path``: refused when others may read it or when it is short.
 
+    ``path`` may be a symbolic link (Kubernetes mounts a secret as links into a
+    directory it swaps atomically); the file it finally names is what must be a
+    regular file that neither its group nor others may read.
+
     Raises:
         AuthKeyError: with a message naming the file and the problem.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put there must not hang the daemon waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise AuthKeyError(f"cannot open the key file {path}: {exc.strerror}") from None
     try:
+        # fstat of the open file: the target of any links, and no race with a rename.
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise AuthKeyError(f"the key file {path} is not a regular file")
         if info.st_mode & 0o077:
+            named = f"{path} (a link to {os.path.realpath(path)})" if os.path.islink(path) \
+                else str(path)
             raise AuthKeyError(
-                f"the key file {path} has mode {stat.S_IMODE(info.st_mode):04o}: others may "
+                f"the key file {named} has mode {stat.S_IMODE(info.st_mode):04o}: others may "
                 f"read it; chmod 600 {path}"
             )
         key = os.read(fd, 4096).strip()

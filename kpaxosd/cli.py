@@ -12,12 +12,19 @@ from collections.abc import Sequence
 
 import trio
 
+from kpaxosd.arguments import (
+    OneLineParser,
+    integer_in,
+    listen_address,
+    non_negative_seconds,
+    octal_mode,
+    positive_int,
+    value_size,
+)
+from kpaxosd.auth import AuthKeyError, load_key
 from kpaxosd.config import Config, ConfigError, default_config, describe, load_config
 from kpaxosd.daemon import Daemon, DaemonError, DaemonSpec, DeviceOptions, KClientOptions
-from kpaxosd.paxos.cluster import Address
 from kpaxosd.storage import StorageError
-from wire import MAX_VALUE_SIZE
-from wire.original import CLIENT_VALUE_HEADER_SIZE
 
 LOG_LEVELS = {
     "quiet": logging.CRITICAL + 10,
@@ -39,33 +46,8 @@ A process hosting a learner serves the devices:
 """
 
 
-def _address(text: str) -> Address:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    try:
-        number = int(port)
-        if not 0 <= number <= 65535:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}") from None
-    return (host or "0.0.0.0", number)
-
-
-def _mode(text: str) -> int:
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an octal mode like 0660, got {text!r}"
-        ) from None
-    if not 0 <= mode <= 0o777:
-        raise argparse.ArgumentTypeError(f"mode {text} is out of range")
-    return mode
-
-
 def _group(text: str) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         return grp.getgrnam(text).gr_gid
@@ -73,30 +55,13 @@ def _group(text: str) -> int:
         raise argparse.ArgumentTypeError(f"no group named {text!r}") from None
 
 
-def _role_id(text: str) -> int:
-    try:
-        value = int(text)
-        if value < 0:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an id from 0, got {text!r}") from None
-    return value
-
-
-def _trim_count(text: str) -> int:
-    try:
-        value = int(text)
-        if not 1 <= value <= 1_000_000_000:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count of instances from 1 to 1000000000, got {text!r}"
-        ) from None
-    return value
+_role_id = integer_in(0, None, "an id from 0")
+_trim_count = integer_in(1, 1_000_000_000, "a count of instances from 1 to 1000000000")
+_values_per_instance = integer_in(1, 100_000, "1 to 100000 values (1: no batching)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="kpaxosd",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,10 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "it logs an error naming the instances it lost, its device "
                             "readers get EPIPE there, and it goes on after them "
                             "(default: the configuration's trim, else no trimming)")
-    roles.add_argument("--learner-address", metavar="HOST:PORT", type=_address,
+    roles.add_argument("--learner-address", metavar="HOST:PORT", type=listen_address,
                        default=("0.0.0.0", 0),
                        help="where the learner listens for acceptors (default: any, port chosen)")
-    roles.add_argument("--values-per-instance", type=int, metavar="N",
+    roles.add_argument("--values-per-instance", type=_values_per_instance, metavar="N",
                        help="the proposer decides up to N queued client values in one "
                             "instance, as a batch that kpaxos learners take apart; 1 keeps "
                             "one value per instance, for original kernel learners (default: "
@@ -150,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "files in a FUSE mount, linked from those paths; auto: CUSE "
                               "when the kernel has it, else FUSE, and the log says which "
                               "and why (default: auto)")
-    devices.add_argument("--device-mode", type=_mode, default=0o660, metavar="MODE",
+    devices.add_argument("--device-mode", type=octal_mode, default=0o660, metavar="MODE",
                          help="permissions of the devices, octal (default: 0660)")
     devices.add_argument("--device-group", type=_group, metavar="GROUP",
                          help="group of the devices, a name or a number (default: the "
@@ -178,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the proposer that /dev/kpaxos-client sends to (default: the "
                               "lowest proposer or replica of this process, which forwards to "
                               "the leader; else 0)")
-    devices.add_argument("--client-timeout", type=float, default=30.0, metavar="SECONDS",
+    devices.add_argument("--client-timeout", type=non_negative_seconds, default=30.0,
+                         metavar="SECONDS",
                          help="a write to /dev/kpaxos-client fails with ETIMEDOUT when no "
                               "decision comes within this time (default: 30; 0 = wait forever)")
     kclient = parser.add_argument_group(
@@ -187,19 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     kclient.add_argument("--client", action="store_true",
                          help="host a client and its own learner, keeping values in flight "
                               "and printing a line of statistics a second")
-    kclient.add_argument("--outstanding", type=int, default=1, metavar="N",
+    kclient.add_argument("--outstanding", type=positive_int, default=1, metavar="N",
                          help="values the client keeps in flight (default: 1)")
-    kclient.add_argument("--value-size", type=int, default=64, metavar="BYTES",
+    kclient.add_argument("--value-size", type=value_size, default=64, metavar="BYTES",
                          help="payload bytes of each client value (default: 64)")
     kclient.add_argument("--proposer-id", type=_role_id, default=0, metavar="ID",
                          help="the proposer the client sends to (default: 0)")
-    parser.add_argument("--metrics", metavar="HOST:PORT", type=_address,
+    parser.add_argument("--metrics", metavar="HOST:PORT", type=listen_address,
                         help="serve Prometheus metrics at http://HOST:PORT/metrics")
-    parser.add_argument("--retain", type=int, default=1_000_000, metavar="N",
+    parser.add_argument("--retain", type=positive_int, default=1_000_000, metavar="N",
                         help="delivered values kept for readers of the learner device; a "
                              "reader further behind gets an error (EPIPE) and continues from "
                              "the oldest kept (default: 1000000)")
-    parser.add_argument("--retain-bytes", type=int, default=256 * 1024 * 1024, metavar="N",
+    parser.add_argument("--retain-bytes", type=positive_int, default=256 * 1024 * 1024, metavar="N",
                         help="and at most N bytes of them, the oldest going first, as for "
                              "--retain (default: 268435456, 256 MiB)")
     parser.add_argument("--no-local-delivery", action="store_true",
@@ -305,36 +271,47 @@ def _expected_errors(group: BaseException) -> list[BaseException]:
     return [group] if isinstance(group, expected) else []
 
 
+def _key_file_problem(args: argparse.Namespace, config: Config) -> str | None:
+    """Why the daemon would refuse its key file (naming where the file was given),
+    or None when it would load it or has none."""
+    key_file = spec_from_args(args, config).auth_key_file
+    if key_file is None:
+        return None
+    try:
+        load_key(key_file)
+    except AuthKeyError as exc:
+        given = "--auth-key-file" if args.auth_key_file else f"{config.source}: auth-key-file"
+        return f"{given}: {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.retain < 1:
-        parser.error("--retain must be at least 1")
-    if args.retain_bytes < 1:
-        parser.error("--retain-bytes must be at least 1")
-    if args.outstanding < 1:
-        parser.error("--outstanding must be at least 1")
-    if not 0 <= args.value_size <= MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE:
-        parser.error(
-            f"--value-size must be 0 to {MAX_VALUE_SIZE - CLIENT_VALUE_HEADER_SIZE} bytes"
-        )
     try:
         config = load_config(args.config) if args.config else default_config()
     except ConfigError as exc:
-        print(f"kpaxosd: error: {exc}", file=sys.stderr)
+        print(f"kpaxosd: error: -c/--config: {exc}", file=sys.stderr)
         return 2
     if args.trim is not None:
         config = dataclasses.replace(
             config, options=dataclasses.replace(config.options, trim_every=args.trim)
         )
     if args.values_per_instance is not None:
-        if not 1 <= args.values_per_instance <= 100_000:
-            parser.error("--values-per-instance must be 1 to 100000")
         count = args.values_per_instance
         options = dataclasses.replace(config.options, max_values_per_instance=count)
         config = dataclasses.replace(config, options=options)
+    # The key file is checked here, as --check-config checks it, so that a key the
+    # daemon would refuse fails the check too, and fails a start with one plain line.
+    key_problem = _key_file_problem(args, config)
+    if key_problem is not None:
+        print(f"kpaxosd: error: {key_problem}", file=sys.stderr)
+        return 1
     if args.check_config:
+        key_file = spec_from_args(args, config).auth_key_file
         print(f"{config.source}: ok")
+        if key_file is not None:
+            print(f"  every datagram is authenticated with the key in {key_file}")
         for line in describe(config):
             print(f"  {line}")
         for number, text in config.ignored:

@@ -25,6 +25,8 @@ accepted and reported, so an existing file keeps working.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,8 @@ from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.options import PaxosOptions
 
 VERBOSITY_LEVELS = ("quiet", "error", "info", "debug")
+#: A paxos.conf is a few lines; a bigger file is the wrong file.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 # Accepted for compatibility with libpaxos files; they configure parts kpaxos lacks.
 IGNORED_LIBPAXOS_OPTIONS = frozenset(
@@ -91,9 +95,32 @@ def load_config(path: str | Path) -> Config:
     """
     source = str(path)
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, None, f"cannot read: {exc}") from None
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        # A device (/dev/zero) or a pipe never ends: reading it all would eat memory.
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(source, None, "not a regular file; give a paxos.conf file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                source, None, f"{info.st_size} bytes is too big for a paxos.conf "
+                f"(at most {MAX_CONFIG_BYTES}); is it the right file?"
+            )
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(source, None, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the fstat
+        raise ConfigError(source, None, f"bigger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, None, f"cannot read: not UTF-8 text ({exc})") from None
     return parse_config(text, source)
 
 

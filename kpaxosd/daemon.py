@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import random
 import signal
+import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -19,7 +20,7 @@ from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
 from kpaxosd.endpoint import IPV4_UDP_HEADERS, LocalBus, UdpEndpoint, open_udp_socket, path_mtu
 from kpaxosd.kclient import KClient
-from kpaxosd.metrics import make_registry, serve_metrics
+from kpaxosd.metrics import make_registry, open_metrics_socket, serve_metrics
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver, Effect, Trimmed
 from kpaxosd.paxos.node import Node
@@ -177,6 +178,8 @@ class Daemon:
         self.registry, self.latency = make_registry(self)
         self.bus = LocalBus() if spec.local_delivery else None
         self._stack = ExitStack()
+        #: The listening socket of --metrics, opened by bind().
+        self._metrics_socket: socket.socket | None = None
 
     def _fill_batches_to_the_mtu(self, options: PaxosOptions, authenticated: bool,
                                  ) -> PaxosOptions:
@@ -199,8 +202,25 @@ class Daemon:
 
     def bind(self) -> None:
         """Open every socket, so that address conflicts show before anything runs."""
+        try:
+            self._bind()
+        except BaseException:
+            # Whatever failed, nothing opened so far stays bound.
+            self._stack.close()
+            raise
+
+    def _bind(self) -> None:
         spec = self.spec
         seed_source = random.SystemRandom()
+        if spec.metrics is not None:
+            host, port = spec.metrics
+            try:
+                self._metrics_socket = self._stack.enter_context(open_metrics_socket(host, port))
+            except OSError as exc:
+                raise DaemonError(
+                    f"--metrics: cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                    "choose a free address of this host"
+                ) from None
         auth = None
         if spec.auth_key_file is not None:
             try:
@@ -380,9 +400,8 @@ class Daemon:
                     nursery.start_soon(endpoint.run)
                 if self.spec.devices is not None and self.proposals is not None:
                     self.device_info = await nursery.start(self._serve_devices, self.spec.devices)
-                if self.spec.metrics is not None:
-                    host, port = self.spec.metrics
-                    await nursery.start(serve_metrics, self.registry, host, port)
+                if self._metrics_socket is not None:
+                    await nursery.start(serve_metrics, self.registry, self._metrics_socket)
                 if self.kclient is not None:
                     nursery.start_soon(self.kclient.run)
                 log.info("kpaxosd ready")

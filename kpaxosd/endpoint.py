@@ -42,6 +42,48 @@ DRAIN_LIMIT = 4096
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
+#: How often an endpoint with a key warns about one source's unauthenticated datagrams.
+UNAUTHENTICATED_WARNING_INTERVAL = 60.0
+#: Sources remembered for that; a flood from many addresses cannot grow it further.
+UNAUTHENTICATED_SOURCES_REMEMBERED = 1024
+
+
+class OncePerInterval:
+    """Says whether something about a source is due to be said again: at most once per
+    ``interval`` seconds per source, remembering at most ``capacity`` sources.
+
+    When full, the source said longest ago is forgotten (it may be said again early:
+    a bounded table matters more than a warning's exact rate under a flood).
+    """
+
+    def __init__(self, interval: float, capacity: int) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        # Source -> when it was last said; oldest first, as they were said in order.
+        self._said_at: collections.OrderedDict[Address, float] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._said_at)
+
+    def due(self, source: Address, now: float) -> bool:
+        """True (and noted as said now) when ``source`` was not said within the interval."""
+        said_at = self._said_at
+        last = said_at.get(source)
+        if last is not None and now - last < self.interval:
+            return False
+        said_at[source] = now
+        said_at.move_to_end(source)
+        # Entries older than the interval say nothing any more: drop them from the front.
+        while said_at:
+            oldest, when = next(iter(said_at.items()))
+            if now - when < self.interval and len(said_at) <= self.capacity:
+                break
+            if oldest == source:  # just noted; everything before it is gone
+                break
+            del said_at[oldest]
+        return True
+
+
 @dataclass
 class EndpointCounters:
     datagrams_in: int = 0
@@ -184,6 +226,10 @@ class UdpEndpoint:
         # The proposer this endpoint's proposer follows, to log each change of leader.
         self._leader = None if node.proposer is None else node.proposer.leader
         self._said_too_big = False
+        # Warnings about a source sending without this cluster's key, rate limited.
+        self._unauthenticated_warnings = OncePerInterval(
+            UNAUTHENTICATED_WARNING_INTERVAL, UNAUTHENTICATED_SOURCES_REMEMBERED
+        )
         self.store_health = StoreHealth.OK
         # The run loop's timer scope, whose deadline is the node's next_deadline.
         self._timer: trio.CancelScope | None = None
@@ -374,11 +420,11 @@ class UdpEndpoint:
         together."""
         received: list[tuple[Message, Address]] = []
         try:
-            self._read_pending(received)
+            self._read_pending(received, now)
         finally:
             self.node.receive_many(received, now)
 
-    def _read_pending(self, received: list[tuple[Message, Address]]) -> None:
+    def _read_pending(self, received: list[tuple[Message, Address]], now: float) -> None:
         sock, counters, auth = self.sock, self.counters, self.auth
         wall_clock = time.time() if auth is not None else 0.0
         keep = received.append
@@ -399,6 +445,7 @@ class UdpEndpoint:
                     counters.unauthenticated += 1
                     log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src,
                               exc.reason)
+                    self._warn_unauthenticated(src, exc.reason, now)
                     continue
             try:
                 msg = decode_untrusted(data)
@@ -407,6 +454,23 @@ class UdpEndpoint:
                 log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src, exc)
                 continue
             keep((msg, src))
+
+    def _warn_unauthenticated(self, src: Address, reason: str, now: float) -> None:
+        """Say why a source's datagrams are dropped, once a minute per source: a node
+        started without the cluster's key (or with another) is otherwise silent, only
+        a counter growing."""
+        if reason == "replayed":
+            return  # a copy of a valid datagram: an attacker's or the network's, not a setup
+        if not self._unauthenticated_warnings.due(src, now):
+            return
+        if reason == "stale":
+            log.warning("%s: dropping datagrams from %s:%d stamped too far from this host's "
+                        "clock; are the clocks of the cluster synchronised (NTP)?",
+                        self.name, *src)
+        else:
+            log.warning("%s: dropping datagrams from %s:%d without this cluster's "
+                        "authentication (%s); does that node run without --auth-key-file, "
+                        "or with another key?", self.name, *src, reason)
 
     async def run(self) -> None:
         """Serve until cancelled."""

@@ -9,6 +9,7 @@ means a scrape never reads state while the loop changes it.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
@@ -199,15 +200,36 @@ async def _answer(registry: CollectorRegistry, stream: trio.SocketStream) -> Non
         await stream.aclose()
 
 
+def open_metrics_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening at ``host:port``, opened before the daemon runs so that
+    an address in use stops it at start-up, with the other binding errors.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # As trio.open_tcp_listeners: a restarted daemon may bind while old
+        # connections linger in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve_metrics(
     registry: CollectorRegistry,
-    host: str,
-    port: int,
+    sock: socket.socket,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    address = listeners[0].socket.getsockname()
+    """Answer scrapes on ``sock`` (from :func:`open_metrics_socket`) until cancelled."""
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    address = sock.getsockname()
     log.info("metrics at http://%s:%d/metrics", address[0], address[1])
     task_status.started()
-    await trio.serve_listeners(partial(_answer, registry), listeners)
+    await trio.serve_listeners(partial(_answer, registry), [listener])

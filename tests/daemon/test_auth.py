@@ -76,6 +76,32 @@ def test_a_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
     assert load_key(write_key(tmp_path / "tight", KEY + b"\n", 0o600)) == KEY
 
 
+def test_a_key_file_may_be_a_link_and_the_mode_of_its_target_counts(tmp_path: Path) -> None:
+    # As Kubernetes mounts a secret: key -> ..data/key, ..data -> ..2026_12_03/.
+    version = tmp_path / "..2026_12_03"
+    version.mkdir()
+    target = write_key(version / "key", KEY, 0o600)
+    (tmp_path / "..data").symlink_to(version.name)
+    link = tmp_path / "key"
+    link.symlink_to("..data/key")
+    assert load_key(link) == KEY
+    target.chmod(0o640)
+    with pytest.raises(AuthKeyError, match=r"a link to .*/key\) has mode 0640: others may"):
+        load_key(link)
+    (tmp_path / "dangling").symlink_to("nowhere")
+    with pytest.raises(AuthKeyError, match=r"cannot open the key file .*dangling"):
+        load_key(tmp_path / "dangling")
+
+
+def test_a_key_file_that_is_no_regular_file_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(AuthKeyError, match="not a regular file"):
+        load_key(fifo)
+    with pytest.raises(AuthKeyError, match="not a regular file"):
+        load_key("/dev/zero")
+
+
 def test_a_short_or_missing_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AuthKeyError, match="needs 16"):
         load_key(write_key(tmp_path / "short", b"tiny", 0o600))

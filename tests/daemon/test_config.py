@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from kpaxosd.config import ConfigError, default_config, load_config, parse_config
+from kpaxosd.config import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    default_config,
+    load_config,
+    parse_config,
+)
 
 GOOD = """\
 # a libpaxos paxos.conf
@@ -107,6 +114,27 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(binary)
+
+
+def test_only_a_regular_file_of_at_most_a_mebibyte_is_read(tmp_path: Path) -> None:
+    # /dev/zero never ends and a FIFO would wait for a writer: both are refused at once.
+    with pytest.raises(ConfigError, match="/dev/zero: not a regular file"):
+        load_config("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(fifo)
+    big = tmp_path / "big.conf"
+    big.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"too big for a paxos\.conf"):
+        load_config(big)
+    fits = tmp_path / "fits.conf"
+    roles = "acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\n"
+    fits.write_text(roles + "#" * (MAX_CONFIG_BYTES - len(roles) - 1) + "\n")
+    assert fits.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(fits).cluster.acceptors == {0: ("127.0.0.1", 1)}
 
 
 def test_batching_can_be_turned_off_for_original_learners() -> None:

@@ -7,13 +7,22 @@ import logging
 import random
 import shutil
 import socket
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import trio
 
-from kpaxosd.endpoint import LocalBus, StoreHealth, UdpEndpoint, open_udp_socket, path_mtu
+from kpaxosd.auth import Authenticator
+from kpaxosd.endpoint import (
+    LocalBus,
+    OncePerInterval,
+    StoreHealth,
+    UdpEndpoint,
+    open_udp_socket,
+    path_mtu,
+)
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Effect
 from kpaxosd.paxos.node import Node
@@ -229,3 +238,68 @@ def test_an_acceptor_whose_store_vanished_stays_silent(
         assert 1 not in answered and max(answered) < 19
         assert not store.path.exists()
         assert any("stays silent" in r.getMessage() for r in caplog.records)
+
+
+def test_once_per_interval_says_each_source_once_a_minute() -> None:
+    limiter = OncePerInterval(60.0, capacity=1024)
+    a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert limiter.due(a, 0.0)
+    assert not limiter.due(a, 1.0)
+    assert limiter.due(b, 1.0)  # each source has its own minute
+    assert not limiter.due(a, 59.9)
+    assert limiter.due(a, 60.0)
+    assert not limiter.due(a, 119.0)
+    assert not limiter.due(b, 60.9)
+    assert limiter.due(b, 61.0)
+
+
+def test_once_per_interval_remembers_a_bounded_number_of_sources() -> None:
+    limiter = OncePerInterval(60.0, capacity=3)
+    sources = [("127.0.0.1", port) for port in range(1, 6)]
+    for t, source in enumerate(sources):
+        assert limiter.due(source, float(t))
+        assert len(limiter) <= 3
+    # The oldest two were forgotten when the table was full: said again, early.
+    assert limiter.due(sources[0], 5.0)
+    assert not limiter.due(sources[4], 5.0)
+    # Sources said more than a minute ago are forgotten as time goes on.
+    assert limiter.due(("127.0.0.2", 1), 200.0)
+    assert len(limiter) == 1
+
+
+def test_unauthenticated_datagrams_are_warned_of_once_a_minute_per_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A node started without the cluster's key: its datagrams are dropped, and the
+    # operator is told which address sends them, without a line per datagram.
+    with ExitStack() as stack:
+        sock, keyless, other = _bound(stack), _bound(stack), _bound(stack)
+        cluster = Cluster(acceptors={0: sock.getsockname()}, proposers={0: keyless.getsockname()})
+        node = Node(sock.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
+        endpoint = UdpEndpoint(node, sock, auth=Authenticator(b"k" * 32), name="acceptor 0")
+        datagram = encode(Accept(1, 10, b"value"))
+
+        def send_and_drain(sender: socket.socket, now: float, count: int = 3) -> list[str]:
+            caplog.clear()
+            for _ in range(count):
+                sender.sendto(datagram, sock.getsockname())
+            with caplog.at_level(logging.WARNING, logger="kpaxos.udp"):
+                endpoint._drain(now)
+            return [r.getMessage() for r in caplog.records]
+
+        host, port = keyless.getsockname()
+        said = send_and_drain(keyless, 0.0)
+        assert len(said) == 1, said
+        assert f"dropping datagrams from {host}:{port} without this cluster's authentication" \
+            in said[0]
+        assert "--auth-key-file" in said[0]
+        assert send_and_drain(keyless, 30.0) == []
+        assert len(send_and_drain(other, 30.0)) == 1  # another source: its own warning
+        assert len(send_and_drain(keyless, 60.0)) == 1  # a minute later: once more
+        assert endpoint.counters.unauthenticated == 12
+        assert node.acceptor is not None and node.acceptor.record(1) is None
+        # Signed with the key but an hour old: the clocks, not the key, are at fault.
+        late = _bound(stack)
+        datagram = Authenticator(b"k" * 32).seal(datagram, time.time() - 3600)
+        said = send_and_drain(late, 60.0)
+        assert len(said) == 1 and "are the clocks of the cluster synchronised" in said[0], said

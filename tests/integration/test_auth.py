@@ -43,15 +43,20 @@ def test_only_authenticated_datagrams_are_decided_and_only_once(tmp_path: Path) 
 
         sealed = Authenticator(KEY).seal(encode(ClientValue(b"signed\n")), time.time())
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
             sock.sendto(encode(ClientValue(b"stranger\n")), proposer)
             sock.sendto(sealed, proposer)
             sock.sendto(sealed, proposer)  # an attacker's replay
+            stranger_host, stranger_port = sock.getsockname()
         time.sleep(0.5)
         echo("last")
         seen = read_until(cat.stdout, b"last\n", timeout=30)
         assert seen.count(b"signed\n") == 1, seen
         assert b"stranger" not in seen
         assert "dropped a datagram" in node.log
+        # The operator learns which address sends without the key (a keyless node).
+        assert (f"dropping datagrams from {stranger_host}:{stranger_port} without this "
+                "cluster's authentication") in node.log
 
 
 def test_a_key_file_others_may_read_stops_the_daemon(tmp_path: Path) -> None:
