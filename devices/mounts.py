@@ -93,8 +93,10 @@ def absolute(path: str) -> str:
 async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> None:
     """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died.
 
-    A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. A mount
-    that still answers belongs to a running server: that is an error, not ours to take.
+    A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. So is
+    one of ours whose server does not answer within ``probe_timeout`` (a daemon hung
+    or stuck dying). A mount that answers belongs to a running server: that is an
+    error, not ours to take.
 
     Raises:
         DeviceError: ``mount_dir`` is served by a live process, or by another file system.
@@ -109,23 +111,38 @@ async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float
                 raise DeviceError(f"{mount_dir} is already a {top.fstype} mount; "
                                   f"choose another mount directory")
             return  # some other file system: ours goes on top of it
-        try:
-            with trio.fail_after(probe_timeout):
-                await trio.to_thread.run_sync(os.stat, mount_dir, abandon_on_cancel=True)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise DeviceError(f"cannot check the old mount at {mount_dir}: {exc}") from exc
-        except trio.TooSlowError:
-            raise DeviceError(f"{mount_dir} is a {fstype} mount whose server does not answer; "
-                              f"unmount it (umount -l {mount_dir})") from None
-        else:
+        if await _server_answers(mount_dir, probe_timeout):
             raise DeviceError(f"{mount_dir} is already served by a running kpaxos daemon")
-        logger.warning("detaching the stale mount at %s left by an earlier run", mount_dir)
         try:
             umount2(mount_dir, MNT_DETACH)
         except OSError as exc:
             raise DeviceError(f"cannot detach the stale mount at {mount_dir}: {exc}") from exc
     raise DeviceError(f"cannot clear the stale mounts at {mount_dir}")
+
+
+async def _server_answers(mount_dir: str, probe_timeout: float) -> bool:
+    """Does the FUSE server of the mount at ``mount_dir`` answer? False (logged) if its
+    connection is dead or it stays silent for ``probe_timeout`` seconds.
+
+    Raises:
+        DeviceError: the probe failed otherwise.
+    """
+    # statfs always goes to the server; stat would not: the kernel keeps the root's
+    # attributes (for an hour, fuse_door._CACHE_SECONDS) even after the server died.
+    # In a thread, which is abandoned if it hangs: a stopped server never answers.
+    try:
+        with trio.fail_after(probe_timeout):
+            await trio.to_thread.run_sync(os.statvfs, mount_dir, abandon_on_cancel=True)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise DeviceError(f"cannot check the old mount at {mount_dir}: {exc}") from exc
+        logger.warning("detaching the stale mount at %s left by an earlier run", mount_dir)
+        return False
+    except trio.TooSlowError:
+        logger.warning("detaching the mount at %s: its server did not answer in %g s "
+                       "(an earlier run, hung or dying)", mount_dir, probe_timeout)
+        return False
+    return True
 
 
 def install_link(link: str, target: str) -> None:

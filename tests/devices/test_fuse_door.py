@@ -14,7 +14,7 @@ import trio
 
 from devices import DeviceError, DeviceInfo, serve_devices
 from devices.fuse_door import FSTYPE, serve_fuse
-from devices.mounts import mount
+from devices.mounts import clear_stale_mount, mount
 from devices.semantics import ClientDevice, LearnerDevice
 from kpaxosd.interface import ValueLog
 from tests.devices.helpers import (
@@ -138,6 +138,24 @@ async def test_a_stale_mount_of_a_crashed_run_is_cleared(
             scope.cancel()
         assert not is_mounted(mount_dir)
     finally:
+        force_unmount(mount_dir)
+
+
+async def test_a_mount_of_ours_whose_server_never_answers_is_detached(
+        device_dirs: tuple[Path, Path]) -> None:
+    mount_dir, _ = device_dirs
+    mount_dir.mkdir()
+    # A server that holds its connection and never answers, not even INIT: a probe of
+    # the mount blocks until the connection ends.
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        mount("kpaxos", str(mount_dir), FSTYPE, 0,
+              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
+        with trio.fail_after(5):
+            await clear_stale_mount(str(mount_dir), FSTYPE, probe_timeout=0.2)
+        assert not is_mounted(mount_dir)
+    finally:
+        os.close(fd)  # ends the probe left blocked in its thread (ENOTCONN)
         force_unmount(mount_dir)
 
 
