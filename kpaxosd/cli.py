@@ -38,6 +38,13 @@ A process hosting a learner serves the devices:
   cat /dev/kpaxos-learner             every decided value, in order
 """
 
+EPILOG = """\
+SIGINT, SIGTERM, SIGHUP and SIGUSR1 each stop the daemon cleanly (exit status 0):
+readers of the learner device read on to end-of-file, blocked writers get EIO, and
+the devices disappear. After a death without clean-up (kill -9, the OOM killer) the
+next start on the same paths detaches the dead FUSE mount and replaces the links.
+"""
+
 
 def _address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
@@ -99,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpaxosd",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

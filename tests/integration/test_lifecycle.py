@@ -1,0 +1,99 @@
+"""How a real kpaxosd ends and starts again: stop signals, crashes, readers at shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster, cluster, mounted, read_lines
+
+pytestmark = pytest.mark.root
+
+#: The FUSE door: the mount a crash leaves behind is what these tests are about.
+FUSE = ("--device-backend", "fuse")
+
+
+def links(link_dir: Path) -> tuple[Path, Path]:
+    return link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
+
+
+def echo(word: str, client: Path) -> None:
+    done = subprocess.run(["sh", "-c", f"echo {word} > {client}"], capture_output=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def assert_a_write_is_read(running: Cluster, link_dir: Path, word: str) -> None:
+    learner, client = links(link_dir)
+    cat = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE)
+    echo(word, client)
+    assert word.encode() in read_lines(cat.stdout, 1, timeout=30)
+    cat.kill()
+
+
+def test_a_daemon_killed_by_sigkill_starts_again_on_the_same_paths(tmp_path: Path) -> None:
+    with cluster(tmp_path) as running:
+        mount_dir, link_dir, device_args = running.devices("node")
+        first = running.start("first", *FUSE, *device_args)
+        learner, client = links(link_dir)
+        reader = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        echo("before", client)
+        assert read_lines(reader.stdout, 1, timeout=30) == [b"before"]
+        # A writer with the client device open, writing while the daemon dies.
+        writer = running.spawn(["sh", "-c", f"while echo tick; do sleep 0.05; done > {client}"],
+                               stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+
+        first.proc.kill()
+        first.proc.wait(10)
+        # The dead connection ends both; the mount stays, its root's attributes cached.
+        assert reader.wait(10) != 0 and writer.wait(10) != 0
+        assert mounted(mount_dir) and os.stat(mount_dir)
+
+        second = running.start("second", *FUSE, *device_args)
+        assert "detaching the stale mount" in second.log
+        assert_a_write_is_read(running, link_dir, "after")
+        assert second.stop(signal.SIGTERM) == 0
+        assert not mounted(mount_dir)
+        assert not learner.is_symlink() and not client.is_symlink()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR1], ids=lambda s: s.name)
+def test_sighup_and_sigusr1_stop_the_daemon_cleanly(tmp_path: Path, signum: int) -> None:
+    with cluster(tmp_path) as running:
+        mount_dir, link_dir, device_args = running.devices("node")
+        daemon = running.start("kpaxosd", *FUSE, *device_args)
+        learner, client = links(link_dir)
+        reader = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE)
+        echo("hello", client)
+        assert read_lines(reader.stdout, 1, timeout=30) == [b"hello"]
+
+        assert daemon.stop(signum) == 0
+        assert reader.wait(10) == 0  # end-of-file, not an error
+        assert f"stopping on {signal.Signals(signum).name}" in daemon.log
+        assert not mounted(mount_dir)
+        assert not learner.is_symlink() and not client.is_symlink()
+
+
+@pytest.mark.parametrize("burst", [
+    [signal.SIGTERM] * 3,
+    [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1],
+], ids=["three-SIGTERMs", "every-stop-signal"])
+def test_a_burst_of_stop_signals_still_exits_with_status_0(
+        tmp_path: Path, burst: list[signal.Signals]) -> None:
+    with cluster(tmp_path) as running:
+        mount_dir, _, device_args = running.devices("node")
+        daemon = running.start("kpaxosd", *FUSE, *device_args)
+        for signum in burst:
+            os.kill(daemon.proc.pid, signum)
+            # A signal sent while the same one is still pending merges with it: a
+            # moment apart, each is a delivery of its own.
+            time.sleep(0.005)
+        assert daemon.stop() == 0, daemon.log
+        assert not mounted(mount_dir)
