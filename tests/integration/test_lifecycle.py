@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster, cluster, mounted, read_lines
+from tests.integration.harness import Cluster, cluster, mounted, read_lines, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -96,4 +97,42 @@ def test_a_burst_of_stop_signals_still_exits_with_status_0(
             # moment apart, each is a delivery of its own.
             time.sleep(0.005)
         assert daemon.stop() == 0, daemon.log
+        assert not mounted(mount_dir)
+
+
+SLOW_READER = """
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+with open(sys.argv[2], "wb", buffering=0) as out:
+    try:
+        while chunk := os.read(fd, 16):
+            out.write(chunk)
+            time.sleep(0.01)
+    except OSError as exc:
+        print(f"read failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+"""
+
+
+def test_a_reader_far_behind_at_shutdown_reads_every_value_then_eof(tmp_path: Path) -> None:
+    values = [f"value-{i:04d}" for i in range(400)]
+    expected = "".join(f"{value}\n" for value in values).encode()
+    received = tmp_path / "received"
+    with cluster(tmp_path) as running:
+        mount_dir, link_dir, device_args = running.devices("node")
+        daemon = running.start("kpaxosd", *FUSE, *device_args)
+        learner, client = links(link_dir)
+        reader = running.spawn([sys.executable, "-c", SLOW_READER, str(learner), str(received)],
+                               stderr=subprocess.PIPE)
+        wait_until(received.exists, 10, "the reader to open the learner device")
+        words = " ".join(values)
+        writer = running.spawn(["sh", "-c", f"for v in {words}; do echo $v; done > {client}"])
+        assert writer.wait(60) == 0
+        # Some 1,600 bytes a second: the reader is still well behind the log (the
+        # daemon used to give it half a second, then fail its reads with ENOTCONN).
+        assert len(received.read_bytes()) < len(expected) - 1000
+
+        assert daemon.stop(signal.SIGTERM) == 0
+        assert reader.wait(30) == 0, reader.stderr.read()  # type: ignore[union-attr]
+        assert received.read_bytes() == expected
         assert not mounted(mount_dir)
