@@ -303,7 +303,8 @@ async def serve_fuse(
               os.path.join(mount_dir, CLIENT_NAME))]
     if compat_learner is not None:
         links.append((os.path.join(link_dir, name_prefix + compat_learner), learner_file))
-    await mounts.clear_stale_mount(mount_dir, FSTYPE)
+    if await mounts.clear_stale_mount(mount_dir, FSTYPE):
+        mounts.remove_links_into(link_dir, mount_dir)
     try:
         os.makedirs(mount_dir, mode=0o755, exist_ok=True)
     except OSError as exc:

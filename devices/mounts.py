@@ -7,6 +7,7 @@ that would answer the kernel runs on that same thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -72,13 +73,18 @@ def _unescape(field: str) -> str:
 
 def mounts_at(target: str, table: str = "/proc/self/mounts") -> list[MountEntry]:
     """The mounts whose mount point is ``target`` (an absolute, normalized path)."""
+    return [entry for entry in mount_table(table) if entry.target == target]
+
+
+def mount_table(table: str = "/proc/self/mounts") -> list[MountEntry]:
+    """Every mount, in the order they were made."""
     with open(table) as f:
         lines = f.read().splitlines()
     entries = []
     for line in lines:
         fields = line.split()
-        if len(fields) >= 3 and _unescape(fields[1]) == target:
-            entries.append(MountEntry(_unescape(fields[0]), target, _unescape(fields[2])))
+        if len(fields) >= 3:
+            entries.append(MountEntry(*(_unescape(field) for field in fields[:3])))
     return entries
 
 
@@ -90,8 +96,9 @@ def absolute(path: str) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else path
 
 
-async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> None:
-    """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died.
+async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> bool:
+    """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died; whether
+    there was one.
 
     A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. So is
     one of ours whose server does not answer within ``probe_timeout`` (a daemon hung
@@ -101,22 +108,24 @@ async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float
     Raises:
         DeviceError: ``mount_dir`` is served by a live process, or by another file system.
     """
+    detached = False
     for _ in range(16):  # several crashed runs may have stacked their mounts
         entries = mounts_at(mount_dir)
         if not entries:
-            return
+            return detached
         top = entries[-1]
         if top.fstype != fstype:
             if top.fstype.startswith("fuse"):
                 raise DeviceError(f"{mount_dir} is already a {top.fstype} mount; "
                                   f"choose another mount directory")
-            return  # some other file system: ours goes on top of it
+            return detached  # some other file system: ours goes on top of it
         if await _server_answers(mount_dir, probe_timeout):
             raise DeviceError(f"{mount_dir} is already served by a running kpaxos daemon")
         try:
             umount2(mount_dir, MNT_DETACH)
         except OSError as exc:
             raise DeviceError(f"cannot detach the stale mount at {mount_dir}: {exc}") from exc
+        detached = True
     raise DeviceError(f"cannot clear the stale mounts at {mount_dir}")
 
 
@@ -168,6 +177,48 @@ def install_link(link: str, target: str) -> None:
         os.replace(temporary, link)
     except OSError as exc:
         raise DeviceError(f"cannot create the link {link} -> {target}: {exc}") from exc
+
+
+def remove_links_into(link_dir: str, mount_dir: str) -> None:
+    """Remove the symlinks into ``mount_dir`` in ``link_dir`` and its folders one level
+    down, and the folders they leave empty; never raises.
+
+    For after a run that died: the links it made under names this run does not use
+    (another name prefix, the compat learner's folder) would be left dangling.
+    """
+    prefix = os.path.join(mount_dir, "")
+    for folder in [link_dir, *_folders_in(link_dir)]:
+        removed = False
+        for link in _symlinks_in(folder):
+            try:
+                if os.readlink(link).startswith(prefix):
+                    os.unlink(link)
+                    removed = True
+                    logger.info("removed the stale link %s", link)
+            except OSError as exc:
+                logger.warning("cannot remove the stale link %s: %s", link, exc)
+        if removed and folder != link_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty: it was made for such a link
+
+
+def _folders_in(path: str) -> list[str]:
+    # Not mount points: one could be a hung FUSE mount, and listing it would hang us.
+    mount_points = {entry.target for entry in mount_table()}
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries
+                    if entry.is_dir(follow_symlinks=False) and entry.path not in mount_points]
+    except OSError:
+        return []
+
+
+def _symlinks_in(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries if entry.is_symlink()]
+    except OSError:
+        return []
 
 
 def remove_link(link: str, target: str) -> None:

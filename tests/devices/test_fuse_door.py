@@ -126,11 +126,19 @@ async def test_a_stale_mount_of_a_crashed_run_is_cleared(
               f"fd={fd},rootmode=40000,user_id=0,group_id=0")
     finally:
         os.close(fd)  # the "daemon" dies: its connection is gone, the mount stays
+    # ... and its links, some under names this run does not use.
+    (link_dir / "chardevice").mkdir(parents=True)
+    os.symlink(mount_dir / "learner", link_dir / "kpaxos-learner")
+    os.symlink(mount_dir / "learner", link_dir / "old-prefix-kpaxos-learner")
+    os.symlink(mount_dir / "learner", link_dir / "chardevice" / "klearner0")
+    os.symlink("/elsewhere", link_dir / "not-ours")
     try:
         assert is_mounted(mount_dir)
         log = ValueLog()
         async with trio.open_nursery() as nursery:
             scope, _ = await serve_in_background(nursery, log, mount_dir, link_dir)
+            assert sorted(os.listdir(link_dir)) == ["kpaxos-client", "kpaxos-learner",
+                                                    "not-ours"]
             log.append(1, b"works")
             result = await run(["dd", f"if={link_dir / 'kpaxos-learner'}", "bs=5", "count=1",
                                 "status=none"])
