@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster, cluster, mounted, read_lines, wait_until
+from tests.integration.harness import KPAXOSD, Cluster, cluster, mounted, read_lines, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -80,6 +80,12 @@ def test_sighup_and_sigusr1_stop_the_daemon_cleanly(tmp_path: Path, signum: int)
         assert f"stopping on {signal.Signals(signum).name}" in daemon.log
         assert not mounted(mount_dir)
         assert not learner.is_symlink() and not client.is_symlink()
+
+
+def test_help_names_the_stop_signals() -> None:
+    done = subprocess.run([KPAXOSD, "--help"], capture_output=True, timeout=30, text=True)
+    assert done.returncode == 0
+    assert "SIGINT, SIGTERM, SIGHUP and SIGUSR1 each stop the daemon cleanly" in done.stdout
 
 
 @pytest.mark.parametrize("burst", [
