@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
@@ -32,7 +32,7 @@ from devices.fuse_abi import (
     parse_untrusted,
 )
 from devices.info import DeviceError, DeviceInfo
-from devices.running import run_engines
+from devices.running import Readers, run_engines
 
 logger = logging.getLogger("kpaxos.devices")
 
@@ -121,7 +121,7 @@ async def serve_cuse(
     *,
     device_mode: int,
     device_gid: int | None = None,
-    drain: Callable[[], Awaitable[None]] | None = None,
+    drain: Readers | None = None,
     max_write: int = DEFAULT_MAX_WRITE,
     cuse_device: str = CUSE_DEVICE,
     dev_dir: str = DEV_DIR,

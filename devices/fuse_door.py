@@ -18,7 +18,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -50,7 +50,7 @@ from devices.fuse_abi import (
     parse_untrusted,
 )
 from devices.info import CLIENT_DEVICE, LEARNER_DEVICE, DeviceError, DeviceInfo
-from devices.running import run_engines
+from devices.running import Readers, run_engines
 
 logger = logging.getLogger("kpaxos.devices")
 
@@ -294,7 +294,7 @@ async def serve_fuse(
     device_gid: int | None = None,
     name_prefix: str = "",
     compat_learner: str | None = None,
-    drain: Callable[[], Awaitable[None]] | None = None,
+    drain: Readers | None = None,
     max_write: int = DEFAULT_MAX_WRITE,
     fuse_device: str = FUSE_DEVICE,
     task_status: trio.TaskStatus[DeviceInfo] = trio.TASK_STATUS_IGNORED,
@@ -306,8 +306,9 @@ async def serve_fuse(
         name_prefix: put before the links' names (``PREFIXkpaxos-learner``).
         compat_learner: also link ``link_dir/<this>`` to the learner file (the
             original's ``chardevice/klearner0``; the prefix goes before it too).
-        drain: awaited (for at most half a second, shielded) when cancelled, before the
-            pending requests are failed: lets readers of a closed log reach EOF.
+        drain: when cancelled, these readers of a closed log read on to EOF while they
+            make progress (devices.running.drain_readers), before the pending requests
+            are failed.
 
     Raises:
         DeviceError: the mount or links cannot be set up, or the mount was taken away.
@@ -323,7 +324,8 @@ async def serve_fuse(
     # Everything that can refuse is checked before anything is mounted.
     mounts.refuse_overlap(mount_dir, link_dir, [link for link, _ in links])
     await mounts.refuse_live_links(links, FSTYPE)
-    await mounts.clear_stale_mount(mount_dir, FSTYPE)
+    if await mounts.clear_stale_mount(mount_dir, FSTYPE):
+        mounts.remove_links_into(link_dir, mount_dir)
     mounts.refuse_nonempty(mount_dir)
     for link, _ in links:
         mounts.move_stray_file(link)

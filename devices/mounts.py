@@ -7,7 +7,9 @@ that would answer the kernel runs on that same thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import enum
 import errno
 import logging
 import os
@@ -93,41 +95,36 @@ def absolute(path: str) -> str:
     return os.path.join(os.path.realpath(parent), name) if name else path
 
 
-async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> None:
-    """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died.
+async def clear_stale_mount(mount_dir: str, fstype: str, *, probe_timeout: float = 2.0) -> bool:
+    """Detach mounts of ``fstype`` at ``mount_dir`` left by a run that died; whether
+    there was one.
 
-    A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. A mount
-    that still answers belongs to a running server: that is an error, not ours to take.
+    A dead FUSE connection answers ENOTCONN; such a mount is lazily unmounted. So is
+    one of ours whose server does not answer within ``probe_timeout`` (a daemon hung
+    or stuck dying). A mount that answers belongs to a running server: that is an
+    error, not ours to take.
 
     Raises:
         DeviceError: ``mount_dir`` is served by a live process, or by another file system.
     """
+    detached = False
     for _ in range(16):  # several crashed runs may have stacked their mounts
         entries = mounts_at(mount_dir)
         if not entries:
-            return
+            return detached
         top = entries[-1]
         if top.fstype != fstype:
             if top.fstype.startswith("fuse"):
                 raise DeviceError(f"{mount_dir} is already a {top.fstype} mount; "
                                   f"choose another mount directory")
-            return  # some other file system: ours goes on top of it
-        try:
-            with trio.fail_after(probe_timeout):
-                await trio.to_thread.run_sync(os.stat, mount_dir, abandon_on_cancel=True)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise DeviceError(f"cannot check the old mount at {mount_dir}: {exc}") from exc
-        except trio.TooSlowError:
-            raise DeviceError(f"{mount_dir} is a {fstype} mount whose server does not answer; "
-                              f"unmount it (umount -l {mount_dir})") from None
-        else:
+            return detached  # some other file system: ours goes on top of it
+        if await _server_answers(mount_dir, probe_timeout):
             raise DeviceError(f"{mount_dir} is already served by a running kpaxos daemon")
-        logger.warning("detaching the stale mount at %s left by an earlier run", mount_dir)
         try:
             umount2(mount_dir, MNT_DETACH)
         except OSError as exc:
             raise DeviceError(f"cannot detach the stale mount at {mount_dir}: {exc}") from exc
+        detached = True
     raise DeviceError(f"cannot clear the stale mounts at {mount_dir}")
 
 
@@ -214,25 +211,51 @@ def _kpaxos_mount_holding(path: str, fstype: str) -> str | None:
         folder = parent
 
 
-async def _answers(mount_dir: str, probe_timeout: float) -> bool:
-    # statvfs goes to the server whatever the kernel cached (stat may be answered from
-    # the attribute cache of a dead mount); in a thread, as the server may hang.
+class Probe(enum.Enum):
+    ANSWERS = "answers"
+    DEAD = "dead"  #: the connection is gone (ENOTCONN)
+    SILENT = "silent"  #: no answer within the timeout: hung, stopped or dying
+
+
+async def _probe(mount_dir: str, probe_timeout: float) -> Probe:
+    """Whether the FUSE server of the mount at ``mount_dir`` answers.
+
+    Raises:
+        DeviceError: the probe failed otherwise.
+    """
+    # statfs always goes to the server; stat would not: the kernel keeps the root's
+    # attributes (for an hour, fuse_door._CACHE_SECONDS) even after the server died.
+    # In a thread, which is abandoned if it hangs: a stopped server never answers.
     try:
         with trio.fail_after(probe_timeout):
             await trio.to_thread.run_sync(os.statvfs, mount_dir, abandon_on_cancel=True)
     except OSError as exc:
-        return exc.errno != errno.ENOTCONN
+        if exc.errno != errno.ENOTCONN:
+            raise DeviceError(f"cannot check the mount at {mount_dir}: {exc}") from exc
+        return Probe.DEAD
     except trio.TooSlowError:
-        return True  # hung, not dead: not ours to take
-    return True
+        return Probe.SILENT
+    return Probe.ANSWERS
+
+
+async def _server_answers(mount_dir: str, probe_timeout: float) -> bool:
+    """Does the FUSE server of our old mount at ``mount_dir`` answer? False (logged) if
+    its connection is dead or it stays silent for ``probe_timeout`` seconds."""
+    probe = await _probe(mount_dir, probe_timeout)
+    if probe is Probe.DEAD:
+        logger.warning("detaching the stale mount at %s left by an earlier run", mount_dir)
+    elif probe is Probe.SILENT:
+        logger.warning("detaching the mount at %s: its server did not answer in %g s "
+                       "(an earlier run, hung or dying)", mount_dir, probe_timeout)
+    return probe is Probe.ANSWERS
 
 
 async def refuse_live_links(links: Sequence[tuple[str, str]], fstype: str, *,
                             probe_timeout: float = 2.0) -> None:
-    """Refuse links that point into the live mount of another daemon.
+    """Refuse links that point into the mount of another daemon that is not dead.
 
     Raises:
-        DeviceError: a link of ``links`` (``(link, our target)``) is a running daemon's.
+        DeviceError: a link of ``links`` (``(link, our target)``) is another daemon's.
     """
     for link, target in links:
         try:
@@ -244,10 +267,10 @@ async def refuse_live_links(links: Sequence[tuple[str, str]], fstype: str, *,
         # normpath, not realpath: resolving would look into that mount, maybe hung.
         mount_point = _kpaxos_mount_holding(
             os.path.normpath(os.path.join(os.path.dirname(link), current)), fstype)
-        if mount_point is not None and await _answers(mount_point, probe_timeout):
-            raise DeviceError(f"{link} belongs to the running kpaxos daemon serving "
-                              f"{mount_point}; give this one another --link-dir or "
-                              f"--device-name-prefix")
+        # Silent is not dead: the other mount is not ours to detach, nor its links.
+        if mount_point is not None and await _probe(mount_point, probe_timeout) is not Probe.DEAD:
+            raise DeviceError(f"{link} belongs to the kpaxos daemon serving {mount_point}; "
+                              f"give this one another --link-dir or --device-name-prefix")
 
 
 def install_link(link: str, target: str) -> None:
@@ -274,6 +297,48 @@ def install_link(link: str, target: str) -> None:
         os.replace(temporary, link)
     except OSError as exc:
         raise DeviceError(f"cannot create the link {link} -> {target}: {exc}") from exc
+
+
+def remove_links_into(link_dir: str, mount_dir: str) -> None:
+    """Remove the symlinks into ``mount_dir`` in ``link_dir`` and its folders one level
+    down, and the folders they leave empty; never raises.
+
+    For after a run that died: the links it made under names this run does not use
+    (another name prefix, the compat learner's folder) would be left dangling.
+    """
+    prefix = os.path.join(mount_dir, "")
+    for folder in [link_dir, *_folders_in(link_dir)]:
+        removed = False
+        for link in _symlinks_in(folder):
+            try:
+                if os.readlink(link).startswith(prefix):
+                    os.unlink(link)
+                    removed = True
+                    logger.info("removed the stale link %s", link)
+            except OSError as exc:
+                logger.warning("cannot remove the stale link %s: %s", link, exc)
+        if removed and folder != link_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty: it was made for such a link
+
+
+def _folders_in(path: str) -> list[str]:
+    # Not mount points: one could be a hung FUSE mount, and listing it would hang us.
+    mount_points = {entry.target for entry in mount_table()}
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries
+                    if entry.is_dir(follow_symlinks=False) and entry.path not in mount_points]
+    except OSError:
+        return []
+
+
+def _symlinks_in(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry.path for entry in entries if entry.is_symlink()]
+    except OSError:
+        return []
 
 
 def remove_link(link: str, target: str) -> None:

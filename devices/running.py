@@ -3,15 +3,17 @@
 Both doors serve through :class:`devices.engine.Engine` objects: the FUSE door one per
 mount, the CUSE door one per character device. Each engine runs in a shielded scope so
 that, when the devices are cancelled, readers of a closed log still get their last
-values and EOF; then the engines are cancelled and answer whatever is pending with EIO.
+values and EOF, however far behind they are, as long as they keep reading; then the
+engines are cancelled and answer whatever is pending with EIO.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -20,10 +22,26 @@ from devices.info import DeviceError
 
 T = TypeVar("T")
 
+logger = logging.getLogger("kpaxos.devices")
+
 #: How long to wait for the kernel's INIT once the descriptor is open (or mounted).
 INIT_TIMEOUT = 10.0
-#: On shutdown with the log closed, how long readers get to drain and close.
-DRAIN_SECONDS = 0.5
+#: On shutdown with the log closed, readers drain to EOF for as long as one of them
+#: read something in the last DRAIN_IDLE_SECONDS ...
+DRAIN_IDLE_SECONDS = 0.5
+#: ... but no longer than this in all (systemd's TimeoutStopSec must leave room for it).
+DRAIN_LIMIT_SECONDS = 10.0
+
+
+class Readers(Protocol):
+    """The readers a shutdown waits for (:class:`devices.semantics.LearnerDevice`)."""
+
+    async def wait_readers_done(self) -> None:
+        """Return once no reader can still drain."""
+
+    @property
+    def bytes_read(self) -> int:
+        """Grows whenever a reader is given data."""
 
 
 class RunningEngines:
@@ -54,16 +72,16 @@ async def run_engines(
     engines: Sequence[Engine],
     *,
     what: str,
-    drain: Callable[[], Awaitable[None]] | None = None,
+    drain: Readers | None = None,
 ) -> AsyncIterator[RunningEngines]:
     """Run ``engines`` and wait until every one has answered INIT.
 
-    On the way out (the body ended, failed or was cancelled) ``drain`` is awaited for
-    at most :data:`DRAIN_SECONDS`, shielded, and then the engines are cancelled.
+    On the way out (the body ended, failed or was cancelled) the readers of ``drain``
+    read on, shielded (see :func:`drain_readers`), and then the engines are cancelled.
 
     Args:
         what: names the devices in errors ("the FUSE file system at /run/kpaxos").
-        drain: lets readers of a closed log reach EOF before requests are failed.
+        drain: readers of a closed log, to let reach EOF before requests are failed.
 
     Raises:
         DeviceError: an engine did not start (its INIT never came or was refused), or
@@ -77,14 +95,33 @@ async def run_engines(
                 yield RunningEngines(engines)
             finally:
                 if drain is not None:
-                    with trio.CancelScope(shield=True), trio.move_on_after(DRAIN_SECONDS):
-                        await drain()
+                    with trio.CancelScope(shield=True):
+                        await drain_readers(drain, what)
                 for scope in scopes:
                     scope.cancel()
     except* DeviceError as group:
         raise first_leaf(group) from None
     except* OSError as group:
         raise DeviceError(f"the connection of {what} failed: {first_leaf(group)}") from None
+
+
+async def drain_readers(readers: Readers, what: str) -> None:
+    """Wait until ``readers`` are done, as long as they make progress: a reader far
+    behind a closed log still reads every value and then EOF, one that stopped reading
+    does not hold up the shutdown for long (:data:`DRAIN_IDLE_SECONDS`), and none for
+    longer than :data:`DRAIN_LIMIT_SECONDS`."""
+    with trio.move_on_after(DRAIN_LIMIT_SECONDS) as limit:
+        while True:
+            read_before = readers.bytes_read
+            with trio.move_on_after(DRAIN_IDLE_SECONDS):
+                await readers.wait_readers_done()
+                return
+            if readers.bytes_read == read_before:
+                logger.info("readers of %s stopped reading; ending their reads", what)
+                return
+    if limit.cancelled_caught:
+        logger.warning("readers of %s still reading after %g s; ending their reads",
+                       what, DRAIN_LIMIT_SECONDS)
 
 
 async def _run_engine(engine: Engine, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:

@@ -85,6 +85,8 @@ class LearnerDevice:
         self._log = log
         self._handles: set[LearnerHandle] = set()
         self._handles_changed = trio.Event()
+        #: Bytes given to readers so far: a shutdown waits while this grows.
+        self.bytes_read = 0
 
     def open(self, flags: int, services: FileServices) -> LearnerHandle:
         handle = LearnerHandle(self, self._log, services)
@@ -241,6 +243,7 @@ class LearnerHandle:
             return True
         if data or self._log.closed:
             request.reply(data)  # b"" after close: EOF
+            self._device.bytes_read += len(data)
             return True
         return False
 

@@ -101,7 +101,8 @@ async def serve_devices(
     ``mount_dir``, reached through symlinks of those names in ``link_dir``.
 
     Shutdown: close ``log`` first and make pending proposals fail, then cancel. Readers
-    of the closed log get up to half a second to drain to EOF; then every request still
+    of the closed log read on to EOF as long as they keep reading (up to ten seconds,
+    devices.running.drain_readers); then every request still
     pending is answered (reads and writes with EIO) and the devices are removed (CUSE:
     the connections are closed; FUSE: the links removed and the mount detached).
 
@@ -139,13 +140,13 @@ async def serve_devices(
         if compat is not None:
             devices.append(CuseDevice(name_prefix + compat, learner))
         await serve_cuse(devices, device_mode=device_mode, device_gid=device_gid,
-                         drain=learner.wait_readers_done, cuse_device=cuse_device,
+                         drain=learner, cuse_device=cuse_device,
                          task_status=task_status)
     else:
         await serve_fuse(learner, client, mount_dir=mount_dir, link_dir=link_dir,
                          device_mode=device_mode, device_gid=device_gid,
                          name_prefix=name_prefix, compat_learner=compat,
-                         drain=learner.wait_readers_done, task_status=task_status)
+                         drain=learner, task_status=task_status)
 
 
 class _AddReaderLags:

@@ -45,6 +45,13 @@ A process hosting a learner serves the devices:
   cat /dev/kpaxos-learner             every decided value, in order
 """
 
+EPILOG = """\
+SIGINT, SIGTERM, SIGHUP and SIGUSR1 each stop the daemon cleanly (exit status 0):
+readers of the learner device read on to end-of-file, blocked writers get EIO, and
+the devices disappear. After a death without clean-up (kill -9, the OOM killer) the
+next start on the same paths detaches the dead FUSE mount and replaces the links.
+"""
+
 
 def _group(text: str) -> int:
     if text.isascii() and text.isdigit():
@@ -64,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="kpaxosd",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

@@ -7,7 +7,8 @@ import logging
 import random
 import signal
 import socket
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -38,6 +39,9 @@ log = logging.getLogger("kpaxos")
 
 #: How long blocked readers and writers get to see EOF or EIO before the devices go.
 SHUTDOWN_GRACE = 0.2
+#: Each stops the daemon cleanly. SIGHUP and SIGUSR1 too: by default they would kill
+#: it with no clean-up (the mount and links left behind); kpaxosd reloads nothing.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 
 
 class DaemonError(Exception):
@@ -393,8 +397,10 @@ class Daemon:
         self._forget_beyond_retain()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled or until SIGINT/SIGTERM, then shut down cleanly."""
-        with self._stack, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        """Serve until cancelled or until one of :data:`STOP_SIGNALS`, then shut down
+        cleanly; stop signals arriving meanwhile are ignored."""
+        with (self._stack, _ignoring_stop_signals_once_stopped() as stopped,
+              trio.open_signal_receiver(*STOP_SIGNALS) as signals):
             async with trio.open_nursery() as nursery:
                 for endpoint in self.endpoints:
                     nursery.start_soon(endpoint.run)
@@ -408,6 +414,7 @@ class Daemon:
                 task_status.started()
                 async for signum in signals:
                     log.info("stopping on %s", signal.Signals(signum).name)
+                    stopped.append(signum)
                     break
                 await self.stop()
                 nursery.cancel_scope.cancel()
@@ -442,3 +449,23 @@ class Daemon:
             task_status=task_status,
         )
 
+
+@contextmanager
+def _ignoring_stop_signals_once_stopped() -> Iterator[list[int]]:
+    """Around trio's signal receiver: once a stop signal was taken (appended to the
+    list yielded), the others are ignored until the process exits.
+
+    Leaving its block, trio's receiver puts back the handlers it found and raises the
+    signals still pending in it again: with the default handlers, a second SIGTERM of
+    a burst would kill the stopping daemon. So the handlers it finds are SIG_IGN; when
+    no signal stopped the daemon (it was cancelled), the real ones come back after.
+    """
+    originals = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    stopped: list[int] = []
+    try:
+        yield stopped
+    finally:
+        if not stopped:
+            for signum, handler in originals.items():
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(signum, handler)

@@ -158,6 +158,22 @@ def test_closing_the_log_drains_then_says_eof() -> None:
     assert read(handle, 10, nonblocking=True).answer == ("data", b"")
 
 
+def test_the_device_counts_the_bytes_its_readers_are_given() -> None:
+    log = filled(b"abc")
+    device = LearnerDevice(log)
+    first, second = device.open(0, FakeServices()), device.open(0, FakeServices())
+    read(first, 2)
+    read(second, 10)
+    assert device.bytes_read == 5  # what a shutdown watches while readers drain
+    read(first, 10)
+    blocked = read(first, 10)
+    assert device.bytes_read == 6
+    log.close()
+    assert blocked.answer == ("data", b"")
+    read(first, 10)  # EOF gives nothing: a reader stuck at EOF is not progress
+    assert device.bytes_read == 6
+
+
 def test_a_reader_overtaken_by_trimming_gets_epipe_once() -> None:
     log = filled(b"aa", b"bb", b"cc")
     handle = reader(log)

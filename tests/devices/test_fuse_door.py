@@ -14,7 +14,7 @@ import trio
 
 from devices import DeviceError, DeviceInfo, serve_devices
 from devices.fuse_door import FSTYPE, serve_fuse
-from devices.mounts import mount
+from devices.mounts import clear_stale_mount, mount
 from devices.semantics import ClientDevice, LearnerDevice
 from kpaxosd.interface import ValueLog
 from tests.devices.helpers import (
@@ -173,7 +173,7 @@ async def test_the_live_links_of_another_daemon_are_not_taken(
         served: Served, tmp_path: Path) -> None:
     other_mount = tmp_path / "other-mnt"
     try:
-        with pytest.raises(DeviceError, match="belongs to the running kpaxos daemon"):
+        with pytest.raises(DeviceError, match="belongs to the kpaxos daemon serving"):
             await serve_devices(served.log, served.proposals, backend="fuse",
                                 mount_dir=str(other_mount), link_dir=str(served.link_dir))
         assert not is_mounted(other_mount)
@@ -218,11 +218,19 @@ async def test_a_stale_mount_of_a_crashed_run_is_cleared(
               f"fd={fd},rootmode=40000,user_id=0,group_id=0")
     finally:
         os.close(fd)  # the "daemon" dies: its connection is gone, the mount stays
+    # ... and its links, some under names this run does not use.
+    (link_dir / "chardevice").mkdir(parents=True)
+    os.symlink(mount_dir / "learner", link_dir / "kpaxos-learner")
+    os.symlink(mount_dir / "learner", link_dir / "old-prefix-kpaxos-learner")
+    os.symlink(mount_dir / "learner", link_dir / "chardevice" / "klearner0")
+    os.symlink("/elsewhere", link_dir / "not-ours")
     try:
         assert is_mounted(mount_dir)
         log = ValueLog()
         async with trio.open_nursery() as nursery:
             scope, _ = await serve_in_background(nursery, log, mount_dir, link_dir)
+            assert sorted(os.listdir(link_dir)) == ["kpaxos-client", "kpaxos-learner",
+                                                    "not-ours"]
             log.append(1, b"works")
             result = await run(["dd", f"if={link_dir / 'kpaxos-learner'}", "bs=5", "count=1",
                                 "status=none"])
@@ -230,6 +238,24 @@ async def test_a_stale_mount_of_a_crashed_run_is_cleared(
             scope.cancel()
         assert not is_mounted(mount_dir)
     finally:
+        force_unmount(mount_dir)
+
+
+async def test_a_mount_of_ours_whose_server_never_answers_is_detached(
+        device_dirs: tuple[Path, Path]) -> None:
+    mount_dir, _ = device_dirs
+    mount_dir.mkdir()
+    # A server that holds its connection and never answers, not even INIT: a probe of
+    # the mount blocks until the connection ends.
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        mount("kpaxos", str(mount_dir), FSTYPE, 0,
+              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
+        with trio.fail_after(5):
+            await clear_stale_mount(str(mount_dir), FSTYPE, probe_timeout=0.2)
+        assert not is_mounted(mount_dir)
+    finally:
+        os.close(fd)  # ends the probe left blocked in its thread (ENOTCONN)
         force_unmount(mount_dir)
 
 
