@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import trio
 
-from clients.engine import ClientEngine, total_line
 from clients.options import (
     Sealer,
     add_common_options,
@@ -47,6 +46,7 @@ from kpaxosd.arguments import (
     unicast_ipv4,
     value_size,
 )
+from kpaxosd.client_engine import ClientEngine, total_line
 from kpaxosd.endpoint import IPV4_UDP_HEADERS, path_mtu
 from kpaxosd.paxos.cluster import Address
 from wire import MAX_VALUE_SIZE, ClientValue, encode

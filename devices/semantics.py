@@ -45,7 +45,8 @@ from itertools import accumulate, islice
 import trio
 
 from devices.engine import LARGEST_WHOLE_WRITE, FileServices, Request, RequestError
-from kpaxosd.interface import ProposalError, Proposals, ReaderTooFarBehind, ValueLog
+from devices.ports import ProposalError, Proposals
+from devices.valuelog import ReaderTooFarBehind, ValueLog
 from wire.original import (
     RECORD_HEADER_SIZE,
     VALUE_SIZE_WRITE,

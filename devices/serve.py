@@ -14,8 +14,9 @@ from devices.cuse_door import CUSE_DEVICE, CuseDevice, check_device_name, serve_
 from devices.engine import LARGEST_WHOLE_WRITE
 from devices.fuse_door import serve_fuse
 from devices.info import CLIENT_DEVICE, LEARNER_DEVICE, DeviceError, DeviceInfo
+from devices.ports import Proposals
 from devices.semantics import ClientDevice, LearnerDevice
-from kpaxosd.interface import Proposals, ValueLog
+from devices.valuelog import ValueLog
 
 logger = logging.getLogger("kpaxos.devices")
 

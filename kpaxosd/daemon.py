@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
+from devices.valuelog import ValueLog
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
@@ -27,8 +28,8 @@ from kpaxosd.paxos.effects import Deliver, Effect, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
+from kpaxosd.statistics import DaemonStatistics, DecidedCounters
 from kpaxosd.storage import AcceptorStore
-from kpaxosd.valuelog import ValueLog
 from wire import MAX_VALUE_SIZE
 from wire.datagram import MAX_DATAGRAM_SIZE
 
@@ -107,16 +108,6 @@ class DaemonSpec:
 
 
 @dataclass
-class DecidedCounters:
-    instances: int = 0
-    values: int = 0
-    bytes: int = 0
-    last_iid: int = 0
-    #: Instances the acceptors trimmed before the learner learned them (Trimmed).
-    lost_instances: int = 0
-
-
-@dataclass
 class _EndpointPlan:
     address: Address
     acceptor_id: int | None = None
@@ -179,7 +170,7 @@ class Daemon:
         self.kclient: KClient | None = None
         self.decided = DecidedCounters()
         self.device_info: DeviceInfo | None = None
-        self.registry, self.latency = make_registry(self)
+        self.registry, self.latency = make_registry(self.statistics)
         self.bus = LocalBus() if spec.local_delivery else None
         self._stack = ExitStack()
         #: The listening socket of --metrics, opened by bind().
@@ -395,6 +386,15 @@ class Daemon:
         )
         self.values.add_gap(trimmed.first_iid, trimmed.next_iid)
         self._forget_beyond_retain()
+
+    def statistics(self) -> DaemonStatistics:
+        """A snapshot of what the daemon has done (for the metrics)."""
+        info = self.device_info
+        return DaemonStatistics(
+            decided=dataclasses.replace(self.decided),
+            endpoints=tuple(endpoint.statistics() for endpoint in self.endpoints),
+            reader_lags=tuple(info.reader_lags()) if info is not None else (),
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled or until one of :data:`STOP_SIGNALS`, then shut down

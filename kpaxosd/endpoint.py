@@ -31,6 +31,7 @@ from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Effect, Persist, PersistTrim, Send
 from kpaxosd.paxos.node import Node
+from kpaxosd.statistics import EndpointStatistics
 from kpaxosd.storage import AcceptorStore, StorageError
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
 from wire.messages import Message
@@ -241,6 +242,24 @@ class UdpEndpoint:
     @property
     def address(self) -> Address:
         return self._address
+
+    def statistics(self) -> EndpointStatistics:
+        """What this endpoint and its node have done, at this moment."""
+        node, counters = self.node, self.counters
+        hosted = {"proposer": node.proposer, "learner": node.learner, "acceptor": node.acceptor}
+        return EndpointStatistics(
+            name=self.name,
+            roles=frozenset(role for role, part in hosted.items() if part is not None),
+            node=node.statistics(),
+            sent_by_type=dict(self.sent_by_type),
+            datagrams_in=counters.datagrams_in,
+            datagrams_out=counters.datagrams_out,
+            malformed=counters.malformed,
+            unauthenticated=counters.unauthenticated,
+            send_failures=counters.send_failures,
+            store_failures=counters.store_failures if self.store is not None else None,
+            store_failing=self.store is not None and self.store_health is not StoreHealth.OK,
+        )
 
     def send_datagram(self, data: bytes, dest: Address) -> None:
         """Send raw bytes from this endpoint's socket; loss is UDP's, never an error.

@@ -16,7 +16,7 @@ from typing import TextIO
 
 import trio
 
-from clients.engine import ClientEngine, total_line
+from kpaxosd.client_engine import ClientEngine, total_line
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Deliver
 from wire import ClientValue, encode

@@ -1,28 +1,25 @@
 """Prometheus metrics of a running daemon, served over HTTP from the trio loop.
 
-Everything is read at scrape time from counters the daemon keeps anyway (the core's
-statistics, the endpoints' counters, the devices' readers), so the hot path pays
-nothing for metrics. Serving from the trio loop, not from prometheus_client's thread,
-means a scrape never reads state while the loop changes it.
+Everything is read at scrape time from a snapshot of counters the daemon keeps anyway
+(:class:`kpaxosd.statistics.DaemonStatistics`: the core's statistics, the endpoints'
+counters, the devices' readers), so the hot path pays nothing for metrics. Serving
+from the trio loop, not from prometheus_client's thread, means a scrape never reads
+state while the loop changes it.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kpaxosd.endpoint import StoreHealth
-
-if TYPE_CHECKING:
-    from kpaxosd.daemon import Daemon
+from kpaxosd.statistics import DaemonStatistics
 
 log = logging.getLogger("kpaxos.metrics")
 
@@ -32,11 +29,11 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class DaemonCollector(Collector):
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+    def __init__(self, snapshot: Callable[[], DaemonStatistics]) -> None:
+        self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        daemon = self._daemon
+        daemon = self._snapshot()
         decided = daemon.decided
         yield _counter("kpaxos_decided_instances", "Instances the learner delivered.",
                        decided.instances)
@@ -69,31 +66,27 @@ class DaemonCollector(Collector):
                     for kind, name, documentation, needs, statistic in _ROLE_METRICS]
         for endpoint in daemon.endpoints:
             role = endpoint.name
-            stats = endpoint.node.statistics()
+            stats = endpoint.node
             for kind, count in stats.received.items():
                 received.add_metric([role, kind.name], count)
             for kind_name, count in endpoint.sent_by_type.items():
                 sent.add_metric([role, kind_name], count)
-            counters = endpoint.counters
-            for reason, count in (("malformed", counters.malformed),
-                                  ("unauthenticated", counters.unauthenticated),
+            for reason, count in (("malformed", endpoint.malformed),
+                                  ("unauthenticated", endpoint.unauthenticated),
                                   ("ignored", stats.dropped),
-                                  ("send_failed", counters.send_failures)):
+                                  ("send_failed", endpoint.send_failures)):
                 datagrams.add_metric([role, reason], count)
-            if endpoint.store is not None:
-                store_failures.add_metric([role], counters.store_failures)
-                store_failing.add_metric([role], endpoint.store_health is not StoreHealth.OK)
-            node = endpoint.node
-            hosted = {"proposer": node.proposer, "learner": node.learner,
-                      "acceptor": node.acceptor}
+            if endpoint.store_failures is not None:
+                store_failures.add_metric([role], endpoint.store_failures)
+                store_failing.add_metric([role], endpoint.store_failing)
             for family, needs, statistic in per_role:
                 value = getattr(stats, statistic)
-                if value is not None and (needs is None or hosted[needs] is not None):
+                if value is not None and (needs is None or needs in endpoint.roles):
                     family.add_metric([role], value)
         yield from (received, sent, datagrams, store_failures, store_failing)
         yield from (family for family, _, _ in per_role)
 
-        lags = daemon.device_info.reader_lags() if daemon.device_info is not None else []
+        lags = daemon.reader_lags
         yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",
                                 value=len(lags))
         yield GaugeMetricFamily("kpaxos_device_reader_lag_max",
@@ -159,10 +152,12 @@ def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
 
 
-def make_registry(daemon: Daemon) -> tuple[CollectorRegistry, Histogram]:
-    """A registry with the daemon's metrics, and the decision latency histogram."""
+def make_registry(snapshot: Callable[[], DaemonStatistics],
+                  ) -> tuple[CollectorRegistry, Histogram]:
+    """A registry with the metrics of the daemon whose ``snapshot`` it is given, and the
+    decision latency histogram."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DaemonCollector(daemon))
+    registry.register(DaemonCollector(snapshot))
     latency = Histogram(
         "kpaxos_decision_latency_seconds",
         "Time from a write to /dev/kpaxos-client until its value was decided.",

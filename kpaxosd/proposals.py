@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import trio
 
-from kpaxosd.interface import NodeStopping, ProposalTimeout, ValueTooLarge
+from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, encode, wrap
@@ -38,7 +38,7 @@ class _Waiter:
 
 
 class ClientProposals:
-    """The :class:`kpaxosd.interface.Proposals` of a node hosting a learner."""
+    """The :class:`devices.ports.Proposals` of a node hosting a learner."""
 
     def __init__(
         self,

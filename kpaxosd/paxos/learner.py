@@ -34,6 +34,7 @@ from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
 from wire.identity import Origin, origins_untrusted, payload_of
@@ -62,9 +63,6 @@ TRIM_PATIENCE = 3
 #: acceptor reported it, or a later one), before the learner reports it as stuck
 #: (LEARNER_STUCK), and again each round.
 STUCK_ROUNDS = 3
-#: The value a proposer fills a hole with (Proposer, "no-op"): decided like any
-#: other, never delivered.
-NOOP = b""
 
 #: Told of every decided value, in iid order, delivered or not (a replica's proposer
 #: remembers the origins).

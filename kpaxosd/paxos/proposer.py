@@ -38,8 +38,8 @@ from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import RecentOrigins
 from kpaxosd.paxos.effects import Outbox
 from kpaxosd.paxos.leader import LeaderView, Role
-from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import (
     BATCH_OVERHEAD,

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.engine import ClientEngine, Latencies
+from kpaxosd.client_engine import ClientEngine, Latencies
 from wire.original import (
     CLIENT_VALUE_IDENTITY_SIZE,
     pack_client_value_identity,

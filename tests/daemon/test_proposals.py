@@ -4,7 +4,7 @@ import pytest
 import trio
 import trio.testing
 
-from kpaxosd.interface import NodeStopping, ProposalTimeout, ValueTooLarge
+from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.proposals import ClientProposals
 from wire import ClientEnvelope, ClientValue, decode_untrusted, unwrap_untrusted

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from devices.semantics import LearnerDevice, LearnerHandle
+from devices.valuelog import ReaderTooFarBehind, ValueLog, ValuesLost
 from kpaxosd.cli import build_parser, main, spec_from_args
 from kpaxosd.config import Config, ConfigError, load_config, parse_config
 from kpaxosd.daemon import Daemon, DaemonSpec
@@ -25,7 +26,6 @@ from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
-from kpaxosd.valuelog import ReaderTooFarBehind, ValueLog, ValuesLost
 from tests.devices.test_device_semantics import FakeServices, read
 from wire import Accept, Trim
 
@@ -297,7 +297,7 @@ def test_metrics_show_the_trim_point_and_what_a_learner_lost(
         daemon.endpoints.append(endpoint)
         samples = {
             (metric.name, sample.labels.get("role")): sample.value
-            for metric in DaemonCollector(daemon).collect()
+            for metric in DaemonCollector(daemon.statistics).collect()
             for sample in metric.samples
         }
         assert samples[("kpaxos_acceptor_trim_iid", "acceptor 0")] == 1

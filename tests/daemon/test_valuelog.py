@@ -4,7 +4,7 @@ import pytest
 import trio
 import trio.testing
 
-from kpaxosd.valuelog import DeliveredValue, LogClosed, ReaderTooFarBehind, ValueLog
+from devices.valuelog import DeliveredValue, LogClosed, ReaderTooFarBehind, ValueLog
 
 
 def test_positions_count_delivered_values() -> None:

@@ -22,7 +22,8 @@ import trio
 
 from devices import DeviceInfo, EngineStatistics, serve_devices
 from devices.mounts import MNT_DETACH, mounts_at, umount2
-from kpaxosd.interface import ProposalError, ValueLog, ValueTooLarge
+from devices.ports import ProposalError, ValueTooLarge
+from devices.valuelog import ValueLog
 
 #: Set to 1 only inside the test VM (tests/vm), whose kernel has CUSE: there the
 #: ``cuse`` cases run and nothing else; everywhere else they are deselected.

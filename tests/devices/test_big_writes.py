@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from kpaxosd.interface import ProposalTimeout
+from devices.ports import ProposalTimeout
 from tests.devices.helpers import SHOULD, Served, python, run
 from wire import MAX_VALUE_SIZE
 

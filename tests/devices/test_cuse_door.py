@@ -24,7 +24,7 @@ from devices import fuse_abi as abi
 from devices.cuse_door import CuseDoor, check_device_name
 from devices.engine import DEFAULT_MAX_WRITE, Engine
 from devices.semantics import ClientDevice, LearnerDevice
-from kpaxosd.interface import ValueLog
+from devices.valuelog import ValueLog
 from tests.devices.fake_kernel import FakeKernel, Reply
 from tests.devices.helpers import FakeProposals
 

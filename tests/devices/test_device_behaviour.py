@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from kpaxosd.interface import NodeStopping, ProposalError, ProposalTimeout
+from devices.ports import NodeStopping, ProposalError, ProposalTimeout
 from tests.devices.helpers import (
     SHOULD,
     STILL_BLOCKED,

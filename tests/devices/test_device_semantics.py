@@ -13,8 +13,9 @@ import trio
 import trio.testing
 
 from devices.engine import RequestError
+from devices.ports import ProposalTimeout
 from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle, ReadMode
-from kpaxosd.interface import ProposalTimeout, ValueLog
+from devices.valuelog import ValueLog
 from tests.devices.helpers import FakeProposals
 
 

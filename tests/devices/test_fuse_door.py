@@ -16,7 +16,7 @@ from devices import DeviceError, DeviceInfo, serve_devices
 from devices.fuse_door import FSTYPE, serve_fuse
 from devices.mounts import clear_stale_mount, mount
 from devices.semantics import ClientDevice, LearnerDevice
-from kpaxosd.interface import ValueLog
+from devices.valuelog import ValueLog
 from tests.devices.helpers import (
     FakeProposals,
     Served,

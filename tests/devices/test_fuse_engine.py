@@ -21,7 +21,7 @@ from devices import fuse_abi as abi
 from devices.engine import DEFAULT_MAX_WRITE, Engine
 from devices.fuse_door import FuseFilesystem
 from devices.semantics import ClientDevice, LearnerDevice
-from kpaxosd.interface import ValueLog
+from devices.valuelog import ValueLog
 from tests.devices.fake_kernel import CLIENT, FOLDER, LEARNER, FakeKernel, Reply
 from tests.devices.helpers import FakeProposals
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Outbox, Send, Trimmed
-from kpaxosd.paxos.learner import NOOP, STUCK_ROUNDS, TRIM_PATIENCE, Learner, Registration
+from kpaxosd.paxos.learner import STUCK_ROUNDS, TRIM_PATIENCE, Learner, Registration
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.values import NOOP
 from wire import (
     Accepted,
     AcceptorState,

@@ -8,9 +8,9 @@ import pytest
 
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Outbox, Send
-from kpaxosd.paxos.learner import NOOP
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.proposer import REFILL_PARTS, REOPEN_MAX, TRANSITIONS, Phase, Proposer
+from kpaxosd.paxos.values import NOOP
 from wire import (
     MAX_VALUE_SIZE,
     Accept,

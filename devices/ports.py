@@ -1,14 +1,15 @@
-"""What the device layer may use of the daemon: the delivered-value log and proposals.
+"""The port through which the devices propose: what the daemon must provide.
 
-``devices/`` imports this module and nothing else of ``kpaxosd``.
+The devices need a way to propose a value and be told where it was decided; the
+daemon's proposals (:mod:`kpaxosd.proposals`) implement this protocol, raising these
+errors. The port lives here, with the package that needs it, so that ``devices``
+imports nothing of ``kpaxosd`` (docs/architecture.md, "Dependencies").
 """
 
 from __future__ import annotations
 
 import errno
 from typing import Protocol
-
-from kpaxosd.valuelog import DeliveredValue, LogClosed, ReaderTooFarBehind, ValueLog
 
 
 class ProposalError(Exception):
@@ -49,13 +50,9 @@ class Proposals(Protocol):
 
 
 __all__ = [
-    "DeliveredValue",
-    "LogClosed",
     "NodeStopping",
     "ProposalError",
     "ProposalTimeout",
     "Proposals",
-    "ReaderTooFarBehind",
-    "ValueLog",
     "ValueTooLarge",
 ]
