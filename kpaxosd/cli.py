@@ -297,18 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = _with_flags(args, load_config(args.config) if args.config else default_config())
     except ConfigError as exc:
         print(f"kpaxosd: error: -c/--config: {exc}", file=sys.stderr)
         return 2
-    if args.trim is not None:
-        config = dataclasses.replace(
-            config, options=dataclasses.replace(config.options, trim_every=args.trim)
-        )
-    if args.values_per_instance is not None:
-        count = args.values_per_instance
-        options = dataclasses.replace(config.options, max_values_per_instance=count)
-        config = dataclasses.replace(config, options=options)
     # The key file is checked here, as --check-config checks it, so that a key the
     # daemon would refuse fails the check too, and fails a start with one plain line.
     key_problem = _key_file_problem(args, config)
@@ -316,14 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kpaxosd: error: {key_problem}", file=sys.stderr)
         return 1
     if args.check_config:
-        key_file = spec_from_args(args, config).auth_key_file
-        print(f"{config.source}: ok")
-        if key_file is not None:
-            print(f"  every datagram is authenticated with the key in {key_file}")
-        for line in describe(config):
-            print(f"  {line}")
-        for number, text in config.ignored:
-            print(f"  line {number} ignored: {text}")
+        _print_check(args, config)
         return 0
     configure_logging(args.verbosity or config.verbosity)
     log = logging.getLogger("kpaxos")
@@ -335,16 +320,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except BaseException as exc:
-        expected = _expected_errors(exc)
-        if expected:
-            for error in expected:
-                log.error("%s", error)
-            return 1
-        if isinstance(exc, SystemExit):
-            raise
-        log.debug("internal error", exc_info=exc)
-        log.error("internal error: %r (run with --verbosity debug for the traceback)", exc)
+        return _report(exc, log)
+
+
+def _with_flags(args: argparse.Namespace, config: Config) -> Config:
+    """``config`` with the options that flags override."""
+    options = config.options
+    if args.trim is not None:
+        options = dataclasses.replace(options, trim_every=args.trim)
+    if args.values_per_instance is not None:
+        options = dataclasses.replace(options, max_values_per_instance=args.values_per_instance)
+    return dataclasses.replace(config, options=options)
+
+
+def _print_check(args: argparse.Namespace, config: Config) -> None:
+    key_file = spec_from_args(args, config).auth_key_file
+    print(f"{config.source}: ok")
+    if key_file is not None:
+        print(f"  every datagram is authenticated with the key in {key_file}")
+    for line in describe(config):
+        print(f"  {line}")
+    for number, text in config.ignored:
+        print(f"  line {number} ignored: {text}")
+
+
+def _report(exc: BaseException, log: logging.Logger) -> int:
+    """The exit status for what ended the daemon, said in the log in plain words."""
+    expected = _expected_errors(exc)
+    if expected:
+        for error in expected:
+            log.error("%s", error)
         return 1
+    if isinstance(exc, SystemExit):
+        raise exc
+    log.debug("internal error", exc_info=exc)
+    log.error("internal error: %r (run with --verbosity debug for the traceback)", exc)
+    return 1
 
 
 async def _run(spec: DaemonSpec) -> int:

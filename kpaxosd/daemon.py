@@ -205,78 +205,102 @@ class Daemon:
             raise
 
     def _bind(self) -> None:
-        spec = self.spec
+        # The set-up, step by step; each step may refuse with a DaemonError.
         seed_source = random.SystemRandom()
-        if spec.metrics is not None:
-            host, port = spec.metrics
-            try:
-                self._metrics_socket = self._stack.enter_context(open_metrics_socket(host, port))
-            except OSError as exc:
-                raise DaemonError(
-                    f"--metrics: cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                    "choose a free address of this host"
-                ) from None
-        auth = None
-        if spec.auth_key_file is not None:
-            try:
-                auth = Authenticator(load_key(spec.auth_key_file))
-            except AuthKeyError as exc:
-                raise DaemonError(str(exc)) from None
-            log.info("every datagram is authenticated with the key in %s", spec.auth_key_file)
-        cluster_options = spec.config.options
-        if auth is not None:
-            # A batch must leave room in its datagram for the authentication trailer.
-            room = min(cluster_options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
-            cluster_options = dataclasses.replace(cluster_options, max_batch_bytes=room)
-        plans = plan_endpoints(spec)
-        if any(plan.proposer_id is not None for plan in plans):
-            cluster_options = self._fill_batches_to_the_mtu(cluster_options, auth is not None)
+        self._open_metrics_socket()
+        auth = self._load_auth()
+        plans = plan_endpoints(self.spec)
+        options = self._options_for(plans, auth)
         now = trio.current_time()
         for plan in plans:
-            try:
-                sock = self._stack.enter_context(open_udp_socket(plan.address))
-            except OSError as exc:
-                self._stack.close()
-                host, port = plan.address
-                raise DaemonError(
-                    f"cannot bind {plan.describe()} to {host}:{port}: {exc.strerror or exc}"
-                ) from None
-            # Several replicas in one process each keep their learner (its proposer
-            # learns from it), but only the first feeds the devices, and only it
-            # trims: the others would deliver every value again.
-            feeds_devices = plan.learner and self.learner_endpoint is None
-            options = cluster_options
-            if plan.learner and not feeds_devices and options.trim_every is not None:
-                options = dataclasses.replace(options, trim_every=None)
-            node = Node(
-                sock.getsockname()[:2],
-                spec.config.cluster,
-                acceptor_id=plan.acceptor_id,
-                proposer_id=plan.proposer_id,
-                learner=plan.learner,
-                options=options,
-                rng=random.Random(seed_source.getrandbits(64)),
-                now=now,
-            )
-            store = None
-            if plan.acceptor_id is not None and spec.storage is not None:
-                store = self._open_store(plan.acceptor_id, node)
-            endpoint = UdpEndpoint(
-                node,
-                sock,
-                on_deliver=self._deliver if feeds_devices else None,
-                store=store,
-                auth=auth,
-                name=plan.describe(),
-                bus=self.bus,
-            )
-            self.endpoints.append(endpoint)
-            if feeds_devices:
-                self.learner_endpoint = endpoint
-            host, port = endpoint.address
-            log.info("%s listening on %s:%d", plan.describe(), host, port)
+            self._add_endpoint(plan, options, auth, random.Random(seed_source.getrandbits(64)),
+                               now)
+        self._log_trimming()
+        if self.learner_endpoint is not None:
+            self._add_client_proposals(self.learner_endpoint, auth, seed_source)
 
-        trim_every = spec.config.options.trim_every
+    def _open_metrics_socket(self) -> None:
+        if self.spec.metrics is None:
+            return
+        host, port = self.spec.metrics
+        try:
+            self._metrics_socket = self._stack.enter_context(open_metrics_socket(host, port))
+        except OSError as exc:
+            raise DaemonError(
+                f"--metrics: cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                "choose a free address of this host"
+            ) from None
+
+    def _load_auth(self) -> Authenticator | None:
+        key_file = self.spec.auth_key_file
+        if key_file is None:
+            return None
+        try:
+            auth = Authenticator(load_key(key_file))
+        except AuthKeyError as exc:
+            raise DaemonError(str(exc)) from None
+        log.info("every datagram is authenticated with the key in %s", key_file)
+        return auth
+
+    def _options_for(self, plans: list[_EndpointPlan], auth: Authenticator | None,
+                     ) -> PaxosOptions:
+        """The configured options, with batches that fit the datagrams we send."""
+        options = self.spec.config.options
+        if auth is not None:
+            # A batch must leave room in its datagram for the authentication trailer.
+            room = min(options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
+            options = dataclasses.replace(options, max_batch_bytes=room)
+        if any(plan.proposer_id is not None for plan in plans):
+            options = self._fill_batches_to_the_mtu(options, auth is not None)
+        return options
+
+    def _add_endpoint(self, plan: _EndpointPlan, options: PaxosOptions,
+                      auth: Authenticator | None, rng: random.Random, now: float) -> None:
+        """Bind ``plan``'s socket and put the node of its roles behind it."""
+        spec = self.spec
+        try:
+            sock = self._stack.enter_context(open_udp_socket(plan.address))
+        except OSError as exc:
+            host, port = plan.address
+            raise DaemonError(
+                f"cannot bind {plan.describe()} to {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        # Several replicas in one process each keep their learner (its proposer
+        # learns from it), but only the first feeds the devices, and only it
+        # trims: the others would deliver every value again.
+        feeds_devices = plan.learner and self.learner_endpoint is None
+        if plan.learner and not feeds_devices and options.trim_every is not None:
+            options = dataclasses.replace(options, trim_every=None)
+        node = Node(
+            sock.getsockname()[:2],
+            spec.config.cluster,
+            acceptor_id=plan.acceptor_id,
+            proposer_id=plan.proposer_id,
+            learner=plan.learner,
+            options=options,
+            rng=rng,
+            now=now,
+        )
+        store = None
+        if plan.acceptor_id is not None and spec.storage is not None:
+            store = self._open_store(plan.acceptor_id, node)
+        endpoint = UdpEndpoint(
+            node,
+            sock,
+            on_deliver=self._deliver if feeds_devices else None,
+            store=store,
+            auth=auth,
+            name=plan.describe(),
+            bus=self.bus,
+        )
+        self.endpoints.append(endpoint)
+        if feeds_devices:
+            self.learner_endpoint = endpoint
+        host, port = endpoint.address
+        log.info("%s listening on %s:%d", plan.describe(), host, port)
+
+    def _log_trimming(self) -> None:
+        trim_every = self.spec.config.options.trim_every
         if trim_every is not None and self.learner_endpoint is not None:
             log.info(
                 "the learner trims the acceptors every %d delivered instances; they keep at "
@@ -284,35 +308,37 @@ class Daemon:
             )
         elif trim_every is not None:
             log.info("trim %d has no effect here: this process hosts no learner", trim_every)
-        learner = self.learner_endpoint
-        if learner is not None:
-            proposers = spec.config.cluster.proposers
-            client_proposer = spec.client_proposer
-            if client_proposer is None:
-                client_proposer = min(spec.proposers + spec.replicas, default=0)
-            if client_proposer not in proposers:
-                raise DaemonError(f"the configuration has no proposer {client_proposer}")
-            self.proposals = ClientProposals(
-                learner.send_datagram,
-                proposers[client_proposer],
-                client_id=seed_source.getrandbits(63),
-                timeout=spec.client_timeout,
-                overhead=0 if auth is None else AUTH_TRAILER_SIZE,
-                observe_latency=self.latency.observe,
-                seq_window=spec.config.options.dedupe_window,
-            )
-            if spec.kclient is not None:
-                if spec.kclient.proposer_id not in proposers:
-                    raise DaemonError(
-                        f"the configuration has no proposer {spec.kclient.proposer_id}"
-                    )
-                self.kclient = KClient(
-                    learner.send_datagram,
-                    proposers[spec.kclient.proposer_id],
-                    outstanding=spec.kclient.outstanding,
-                    value_size=spec.kclient.value_size,
-                    rng=random.Random(seed_source.getrandbits(64)),
-                )
+
+    def _add_client_proposals(self, learner: UdpEndpoint, auth: Authenticator | None,
+                              seed_source: random.Random) -> None:
+        """What proposes for the client device (and the in-process kclient, if asked)."""
+        spec = self.spec
+        proposers = spec.config.cluster.proposers
+        client_proposer = spec.client_proposer
+        if client_proposer is None:
+            client_proposer = min(spec.proposers + spec.replicas, default=0)
+        if client_proposer not in proposers:
+            raise DaemonError(f"the configuration has no proposer {client_proposer}")
+        self.proposals = ClientProposals(
+            learner.send_datagram,
+            proposers[client_proposer],
+            client_id=seed_source.getrandbits(63),
+            timeout=spec.client_timeout,
+            overhead=0 if auth is None else AUTH_TRAILER_SIZE,
+            observe_latency=self.latency.observe,
+            seq_window=spec.config.options.dedupe_window,
+        )
+        if spec.kclient is None:
+            return
+        if spec.kclient.proposer_id not in proposers:
+            raise DaemonError(f"the configuration has no proposer {spec.kclient.proposer_id}")
+        self.kclient = KClient(
+            learner.send_datagram,
+            proposers[spec.kclient.proposer_id],
+            outstanding=spec.kclient.outstanding,
+            value_size=spec.kclient.value_size,
+            rng=random.Random(seed_source.getrandbits(64)),
+        )
 
     def _open_store(self, aid: int, node: Node) -> AcceptorStore:
         assert self.spec.storage is not None

@@ -46,7 +46,7 @@ class AcceptorStore:
         # failed meta-page write): it is opened afresh before its next use.
         self._broken = False
 
-    def _open(self, *, create: bool) -> tuple[lmdb.Environment, object]:
+    def _open(self, *, create: bool) -> tuple[lmdb.Environment, lmdb._Database]:
         try:
             env = lmdb.open(
                 str(self.path), map_size=self._map_size, subdir=True, sync=True,

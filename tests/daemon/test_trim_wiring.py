@@ -11,6 +11,7 @@ import select
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -154,8 +155,9 @@ def test_a_reader_reads_up_to_the_gap_then_gets_epipe_once_then_goes_on() -> Non
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_any_read_size_meets_the_gap_at_the_same_place(size: int) -> None:
     handle = open_reader(gapped())
-    answers = []
+    answers: list[tuple[str, Any]] = []
     while (answer := read(handle, size, nonblocking=True).answer) != ("error", errno.EAGAIN):
+        assert answer is not None  # answered at once
         answers.append(answer)
     data = [body for kind, body in answers]
     epipe = answers.index(("error", errno.EPIPE))

@@ -19,7 +19,8 @@ from tests.devices.helpers import CUSE_MARKER, IN_VM, Served, serving
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Outside the VM the cuse cases are the VM test's business; inside it, only they run.
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         wanted = (item.get_closest_marker(CUSE_MARKER) is not None) == IN_VM
         (keep if wanted else drop).append(item)

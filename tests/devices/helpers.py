@@ -20,7 +20,7 @@ from typing import Any
 
 import trio
 
-from devices import DeviceInfo, EngineStatistics, serve_devices
+from devices import Backend, DeviceInfo, EngineStatistics, serve_devices
 from devices.mounts import MNT_DETACH, mounts_at, umount2
 from devices.ports import ProposalError, ValueTooLarge
 from devices.valuelog import ValueLog
@@ -155,6 +155,10 @@ async def run(command: list[str]) -> subprocess.CompletedProcess[bytes]:
                                       check=False, stdin=subprocess.DEVNULL)
 
 
+#: The doors a test serves through, by the name the ``door`` fixtures give.
+DOORS: dict[str, Backend] = {"fuse": "fuse", "cuse": "cuse"}
+
+
 @asynccontextmanager
 async def serving(door: str, tmp_path: Path, **options: Any) -> AsyncIterator[Served]:
     """Serve the devices through ``door`` for one test, with a FakeProposals node.
@@ -174,7 +178,8 @@ async def serving(door: str, tmp_path: Path, **options: Any) -> AsyncIterator[Se
     async def serve(task_status: trio.TaskStatus[DeviceInfo]) -> None:
         try:
             with scope:
-                await serve_devices(log, proposals, backend=door, mount_dir=str(mount_dir),
+                await serve_devices(log, proposals, backend=DOORS[door],
+                                    mount_dir=str(mount_dir),
                                     link_dir=str(link_dir), task_status=task_status,
                                     **options)
         finally:

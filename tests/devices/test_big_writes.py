@@ -83,8 +83,8 @@ async def test_concurrent_writers_never_interleave(served: Served, tmp_path: Pat
         results.append(await run(command))
 
     async with trio.open_nursery() as nursery:
-        for command in loops:
-            nursery.start_soon(write, command)
+        for loop in loops:
+            nursery.start_soon(write, loop)
     assert [r.returncode for r in results] == [0] * writers, [r.stderr for r in results]
     proposed = served.proposals.proposed
     assert sorted(proposed) == sorted(values * rounds)  # every value whole, none cut

@@ -112,8 +112,8 @@ class Cluster:
         self.mounts.append(mount_dir)
         return mount_dir, link_dir, ["--mount-dir", str(mount_dir), "--link-dir", str(link_dir)]
 
-    def spawn(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+    def spawn(self, argv: Sequence[str | Path], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
         self.processes.append(proc)
         return proc
 

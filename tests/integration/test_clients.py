@@ -62,7 +62,7 @@ def test_kpaxos_client_learns_from_the_device_in_stream_mode(tmp_path: Path) -> 
     with cluster(tmp_path) as running:
         _, link_dir, device_args = running.devices("node")
         running.start("cluster", "-c", str(config), *device_args)
-        client = [BIN / "kpaxos-client", "--config", str(config), "--stream",
+        client: list[str | Path] = [BIN / "kpaxos-client", "--config", str(config), "--stream",
                   "--learner-device", str(link_dir / "kpaxos-learner"), "-v", "32"]
         done = subprocess.run([*client, "-o", "10", "--duration", "4"],
                               capture_output=True, text=True, timeout=60)

@@ -105,8 +105,8 @@ def test_a_full_disk_loses_nothing_decided(tmp_path: Path) -> None:
         stop.touch()
         told: dict[str, list[str]] = {}
         for writer in writers:
-            out, _ = writer.communicate(timeout=60)
-            for line in out.decode().splitlines():
+            said, _ = writer.communicate(timeout=60)
+            for line in said.decode().splitlines():
                 outcome, value = line.split(" ", 1)
                 told.setdefault(outcome, []).append(value)
         assert node.stop() == 0  # type: ignore[attr-defined]

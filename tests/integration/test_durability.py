@@ -28,12 +28,12 @@ from wire import (
 )
 
 
-def ask(acceptor: tuple[str, int], request: bytes, want: int, timeout: float = 10) -> list:
+def ask(acceptor: tuple[str, int], request: bytes, want: int, timeout: float = 10) -> list[object]:
     """Send ``request`` to an acceptor (again each second) and collect ``want`` answers."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(0.2)
-        answers: dict[tuple, object] = {}
+        answers: dict[tuple[object, ...], object] = {}
         deadline = time.monotonic() + timeout
         next_send = 0.0
         while len(answers) < want and time.monotonic() < deadline:

@@ -48,7 +48,8 @@ while True:
 """
 
 
-def test_a_trimming_learner_bounds_the_acceptors_and_a_late_learner_is_told(
+# One scenario told in order; its steps share the running cluster.
+def test_a_trimming_learner_bounds_the_acceptors_and_a_late_learner_is_told(  # noqa: PLR0915
     tmp_path: Path,
 ) -> None:
     config = loopback_config(tmp_path / "paxos.conf")

@@ -168,7 +168,9 @@ def config_for(net: Network, path: Path) -> Path:
     return path
 
 
-def run_scenario(
+# The scenario in the order it runs (namespaces, daemons, faults, writers, checks),
+# each step needing the ones before; the checks are its point and stay in view.
+def run_scenario(  # noqa: C901, PLR0915
     workdir: Path,
     faults: Callable[[Network], None],
     *,

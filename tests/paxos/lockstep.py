@@ -28,6 +28,10 @@ class Lockstep:
         self.drop: Drop | None = None
         self.datagrams = 0
 
+    def delivered_iids(self, address: Address) -> list[int | Trimmed]:
+        """The iids ``address`` delivered, in order (a Trimmed as itself)."""
+        return [d.iid if isinstance(d, Deliver) else d for d in self.delivered[address]]
+
     def send(self, src: Address, dest: Address, msg: Message) -> None:
         """A datagram from outside (a client), delivered on the next settle()."""
         self.queue.append((src, dest, msg))

@@ -5,7 +5,7 @@ from collections import OrderedDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpaxosd.paxos.dedupe import OriginFilter, RecentOrigins
+from kpaxosd.paxos.dedupe import OriginFilter, RecentOrigins, _ClientSeqs
 from wire.identity import Origin
 
 
@@ -26,7 +26,9 @@ def test_seqs_older_than_the_window_count_as_seen() -> None:
     for seq in range(11, 100):
         assert f.first_time(1, seq)
     assert not f.first_time(1, 50)
-    assert len(f._clients[1].recent) <= 3 * 4  # bounded
+    client = f._clients[1]
+    assert isinstance(client, _ClientSeqs)
+    assert len(client.recent) <= 3 * 4  # bounded
 
 
 def test_least_recently_seen_client_is_forgotten() -> None:

@@ -96,7 +96,7 @@ def test_a_resend_while_in_flight_is_merged(value: bytes) -> None:
     assert net.nodes[PROPOSER].statistics().coalesced == 1
     net.advance(3.0)  # the proposer retries its instance and closes it
     assert instances_holding(net, value) == {1}
-    assert [d.iid for d in net.delivered[LEARNER]] == [1]
+    assert net.delivered_iids(LEARNER) == [1]
 
 
 def test_a_restarted_proposer_deciding_again_is_delivered_once() -> None:
@@ -119,5 +119,5 @@ def test_a_restarted_proposer_deciding_again_is_delivered_once() -> None:
     net.send(CLIENT, PROPOSER, ClientValue(ORIGINAL))
     net.settle()
     assert instances_holding(net, ORIGINAL) == {1, 2}
-    assert [d.iid for d in net.delivered[LEARNER]] == [1]
+    assert net.delivered_iids(LEARNER) == [1]
     assert net.nodes[LEARNER].statistics().duplicates == 1

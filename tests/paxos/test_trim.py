@@ -64,7 +64,7 @@ def test_a_learner_that_fell_behind_is_told_what_it_lost() -> None:
     net.drop = lambda src, dest, msg: dest == LAGGARD and isinstance(msg, Accepted)
     decide(net, 6)  # the trimmer delivers 1..6; the acceptors keep 5 and 6 ...
     net.drop = None
-    assert [d.iid for d in net.delivered[TRIMMER]] == list(range(1, 7))
+    assert net.delivered_iids(TRIMMER) == list(range(1, 7))
     assert net.delivered[LAGGARD] == []
     # ... and the laggard learns of 7, asks for what it missed, hears the acceptors'
     # trim points, gives 1..4 up and gets 5..7 by REPEAT.

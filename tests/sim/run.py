@@ -66,7 +66,8 @@ def _chunks(jobs: list[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
         yield jobs[index : index + CHUNK]
 
 
-def main(argv: list[str] | None = None) -> int:
+# Mostly the argument parser's declarations, one statement per flag.
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     parser = argparse.ArgumentParser(
         prog="python -m tests.sim.run",
         description=__doc__,
