@@ -9,6 +9,7 @@ from typing import NamedTuple
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
+from wire.datagram import MAX_VALUE_SIZE
 from wire.messages import (
     Accept,
     Accepted,
@@ -53,8 +54,12 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
-        # What _records take, as acceptor_max_held_bytes counts it.
+        # What _records take, as acceptor_max_held_bytes counts it, and how far
+        # beyond it the records held may grow (see _room_for).
         self._held_bytes = 0
+        self._headroom = max(
+            options.acceptor_max_held_bytes // 8, options.preexec_window * MAX_VALUE_SIZE
+        )
         # Insertion-ordered: the longest silent learner is the first to go when full.
         self._learners: dict[Address, None] = {}
         self.dropped = 0
@@ -234,12 +239,15 @@ class Acceptor:
         within acceptor_max_held_bytes; a refusal is counted.
 
         A new record must fit under the bound. An instance already held may grow
-        beyond it by up to an eighth of it: a value for an instance promised before
-        the acceptor filled up (the proposer prepares ahead) still goes in, yet
-        records taken in small, then grown to 64 KB each by higher ballots, cannot
-        take more than that. Nothing given is ever forgotten to make room; only TRIM
-        frees it. A refusal is silence: the proposer retries as after a loss, and
-        once a TRIM made room, the retry goes through.
+        beyond it by up to ``self._headroom``: the values of the instances a
+        proposer prepared ahead (preexec_window) before the acceptor filled up
+        still go in, so that they can be decided, delivered, and then trimmed to
+        make room (without it a full acceptor would hold only promises, and nothing
+        could ever be trimmed). Yet records taken in small, then grown to 64 KB
+        each by higher ballots, cannot take more than that. Nothing given is ever
+        forgotten to make room; only TRIM frees it. A refusal is silence: the
+        proposer retries as after a loss, and once a TRIM made room, the retry
+        goes through.
         """
         bound = self._options.acceptor_max_held_bytes
         if current is None:
@@ -247,7 +255,7 @@ class Acceptor:
                 return True
         else:
             growth = len(value) - len(current.value)
-            if growth <= 0 or self._held_bytes + growth <= bound + bound // 8:
+            if growth <= 0 or self._held_bytes + growth <= bound + self._headroom:
                 return True
         self.refused_full += 1
         return False

@@ -87,7 +87,9 @@ class PaxosOptions:
     #: Beyond it the learner lets go of the farthest instances, down to three
     #: quarters, and takes no new ones beyond what it kept until it is under half;
     #: never the next instance to deliver. What it let go of is still with the
-    #: acceptors: hole repair asks for it again when delivery gets there.
+    #: acceptors: hole repair asks for it again when delivery gets there. Keep it
+    #: well above what a few instances take (acceptors x the largest value): a
+    #: learner with room for one instance only takes one per round of REPEAT.
     learner_max_held_bytes: int = 64 * 1024 * 1024
     #: Deduplication memory: client ids remembered (least recently seen go first) ...
     dedupe_clients: int = 4096
@@ -108,8 +110,11 @@ class PaxosOptions:
     #: many bytes (their values, plus HELD_RECORD_COST each): at the bound a PREPARE
     #: or ACCEPT for an instance it holds no record of is refused (and counted), so
     #: a stream of forged ACCEPTs, each moving the horizon on, cannot grow it without
-    #: end. It never forgets a vote to make room: only TRIM frees it. A cluster that
-    #: never trims stops taking new instances once its acceptors are full.
+    #: end. Records held may still take values, up to an eighth of the bound more
+    #: (at least a preexec_window of the largest values): what a proposer prepared
+    #: before the acceptor filled up can still be decided, and then trimmed. It never
+    #: forgets a vote to make room: only TRIM frees it. A cluster that never trims
+    #: stops taking new instances once its acceptors are full.
     acceptor_max_held_bytes: int = 1024 * 1024 * 1024
     #: Registered learners; the longest silent one is forgotten first.
     max_learners: int = 256

@@ -13,7 +13,7 @@ from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Outbox, Persist, Send
 from kpaxosd.paxos.learner import Learner
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
-from wire import Accept, Accepted, Prepare, Repeat, Trim
+from wire import MAX_VALUE_SIZE, Accept, Accepted, Prepare, Repeat, Trim
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
 PROPOSER = ("10.0.0.9", 3002)
@@ -153,21 +153,23 @@ def test_a_full_acceptor_refuses_new_promises_and_bounds_the_growth_of_what_it_h
     None
 ):
     bound = 64 * HELD_RECORD_COST
-    acceptor, out = make_acceptor(bound)
+    acceptor, out = make_acceptor(bound, preexec_window=1)
     for iid in range(1, 100):
         acceptor.on_prepare(Prepare(iid, 10), PROPOSER)
     assert acceptor.instances == 64
     assert acceptor.refused_full == 35
     out.drain()
-    # Values for instances it promised go in, up to an eighth over the bound.
+    # Values for instances it promised go in, up to a window of values (here one,
+    # the largest) over the bound.
     for iid in range(1, 65):
-        acceptor.on_accept(Accept(iid, 10, b"v" * 1000), PROPOSER)
-        assert acceptor.held_bytes <= bound + bound // 8
-    assert acceptor.record(1) == Record(10, 10, b"v" * 1000)
+        acceptor.on_accept(Accept(iid, 10, b"v" * 2000), PROPOSER)
+        assert acceptor.held_bytes <= bound + MAX_VALUE_SIZE
+    assert acceptor.record(1) == Record(10, 10, b"v" * 2000)
+    assert acceptor.record(64) == Record(10, 0, b"")
     assert acceptor.refused_full > 35
     # A value that does not grow the record always goes in (a higher ballot).
-    acceptor.on_accept(Accept(1, 20, b"w" * 1000), PROPOSER)
-    assert acceptor.record(1) == Record(20, 20, b"w" * 1000)
+    acceptor.on_accept(Accept(1, 20, b"w" * 2000), PROPOSER)
+    assert acceptor.record(1) == Record(20, 20, b"w" * 2000)
 
 
 def test_restore_and_revert_count_the_bytes() -> None:
