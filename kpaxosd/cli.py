@@ -142,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "instance, as a batch that kpaxos learners take apart; 1 keeps "
                             "one value per instance, for original kernel learners (default: "
                             "the configuration's proposer-values-per-instance, else 1024)")
+    roles.add_argument("--learner-max-held-bytes", type=int, metavar="N",
+                       help="the learner holds votes and decisions it has not delivered up to "
+                            "about N bytes, letting go of the farthest instances beyond (they "
+                            "are asked for again when delivery gets there; default: 67108864, "
+                            "64 MiB)")
+    roles.add_argument("--acceptor-max-held-bytes", type=int, metavar="N",
+                       help="an acceptor holding records of about N bytes takes no new "
+                            "instance until a TRIM makes room; it logs a warning (default: "
+                            "1073741824, 1 GiB)")
     devices = parser.add_argument_group("devices (served by a process hosting a learner)")
     devices.add_argument("--no-devices", action="store_true", help="serve no devices")
     devices.add_argument("--device-backend", choices=["auto", "cuse", "fuse"], default="auto",
@@ -333,6 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = args.values_per_instance
         options = dataclasses.replace(config.options, max_values_per_instance=count)
         config = dataclasses.replace(config, options=options)
+    for flag, field in (("--learner-max-held-bytes", "learner_max_held_bytes"),
+                        ("--acceptor-max-held-bytes", "acceptor_max_held_bytes")):
+        held_bytes = getattr(args, field)
+        if held_bytes is not None:
+            if held_bytes < 1:
+                parser.error(f"{flag} must be at least 1")
+            options = dataclasses.replace(config.options, **{field: held_bytes})
+            config = dataclasses.replace(config, options=options)
     if args.check_config:
         print(f"{config.source}: ok")
         for line in describe(config):
