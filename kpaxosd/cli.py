@@ -145,12 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--learner-max-held-bytes", type=int, metavar="N",
                        help="the learner holds votes and decisions it has not delivered up to "
                             "about N bytes, letting go of the farthest instances beyond (they "
-                            "are asked for again when delivery gets there; default: 67108864, "
-                            "64 MiB)")
+                            "are asked for again when delivery gets there; default: the "
+                            "configuration's learner-max-held-bytes, else 67108864, 64 MiB)")
     roles.add_argument("--acceptor-max-held-bytes", type=int, metavar="N",
                        help="an acceptor holding records of about N bytes takes no new "
-                            "instance until a TRIM makes room; it logs a warning (default: "
-                            "1073741824, 1 GiB)")
+                            "instance until a TRIM makes room; it logs a warning (default: the "
+                            "configuration's acceptor-max-held-bytes, else 1073741824, 1 GiB)")
     devices = parser.add_argument_group("devices (served by a process hosting a learner)")
     devices.add_argument("--no-devices", action="store_true", help="serve no devices")
     devices.add_argument("--device-backend", choices=["auto", "cuse", "fuse"], default="auto",
