@@ -52,6 +52,7 @@ from kpaxosd.paxos import (
     Send,
     Trimmed,
 )
+from kpaxosd.paxos.options import HELD_RECORD_COST
 from wire import (
     AcceptorState,
     ClientValue,
@@ -665,12 +666,31 @@ class Simulation:
                 self.observe_trimmed(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
+        self._check_held_bytes(node)
         due = node.next_deadline()
         if due != host.timer_due:
             host.timer_due = due
             host.timer_token += 1
             if due is not None:
                 self.push(max(due, self.now), TIMER, host, host.timer_token)
+
+    def _check_held_bytes(self, node: Node) -> None:
+        """The byte counts the bounds go by, kept as messages come, are what a count
+        from scratch gives (white box: the roles' private state)."""
+        learner, acceptor = node.learner, node.acceptor
+        if learner is not None:
+            pending = sum(len(value) + HELD_RECORD_COST
+                          for votes in learner._pending.values()
+                          for _, value in votes._by_aid.values())
+            instances = len(learner._pending) + len(learner._decided)
+            decided = sum(len(value) for value in learner._decided.values())
+            counted = pending + decided + instances * HELD_RECORD_COST
+            if learner.held_bytes != counted:
+                raise Violation(f"learner counts {learner.held_bytes} bytes, holds {counted}")
+        if acceptor is not None:
+            counted = sum(len(r.value) + HELD_RECORD_COST for r in acceptor._records.values())
+            if acceptor.held_bytes != counted:
+                raise Violation(f"acceptor counts {acceptor.held_bytes} bytes, holds {counted}")
 
     def _commit_fails(self, host: Host, effects: list[Any]) -> bool:
         """Whether the store fails to commit this batch (disk full, fsync error).
