@@ -215,7 +215,9 @@ class Learner:
         Safe whatever they hold: an acceptor that voted keeps its vote, and a decided
         value let go of is asked for again (REPEAT) once delivery reaches it, as any
         hole. The next instance stays: it must remain decidable. This sorts what is
-        held, but runs only after a quarter of the bound came in since the last time.
+        held, O(n log n), but once it ran, it runs again only after a quarter of the
+        bound more came in (or for the votes of the next instance alone, when the
+        bound is that small).
         """
         pending, decided = self._pending, self._decided
         assert self._next is not None
