@@ -184,30 +184,37 @@ class Learner:
     def _count_vote(self, msg: Accepted) -> None:
         """Add one acceptor's vote, within learner_max_held_bytes."""
         iid = msg.iid
-        bound = self._options.learner_max_held_bytes
         votes = self._pending.get(iid)
         if votes is None:
-            refuse_from = self._refuse_from
-            if refuse_from is not None and iid >= refuse_from and iid != self._next:
-                if self._held_bytes >= bound // 2:
-                    self.shed += 1
-                    return
-                self._refuse_from = None
+            if self._refuse_from is not None and self._refuses(iid):
+                self.shed += 1
+                return
             votes = self._pending[iid] = Votes()
             self._held_bytes += HELD_RECORD_COST
-        before = votes.held_bytes
+        held = self._held_bytes - votes.held_bytes
         chosen = votes.add(msg.aid, msg.value_ballot, msg.value, self._quorum)
-        self._held_bytes += votes.held_bytes - before
-        if chosen is not None:
+        if chosen is None:
+            held += votes.held_bytes
+        else:
             del self._pending[iid]
-            self._held_bytes -= votes.held_bytes
             self._decided[iid] = chosen
-            self._held_bytes += len(chosen)
+            held += len(chosen)
+        self._held_bytes = held
+        if chosen is not None:
             self._deliver_in_order()
-        if self._held_bytes > bound:
-            self._shed_farthest(bound * 3 // 4)
-        elif self._refuse_from is not None and self._held_bytes < bound // 2:
+        if self._held_bytes > self._options.learner_max_held_bytes:
+            self._shed_farthest(self._options.learner_max_held_bytes * 3 // 4)
+        elif self._refuse_from is not None:
+            self._refuses(0)
+
+    def _refuses(self, iid: int) -> bool:
+        """While shedding, whether a vote for ``iid``, an instance not held, is
+        refused; ends the shedding under half the bound."""
+        if self._held_bytes < self._options.learner_max_held_bytes // 2:
             self._refuse_from = None
+            return False
+        refuse_from = self._refuse_from
+        return refuse_from is not None and iid >= refuse_from and iid != self._next
 
     def _shed_farthest(self, target: int) -> None:
         """Let go of the farthest instances held until at most ``target`` bytes are.
