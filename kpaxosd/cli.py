@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "instance, as a batch that kpaxos learners take apart; 1 keeps "
                             "one value per instance, for original kernel learners (default: "
                             "the configuration's proposer-values-per-instance, else 1024)")
+    roles.add_argument("--learner-max-held-bytes", type=positive_int, metavar="N",
+                       help="the learner holds votes and decisions it has not delivered up to "
+                            "about N bytes, letting go of the farthest instances beyond (they "
+                            "are asked for again when delivery gets there; default: the "
+                            "configuration's learner-max-held-bytes, else 67108864, 64 MiB)")
+    roles.add_argument("--acceptor-max-held-bytes", type=positive_int, metavar="N",
+                       help="an acceptor holding records of about N bytes takes no new "
+                            "instance until a TRIM makes room; it logs a warning (default: the "
+                            "configuration's acceptor-max-held-bytes, else 1073741824, 1 GiB)")
     devices = parser.add_argument_group("devices (served by a process hosting a learner)")
     devices.add_argument("--no-devices", action="store_true", help="serve no devices")
     devices.add_argument("--device-backend", choices=["auto", "cuse", "fuse"], default="auto",
@@ -330,6 +339,11 @@ def _with_flags(args: argparse.Namespace, config: Config) -> Config:
         options = dataclasses.replace(options, trim_every=args.trim)
     if args.values_per_instance is not None:
         options = dataclasses.replace(options, max_values_per_instance=args.values_per_instance)
+    if args.learner_max_held_bytes is not None:
+        options = dataclasses.replace(options, learner_max_held_bytes=args.learner_max_held_bytes)
+    if args.acceptor_max_held_bytes is not None:
+        options = dataclasses.replace(options,
+                                      acceptor_max_held_bytes=args.acceptor_max_held_bytes)
     return dataclasses.replace(config, options=options)
 
 

@@ -13,6 +13,8 @@ One directive a line, ``#`` starts a comment::
     proposer-values-per-instance 1024  # ours: client values batched in one instance
     storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
     auth-key-file /etc/kpaxos/key  # ours: every datagram carries a keyed MAC
+    learner-max-held-bytes 67108864    # ours: votes a learner holds (bytes)
+    acceptor-max-held-bytes 1073741824 # ours: records an acceptor holds (bytes)
 
 ``trim N`` makes every learner that reads the file send TRIM to the acceptors every N
 delivered instances (PaxosOptions.trim_every); one learner of a cluster should trim,
@@ -161,6 +163,13 @@ def _parse_trim(word: str) -> int:
     if not 1 <= every <= 1_000_000_000:
         raise ValueError(f"expected a count of 1 to 1000000000 instances, got {word}")
     return every
+def _parse_bytes(word: str) -> int:
+    count = int(word)
+    if count < 1:
+        raise ValueError(f"expected a number of bytes of at least 1, got {word}")
+    return count
+
+
 def _parse_values_per_instance(word: str) -> int:
     count = int(word)
     if not 1 <= count <= 100_000:
@@ -184,6 +193,8 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "proposer-preexec-window": ("preexec_window", _parse_window),
     "trim": ("trim_every", _parse_trim),
     "proposer-values-per-instance": ("max_values_per_instance", _parse_values_per_instance),
+    "learner-max-held-bytes": ("learner_max_held_bytes", _parse_bytes),
+    "acceptor-max-held-bytes": ("acceptor_max_held_bytes", _parse_bytes),
 }
 
 

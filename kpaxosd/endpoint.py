@@ -40,6 +40,8 @@ log = logging.getLogger("kpaxos.udp")
 
 #: Datagrams handled before the core's output is flushed and other tasks get a turn.
 DRAIN_LIMIT = 4096
+#: A full acceptor (acceptor_max_held_bytes) says so at most this often, in seconds.
+FULL_WARNING_INTERVAL = 60.0
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
 
@@ -236,6 +238,10 @@ class UdpEndpoint:
         self._timer: trio.CancelScope | None = None
         # store_failures when the current run of failures began (for the log).
         self._failures_before = 0
+        # The acceptor's refused_full when the last warning that it is full went
+        # out, and when the next may.
+        self._refused_warned = 0
+        self._full_warning_due = -math.inf
         if bus is not None:
             bus.register(self)
 
@@ -294,9 +300,11 @@ class UdpEndpoint:
         Messages for endpoints of this process are only posted here; the caller
         pumps the bus afterwards (:meth:`run` does).
         """
-        proposer = self.node.proposer
+        proposer, acceptor = self.node.proposer, self.node.acceptor
         if proposer is not None and proposer.leader != self._leader:
             self._leader_changed(proposer.pid, proposer.leader)
+        if acceptor is not None and acceptor.refused_full != self._refused_warned:
+            self._warn_full()
         effects = self.node.pop_effects()
         if not effects:
             return
@@ -311,6 +319,20 @@ class UdpEndpoint:
         finally:
             if bus is not None:
                 bus._holds -= 1
+
+    def _warn_full(self) -> None:
+        """Say that the acceptor refuses new instances, once a minute at most."""
+        now = time.monotonic()
+        if now < self._full_warning_due:
+            return
+        acceptor = self.node.acceptor
+        assert acceptor is not None
+        log.warning("%s: the acceptor holds %d bytes of records, at its bound: it refused "
+                    "%d PREPARE/ACCEPT for new instances (%d in all); only a TRIM makes room",
+                    self.name, acceptor.held_bytes,
+                    acceptor.refused_full - self._refused_warned, acceptor.refused_full)
+        self._refused_warned = acceptor.refused_full
+        self._full_warning_due = now + FULL_WARNING_INTERVAL
 
     def _persist(self, effects: list[Effect]) -> bool:
         """Commit the batch's Persist and PersistTrim effects; False when the store

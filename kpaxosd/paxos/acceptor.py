@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
-from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
+from wire.datagram import MAX_VALUE_SIZE
 from wire.messages import (
     Accept,
     Accepted,
@@ -53,9 +54,18 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
+        # What _records take, as acceptor_max_held_bytes counts it, and how far
+        # beyond it the records held may grow (see _room_for).
+        self._held_bytes = 0
+        self._headroom = max(
+            options.acceptor_max_held_bytes // 8, options.preexec_window * MAX_VALUE_SIZE
+        )
         # Insertion-ordered: the longest silent learner is the first to go when full.
         self._learners: dict[Address, None] = {}
         self.dropped = 0
+        #: PREPAREs and ACCEPTs refused because they would add a record to an acceptor
+        #: at acceptor_max_held_bytes.
+        self.refused_full = 0
 
     @property
     def trim_iid(self) -> int:
@@ -65,6 +75,11 @@ class Acceptor:
     def instances(self) -> int:
         """How many instances this acceptor holds (all above its trim point)."""
         return len(self._records)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the records held take, as acceptor_max_held_bytes counts it."""
+        return self._held_bytes
 
     def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Load what the wrapper persisted, before any input (a restarted acceptor)."""
@@ -89,8 +104,9 @@ class Acceptor:
         """
         held = self._held
         for iid in forget:
-            if self._records.pop(iid, None) is not None:
+            if (record := self._records.pop(iid, None)) is not None:
                 del held[bisect_left(held, iid)]
+                self._held_bytes -= len(record.value) + HELD_RECORD_COST
         self._trim_iid = trim_iid
         for r in durable:
             if r.iid > trim_iid:
@@ -109,6 +125,8 @@ class Acceptor:
         if not self._in_range(msg.iid, msg.ballot, src):
             return
         current = self._records.get(msg.iid)
+        if current is None and not self._room_for(None, b""):
+            return
         promised = current.promised if current else 0
         if msg.ballot <= promised:
             self._out.send(src, Preempted(self.aid, msg.iid, promised))
@@ -129,6 +147,8 @@ class Acceptor:
         promised = current.promised if current else 0
         if msg.ballot < promised:
             self._out.send(src, Preempted(self.aid, msg.iid, promised))
+            return
+        if not self._room_for(current, msg.value):
             return
         updated = Record(msg.ballot, msg.ballot, msg.value)
         if updated != current:
@@ -181,7 +201,7 @@ class Acceptor:
         self._trim_iid = msg.iid
         cut = bisect_right(self._held, msg.iid)
         for iid in self._held[:cut]:
-            del self._records[iid]
+            self._held_bytes -= len(self._records.pop(iid).value) + HELD_RECORD_COST
         del self._held[:cut]
 
     def on_learner_hi(self, src: Address) -> None:
@@ -214,17 +234,47 @@ class Acceptor:
             return False
         return True
 
+    def _room_for(self, current: Record | None, value: bytes) -> bool:
+        """Whether ``value`` may be held for an instance now held as ``current``
+        within acceptor_max_held_bytes; a refusal is counted.
+
+        A new record must fit under the bound. An instance already held may grow
+        beyond it by up to ``self._headroom``: the values of the instances a
+        proposer prepared ahead (preexec_window) before the acceptor filled up
+        still go in, so that they can be decided, delivered, and then trimmed to
+        make room (without it a full acceptor would hold only promises, and nothing
+        could ever be trimmed). Yet records taken in small, then grown to 64 KB
+        each by higher ballots, cannot take more than that. Nothing given is ever
+        forgotten to make room; only TRIM frees it. A refusal is silence: the
+        proposer retries as after a loss, and once a TRIM made room, the retry
+        goes through.
+        """
+        bound = self._options.acceptor_max_held_bytes
+        if current is None:
+            if self._held_bytes + len(value) + HELD_RECORD_COST <= bound:
+                return True
+        else:
+            growth = len(value) - len(current.value)
+            if growth <= 0 or self._held_bytes + growth <= bound + self._headroom:
+                return True
+        self.refused_full += 1
+        return False
+
     def _store(self, iid: int, record: Record) -> None:
         self._out.add(Persist(iid, record.promised, record.accepted_ballot, record.value))
         self._put(iid, record)
 
     def _put(self, iid: int, record: Record) -> None:
-        if iid not in self._records:
+        known = self._records.get(iid)
+        if known is None:
             held = self._held
             if not held or iid > held[-1]:
                 held.append(iid)
             else:
                 held.insert(bisect_left(held, iid), iid)
+            self._held_bytes += len(record.value) + HELD_RECORD_COST
+        else:
+            self._held_bytes += len(record.value) - len(known.value)
         self._records[iid] = record
         if record.accepted_ballot:
             self._highest_accepted = max(self._highest_accepted, iid)

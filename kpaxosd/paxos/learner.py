@@ -33,7 +33,7 @@ from kpaxosd.paxos.ballots import MAX_U32
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
-from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
@@ -96,6 +96,12 @@ class Learner:
         self._next: int | None = 1 if options.learner_catch_up else None
         self._pending: dict[int, Votes] = {}
         self._decided: dict[int, bytes] = {}
+        # What _pending and _decided take, as learner_max_held_bytes counts it.
+        self._held_bytes = 0
+        # While shedding (from over the bound until under half of it), instances from
+        # this one on that the learner does not hold are refused: it let go of them,
+        # or of nearer ones, to make room. None: not shedding.
+        self._refuse_from: int | None = None
         self._highest = 0
         self._origins = OriginFilter(options.dedupe_clients, options.dedupe_window)
         self._hello: dict[int, tuple[Registration, float]] = {}
@@ -126,6 +132,10 @@ class Learner:
         #: LEARNER_STUCK rounds sent.
         self.stuck_reports = 0
         self.dropped = 0
+        #: Votes and decisions let go of, or refused, to stay within
+        #: learner_max_held_bytes (the acceptors still hold them; REPEAT brings back
+        #: what delivery needs).
+        self.shed = 0
         for aid, address in cluster.acceptors.items():
             self._out.send(address, LearnerHi())
             self._hello[aid] = (Registration.UNANSWERED, now + options.hello_interval)
@@ -142,6 +152,11 @@ class Learner:
     def instances(self) -> int:
         """Instances held: votes being counted and decisions waiting for a hole."""
         return len(self._pending) + len(self._decided)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the held votes and decisions take, as learner_max_held_bytes counts."""
+        return self._held_bytes
 
     def registration(self, aid: int) -> Registration:
         return self._hello[aid][0]
@@ -161,15 +176,71 @@ class Learner:
             # Too far ahead to keep; a REPEAT brings it back once we get there.
             self.dropped += 1
         else:
-            votes = self._pending.get(msg.iid)
-            if votes is None:
-                votes = self._pending[msg.iid] = Votes()
-            chosen = votes.add(msg.aid, msg.value_ballot, msg.value, self._quorum)
-            if chosen is not None:
-                del self._pending[msg.iid]
-                self._decided[msg.iid] = chosen
-                self._deliver_in_order()
+            self._count_vote(msg)
         self._arm_repeat(now)
+
+    def _count_vote(self, msg: Accepted) -> None:
+        """Add one acceptor's vote, within learner_max_held_bytes."""
+        iid = msg.iid
+        votes = self._pending.get(iid)
+        if votes is None:
+            if self._refuse_from is not None and self._refuses(iid):
+                self.shed += 1
+                return
+            votes = self._pending[iid] = Votes()
+            self._held_bytes += HELD_RECORD_COST
+        held = self._held_bytes - votes.held_bytes
+        chosen = votes.add(msg.aid, msg.value_ballot, msg.value, self._quorum)
+        if chosen is None:
+            held += votes.held_bytes
+        else:
+            del self._pending[iid]
+            self._decided[iid] = chosen
+            held += len(chosen)
+        self._held_bytes = held
+        if chosen is not None:
+            self._deliver_in_order()
+        if self._held_bytes > self._options.learner_max_held_bytes:
+            self._shed_farthest(self._options.learner_max_held_bytes * 3 // 4)
+        elif self._refuse_from is not None:
+            self._refuses(0)
+
+    def _refuses(self, iid: int) -> bool:
+        """While shedding, whether a vote for ``iid``, an instance not held, is
+        refused; ends the shedding under half the bound."""
+        if self._held_bytes < self._options.learner_max_held_bytes // 2:
+            self._refuse_from = None
+            return False
+        refuse_from = self._refuse_from
+        return refuse_from is not None and iid >= refuse_from and iid != self._next
+
+    def _shed_farthest(self, target: int) -> None:
+        """Let go of the farthest instances held until at most ``target`` bytes are.
+
+        Safe whatever they hold: an acceptor that voted keeps its vote, and a decided
+        value let go of is asked for again (REPEAT) once delivery reaches it, as any
+        hole. The next instance stays: it must remain decidable. This sorts what is
+        held, O(n log n), but once it ran, it runs again only after a quarter of the
+        bound more came in (or for the votes of the next instance alone, when the
+        bound is that small).
+        """
+        pending, decided = self._pending, self._decided
+        assert self._next is not None
+        # Refused from the nearest instance let go of; with nothing to let go of (the
+        # next instance alone is over), from the one after the next.
+        self._refuse_from = self._next + 1
+        farthest_first = sorted(pending.keys() | decided.keys(), reverse=True)
+        for iid in farthest_first:
+            if self._held_bytes <= target or iid == self._next:
+                break
+            votes = pending.pop(iid, None)
+            if votes is not None:
+                self._held_bytes -= votes.held_bytes + HELD_RECORD_COST
+                self.shed += len(votes)
+            else:
+                self._held_bytes -= len(decided.pop(iid)) + HELD_RECORD_COST
+                self.shed += 1
+            self._refuse_from = iid
 
     def on_acceptor_ok(self, src: Address, now: float) -> None:
         aid = self._cluster.acceptor_at(src)
@@ -230,6 +301,7 @@ class Learner:
         while (value := self._decided.pop(self._next, None)) is not None:
             iid = self._next
             self._next = iid + 1
+            self._held_bytes -= len(value) + HELD_RECORD_COST
             self._deliver(iid, value)
         self._trim_acceptors()
 
@@ -283,9 +355,10 @@ class Learner:
         self._trim_stalls = 0
         self._fruitless_rounds = 0
         self._repeat_backoff = 1
-        for held in (self._pending, self._decided):
-            for iid in [i for i in held if i <= trim_iid]:
-                del held[iid]
+        for iid in [i for i in self._pending if i <= trim_iid]:
+            self._held_bytes -= self._pending.pop(iid).held_bytes + HELD_RECORD_COST
+        for iid in [i for i in self._decided if i <= trim_iid]:
+            self._held_bytes -= len(self._decided.pop(iid)) + HELD_RECORD_COST
         self._out.add(Trimmed(first, self._next))
         self._deliver_in_order()
 

@@ -227,6 +227,10 @@ class Node:
             trim_iid=acceptor.trim_iid if acceptor else None,
             decided_below=proposer.decided_below if proposer else None,
             stuck_reports=learner.stuck_reports if learner else 0,
+            learner_shed=learner.shed if learner else 0,
+            learner_held_bytes=learner.held_bytes if learner else 0,
+            acceptor_refused_full=acceptor.refused_full if acceptor else 0,
+            acceptor_held_bytes=acceptor.held_bytes if acceptor else 0,
         )
 
     def _dispatch(self, msg: Message, src: Address, now: float) -> bool:

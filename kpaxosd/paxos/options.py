@@ -6,6 +6,12 @@ from dataclasses import dataclass, fields
 
 from wire.datagram import MAX_VALUE_SIZE
 
+#: What the byte bounds (learner_max_held_bytes, acceptor_max_held_bytes) count for
+#: each vote or record held beside its value's bytes: the objects around it (tuple,
+#: ints, dict slot), about this much in CPython. Without it a stream of empty values
+#: would cost memory and count nothing.
+HELD_RECORD_COST = 256
+
 
 @dataclass(frozen=True, slots=True)
 class PaxosOptions:
@@ -76,6 +82,15 @@ class PaxosOptions:
     hello_keepalive: float = 5.0
     #: Votes are kept for instances at most this far beyond the next to deliver.
     learner_max_ahead: int = 100_000
+    #: The votes and decisions the learner holds for instances it has not delivered
+    #: take at most about this many bytes (their values, plus HELD_RECORD_COST each).
+    #: Beyond it the learner lets go of the farthest instances, down to three
+    #: quarters, and takes no new ones beyond what it kept until it is under half;
+    #: never the next instance to deliver. What it let go of is still with the
+    #: acceptors: hole repair asks for it again when delivery gets there. Keep it
+    #: well above what a few instances take (acceptors x the largest value): a
+    #: learner with room for one instance only takes one per round of REPEAT.
+    learner_max_held_bytes: int = 64 * 1024 * 1024
     #: Deduplication memory: client ids remembered (least recently seen go first) ...
     dedupe_clients: int = 4096
     #: ... and, per client, how far below its highest sequence number seqs are told
@@ -91,6 +106,16 @@ class PaxosOptions:
     repeat_reply_max: int = 1024
     #: PREPARE/ACCEPT/TRIM this far beyond the highest accepted instance are junk.
     acceptor_max_ahead: int = 1_000_000
+    #: The records an acceptor holds (above its trim point) take at most about this
+    #: many bytes (their values, plus HELD_RECORD_COST each): at the bound a PREPARE
+    #: or ACCEPT for an instance it holds no record of is refused (and counted), so
+    #: a stream of forged ACCEPTs, each moving the horizon on, cannot grow it without
+    #: end. Records held may still take values, up to an eighth of the bound more
+    #: (at least a preexec_window of the largest values): what a proposer prepared
+    #: before the acceptor filled up can still be decided, and then trimmed. It never
+    #: forgets a vote to make room: only TRIM frees it. A cluster that never trims
+    #: stops taking new instances once its acceptors are full.
+    acceptor_max_held_bytes: int = 1024 * 1024 * 1024
     #: Registered learners; the longest silent one is forgotten first.
     max_learners: int = 256
 

@@ -56,3 +56,12 @@ class NodeStatistics:
     decided_below: int | None = None
     #: LEARNER_STUCK rounds the learner sent.
     stuck_reports: int = 0
+    #: Votes and decisions the learner let go of or refused to stay within
+    #: learner_max_held_bytes.
+    learner_shed: int = 0
+    #: What the learner's votes and decisions take, as learner_max_held_bytes counts.
+    learner_held_bytes: int = 0
+    #: PREPAREs and ACCEPTs the acceptor refused: acceptor_max_held_bytes reached.
+    acceptor_refused_full: int = 0
+    #: What the acceptor's records take, as acceptor_max_held_bytes counts.
+    acceptor_held_bytes: int = 0

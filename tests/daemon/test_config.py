@@ -25,6 +25,7 @@ learner-catch-up no
 proposer-timeout 2.5
 proposer-preexec-window 64
 lmdb-sync yes
+learner-max-held-bytes 1048576
 """
 
 
@@ -44,6 +45,7 @@ def test_a_libpaxos_file_is_understood() -> None:
     assert config.options.learner_catch_up is False
     assert config.options.proposer_timeout == 2.5
     assert config.options.preexec_window == 64
+    assert config.options.learner_max_held_bytes == 1048576
     assert config.ignored == ((11, "lmdb-sync yes"),)
 
 

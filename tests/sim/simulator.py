@@ -52,6 +52,7 @@ from kpaxosd.paxos import (
     Send,
     Trimmed,
 )
+from kpaxosd.paxos.options import HELD_RECORD_COST
 from wire import (
     AcceptorState,
     ClientValue,
@@ -65,6 +66,8 @@ from wire import (
 )
 from wire.batch import pack_batch, unpack_batch_untrusted
 from wire.original import OriginalClientValue, pack_client_value
+
+DEFAULT_OPTIONS = PaxosOptions()
 
 # Event kinds, in the heap as (time, seq, kind, args).
 DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL, DRAIN = range(11)
@@ -122,6 +125,10 @@ class Scenario:
     drain: float = 0.0
     #: Chance that an acceptor's store fails to commit a batch while faults last.
     store_fail: float = 0.0
+    #: PaxosOptions.learner_max_held_bytes and acceptor_max_held_bytes; not drawn
+    #: from the seed (a sweep sets them small to make the nodes shed and refuse).
+    learner_max_held_bytes: int = DEFAULT_OPTIONS.learner_max_held_bytes
+    acceptor_max_held_bytes: int = DEFAULT_OPTIONS.acceptor_max_held_bytes
     profile: str = "mixed"
 
     @classmethod
@@ -263,6 +270,10 @@ class Host:
     trim_iid: int = 0
     #: Preemptions of the proposer's earlier lives.
     preemptions: int = 0
+    #: Votes the learner shed, PREPAREs/ACCEPTs the acceptor refused full, in the
+    #: earlier lives (the byte bounds).
+    shed: int = 0
+    refused_full: int = 0
     isolated_until: float = 0.0
     timer_due: float | None = None
     timer_token: int = 0
@@ -293,6 +304,10 @@ class Result:
     batched_deliveries: int = 0
     #: Batches whose commit the acceptor's store failed (Scenario.store_fail).
     store_failures: int = 0
+    #: Votes learners shed and PREPAREs/ACCEPTs acceptors refused, for their byte
+    #: bounds (Scenario.learner_max_held_bytes, acceptor_max_held_bytes).
+    learner_shed: int = 0
+    acceptor_refused_full: int = 0
 
     @property
     def ok(self) -> bool:
@@ -336,6 +351,8 @@ class Simulation:
             proposer_first_round=scenario.first_round,
             stable_leader=scenario.stable_leader,
             max_values_per_instance=scenario.values_per_instance,
+            learner_max_held_bytes=scenario.learner_max_held_bytes,
+            acceptor_max_held_bytes=scenario.acceptor_max_held_bytes,
         )
         for host in self.hosts:
             host.options = options
@@ -443,6 +460,10 @@ class Simulation:
             self.failures.append(f"t={self.now:.4f}: exception\n{traceback.format_exc()}")
         preemptions = sum(h.preemptions for h in self.hosts)
         preemptions += sum(h.node.statistics().preemptions for h in self.hosts if h.node)
+        shed = sum(h.shed for h in self.hosts)
+        shed += sum(h.node.statistics().learner_shed for h in self.hosts if h.node)
+        refused = sum(h.refused_full for h in self.hosts)
+        refused += sum(h.node.statistics().acceptor_refused_full for h in self.hosts if h.node)
         if sc.profile == "steady" and preemptions and not self.failures:
             # One leader and a perfect network: nobody should ever outbid anybody.
             self.failures.append(f"{preemptions} preemptions without a single fault")
@@ -459,6 +480,8 @@ class Simulation:
             self.last_delivery_at,
             self.batched_deliveries,
             self.store_failures,
+            shed,
+            refused,
         )
 
     def _schedule_clients(self) -> None:
@@ -573,7 +596,10 @@ class Simulation:
 
     def _bring_down(self, host: Host) -> None:
         assert host.node is not None
-        host.preemptions += host.node.statistics().preemptions
+        stats = host.node.statistics()
+        host.preemptions += stats.preemptions
+        host.shed += stats.learner_shed
+        host.refused_full += stats.acceptor_refused_full
         host.up = False
         host.node = None
         host.inbox = []
@@ -642,12 +668,31 @@ class Simulation:
                 self.observe_trimmed(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
+        self._check_held_bytes(node)
         due = node.next_deadline()
         if due != host.timer_due:
             host.timer_due = due
             host.timer_token += 1
             if due is not None:
                 self.push(max(due, self.now), TIMER, host, host.timer_token)
+
+    def _check_held_bytes(self, node: Node) -> None:
+        """The byte counts the bounds go by, kept as messages come, are what a count
+        from scratch gives (white box: the roles' private state)."""
+        learner, acceptor = node.learner, node.acceptor
+        if learner is not None:
+            pending = sum(len(value) + HELD_RECORD_COST
+                          for votes in learner._pending.values()
+                          for _, value in votes._by_aid.values())
+            instances = len(learner._pending) + len(learner._decided)
+            decided = sum(len(value) for value in learner._decided.values())
+            counted = pending + decided + instances * HELD_RECORD_COST
+            if learner.held_bytes != counted:
+                raise Violation(f"learner counts {learner.held_bytes} bytes, holds {counted}")
+        if acceptor is not None:
+            counted = sum(len(r.value) + HELD_RECORD_COST for r in acceptor._records.values())
+            if acceptor.held_bytes != counted:
+                raise Violation(f"acceptor counts {acceptor.held_bytes} bytes, holds {counted}")
 
     def _commit_fails(self, host: Host, effects: list[Any]) -> bool:
         """Whether the store fails to commit this batch (disk full, fsync error).

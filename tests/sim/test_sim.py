@@ -61,6 +61,23 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     assert len(after) > len(killed) // 2
 
 
+#: Byte bounds small enough that learners shed and acceptors fill up (an instance's
+#: votes take some 600 bytes as counted, a record some 300): safety must hold, and
+#: liveness wherever a learner trims (a full acceptor takes nothing new until then).
+SMALL_BOUNDS = {"learner_max_held_bytes": 2048, "acceptor_max_held_bytes": 8192}
+
+
+@pytest.mark.parametrize(("profile", "count"), [("mixed", 300), ("long", 40), ("harsh", 40)])
+def test_small_byte_bounds_keep_safety_and_liveness(profile: str, count: int) -> None:
+    results = [simulate(seed, profile, trim_every=(seed % 3) + 1, **SMALL_BOUNDS)
+               for seed in range(count)]
+    failures = [f"seed {r.scenario.seed} (with SMALL_BOUNDS, trim_every): {r.failures[0][:500]}"
+                for r in results if not r.ok]
+    assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures)
+    assert sum(r.learner_shed for r in results) > 0
+    assert sum(r.acceptor_refused_full for r in results) > 0
+
+
 def test_one_leader_and_no_faults_means_no_preemption() -> None:
     """The steady profile fails any run with a preemption; here is its contrast."""
     for seed in range(10):
