@@ -79,7 +79,7 @@ class Config:
 
 
 def default_config() -> Config:
-    """The original's built-in layout on loopback (DESIGN.md, "Configuration")."""
+    """The original's built-in layout on loopback (docs/architecture.md, "Configuration")."""
     return Config(
         cluster=Cluster(
             acceptors={0: ("127.0.0.3", 3003), 1: ("127.0.0.3", 4003), 2: ("127.0.0.3", 5003)},

@@ -1,9 +1,9 @@
 """One UDP endpoint driving one sans-IO :class:`~kpaxosd.paxos.node.Node`.
 
-The loop is the one of STYLE.md: wait until the socket is readable or the core's
-deadline passes, drain every pending datagram with non-blocking reads (one scheduler
-round trip per batch, not per datagram), let the core handle its timers, then carry
-out what it asked for in order.
+The loop is the one of docs/architecture.md, "The run loop": wait until the socket is
+readable or the core's deadline passes, drain every pending datagram with non-blocking
+reads (one scheduler round trip per batch, not per datagram), let the core handle its
+timers, then carry out what it asked for in order.
 
 The endpoints of one daemon share a :class:`LocalBus`: a message for an address that
 another endpoint of the same process owns is handed to that endpoint's node as the
