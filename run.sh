@@ -71,7 +71,7 @@ case "$command" in
         install_venv
         say "ruff"
         .venv/bin/ruff check --no-cache --output-format concise .
-        say "mypy (the wire format, the Paxos core, the argument types and the devices, strict)"
+        say "mypy (every package and the tests, strict)"
         .venv/bin/mypy
         say "pytest"
         exec .venv/bin/pytest "$@"
