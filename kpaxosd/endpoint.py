@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import enum
 import errno
 import logging
@@ -23,7 +24,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
@@ -31,7 +31,7 @@ from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Effect, Persist, PersistTrim, Send
 from kpaxosd.paxos.node import Node
-from kpaxosd.statistics import EndpointStatistics
+from kpaxosd.statistics import EndpointCounters, EndpointStatistics
 from kpaxosd.storage import AcceptorStore, StorageError
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
 from wire.messages import Message
@@ -85,20 +85,6 @@ class OncePerInterval:
                 break
             del said_at[oldest]
         return True
-
-
-@dataclass
-class EndpointCounters:
-    datagrams_in: int = 0
-    datagrams_out: int = 0
-    malformed: int = 0
-    unauthenticated: int = 0
-    send_failures: int = 0
-    #: Commits of the acceptor's store that failed (disk full, I/O error).
-    store_failures: int = 0
-    #: Messages handed over in process (:class:`LocalBus`), not counted as datagrams.
-    local_in: int = 0
-    local_out: int = 0
 
 
 class StoreHealth(enum.Enum):
@@ -251,19 +237,15 @@ class UdpEndpoint:
 
     def statistics(self) -> EndpointStatistics:
         """What this endpoint and its node have done, at this moment."""
-        node, counters = self.node, self.counters
+        node = self.node
         hosted = {"proposer": node.proposer, "learner": node.learner, "acceptor": node.acceptor}
         return EndpointStatistics(
             name=self.name,
             roles=frozenset(role for role, part in hosted.items() if part is not None),
             node=node.statistics(),
             sent_by_type=dict(self.sent_by_type),
-            datagrams_in=counters.datagrams_in,
-            datagrams_out=counters.datagrams_out,
-            malformed=counters.malformed,
-            unauthenticated=counters.unauthenticated,
-            send_failures=counters.send_failures,
-            store_failures=counters.store_failures if self.store is not None else None,
+            counters=dataclasses.replace(self.counters),
+            durable=self.store is not None,
             store_failing=self.store is not None and self.store_health is not StoreHealth.OK,
         )
 

@@ -71,13 +71,14 @@ class DaemonCollector(Collector):
                 received.add_metric([role, kind.name], count)
             for kind_name, count in endpoint.sent_by_type.items():
                 sent.add_metric([role, kind_name], count)
-            for reason, count in (("malformed", endpoint.malformed),
-                                  ("unauthenticated", endpoint.unauthenticated),
+            counters = endpoint.counters
+            for reason, count in (("malformed", counters.malformed),
+                                  ("unauthenticated", counters.unauthenticated),
                                   ("ignored", stats.dropped),
-                                  ("send_failed", endpoint.send_failures)):
+                                  ("send_failed", counters.send_failures)):
                 datagrams.add_metric([role, reason], count)
-            if endpoint.store_failures is not None:
-                store_failures.add_metric([role], endpoint.store_failures)
+            if endpoint.durable:
+                store_failures.add_metric([role], counters.store_failures)
                 store_failing.add_metric([role], endpoint.store_failing)
             for family, needs, statistic in per_role:
                 value = getattr(stats, statistic)

@@ -24,6 +24,22 @@ class DecidedCounters:
     lost_instances: int = 0
 
 
+@dataclass
+class EndpointCounters:
+    """What an endpoint counts (kept live by the endpoint; copied out)."""
+
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    malformed: int = 0
+    unauthenticated: int = 0
+    send_failures: int = 0
+    #: Commits of the acceptor's store that failed (disk full, I/O error).
+    store_failures: int = 0
+    #: Messages handed over in process (:class:`LocalBus`), not counted as datagrams.
+    local_in: int = 0
+    local_out: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointStatistics:
     """One endpoint (a socket and the roles behind it)."""
@@ -33,13 +49,10 @@ class EndpointStatistics:
     roles: frozenset[str]
     node: NodeStatistics
     sent_by_type: dict[str, int]
-    datagrams_in: int
-    datagrams_out: int
-    malformed: int
-    unauthenticated: int
-    send_failures: int
-    #: None when the endpoint has no acceptor store.
-    store_failures: int | None
+    #: A copy of the endpoint's counters.
+    counters: EndpointCounters
+    #: Whether it has an acceptor store.
+    durable: bool
     #: Whether the last commit of its store failed (False without a store).
     store_failing: bool
 
@@ -52,4 +65,4 @@ class DaemonStatistics:
     reader_lags: tuple[int, ...]
 
 
-__all__ = ["DaemonStatistics", "DecidedCounters", "EndpointStatistics"]
+__all__ = ["DaemonStatistics", "DecidedCounters", "EndpointCounters", "EndpointStatistics"]
