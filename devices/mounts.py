@@ -200,15 +200,9 @@ def move_stray_file(link: str) -> None:
 
 def _kpaxos_mount_holding(path: str, fstype: str) -> str | None:
     # The mount point of a mount of ours at ``path`` or above it, if any.
-    table = {entry.target for entry in mount_table() if entry.fstype == fstype}
-    folder = path
-    while True:
-        if folder in table:
-            return folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return None
-        folder = parent
+    holding = [entry.target for entry in mount_table()
+               if entry.fstype == fstype and _within(path, entry.target)]
+    return max(holding, key=len, default=None)
 
 
 class Probe(enum.Enum):
@@ -286,8 +280,9 @@ def install_link(link: str, target: str) -> None:
     else:
         if not stat.S_ISLNK(st.st_mode):
             raise DeviceError(f"{link} exists and is not a symlink; not replacing it")
-        if os.readlink(link) != target:
-            logger.info("replacing the stale link %s -> %s", link, os.readlink(link))
+        current = os.readlink(link)
+        if current != target:
+            logger.info("replacing the stale link %s -> %s", link, current)
     temporary = f"{link}.kpaxos-{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(link), exist_ok=True)
