@@ -83,6 +83,19 @@ async def test_other_users_follow_the_mode(served: Served) -> None:
 # -- set-up and shutdown -----------------------------------------------------------------
 
 
+def mount_unserved(mount_dir: Path) -> int:
+    """Mount a kpaxos file system at ``mount_dir`` with no server: its /dev/fuse
+    descriptor, which the caller closes (the server's death) or holds (its hang)."""
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        mount("kpaxos", str(mount_dir), FSTYPE, 0,
+              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 async def serve_in_background(nursery: trio.Nursery, log: ValueLog, mount_dir: Path,
                               link_dir: Path) -> tuple[trio.CancelScope, DeviceInfo]:
     """serve_devices in ``nursery``; cancel the returned scope to stop it."""
@@ -190,12 +203,7 @@ async def test_the_links_of_a_dead_daemon_are_taken(device_dirs: tuple[Path, Pat
     dead_mount = tmp_path / "dead-mnt"
     dead_mount.mkdir()
     link_dir.mkdir()
-    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        mount("kpaxos", str(dead_mount), FSTYPE, 0,
-              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
-    finally:
-        os.close(fd)  # that daemon died, its mount and links stayed
+    os.close(mount_unserved(dead_mount))  # that daemon died, its mount and links stayed
     os.symlink(dead_mount / "devices" / "client", link_dir / "kpaxos-client")
     log = ValueLog()
     try:
@@ -212,12 +220,8 @@ async def test_a_stale_mount_of_a_crashed_run_is_cleared(
         device_dirs: tuple[Path, Path]) -> None:
     mount_dir, link_dir = device_dirs
     mount_dir.mkdir()
-    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        mount("kpaxos", str(mount_dir), FSTYPE, 0,
-              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
-    finally:
-        os.close(fd)  # the "daemon" dies: its connection is gone, the mount stays
+    # The "daemon" dies: its connection is gone, the mount stays ...
+    os.close(mount_unserved(mount_dir))
     # ... and its links, some under names this run does not use.
     (link_dir / "chardevice").mkdir(parents=True)
     os.symlink(mount_dir / "learner", link_dir / "kpaxos-learner")
@@ -247,10 +251,8 @@ async def test_a_mount_of_ours_whose_server_never_answers_is_detached(
     mount_dir.mkdir()
     # A server that holds its connection and never answers, not even INIT: a probe of
     # the mount blocks until the connection ends.
-    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    fd = mount_unserved(mount_dir)
     try:
-        mount("kpaxos", str(mount_dir), FSTYPE, 0,
-              f"fd={fd},rootmode=40000,user_id=0,group_id=0")
         with trio.fail_after(5):
             await clear_stale_mount(str(mount_dir), FSTYPE, probe_timeout=0.2)
         assert not is_mounted(mount_dir)
