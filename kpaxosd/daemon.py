@@ -10,7 +10,6 @@ import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -20,11 +19,11 @@ from devices.valuelog import ValueLog
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
+from kpaxosd.decisions import Decisions, DeviceLogFeed
 from kpaxosd.endpoint import IPV4_UDP_HEADERS, LocalBus, UdpEndpoint, open_udp_socket, path_mtu
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, open_metrics_socket, serve_metrics
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver, Effect, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
@@ -169,6 +168,13 @@ class Daemon:
         self.learner_endpoint: UdpEndpoint | None = None
         self.kclient: KClient | None = None
         self.decided = DecidedCounters()
+        #: The daemon's learner's decisions, for every consumer that subscribes: the
+        #: counters and the device log from the start, the client proposals and the
+        #: kclient once bind() makes them.
+        self.decisions = Decisions()
+        self.decisions.subscribe(self.decided)
+        self.decisions.subscribe(DeviceLogFeed(self.values, retain=spec.retain,
+                                               retain_bytes=spec.retain_bytes))
         self.device_info: DeviceInfo | None = None
         self.registry, self.latency = make_registry(self.statistics)
         self.bus = LocalBus() if spec.local_delivery else None
@@ -287,7 +293,7 @@ class Daemon:
         endpoint = UdpEndpoint(
             node,
             sock,
-            on_deliver=self._deliver if feeds_devices else None,
+            on_deliver=self.decisions.publish if feeds_devices else None,
             store=store,
             auth=auth,
             name=plan.describe(),
@@ -328,6 +334,7 @@ class Daemon:
             observe_latency=self.latency.observe,
             seq_window=spec.config.options.dedupe_window,
         )
+        self.decisions.subscribe(self.proposals)
         if spec.kclient is None:
             return
         if spec.kclient.proposer_id not in proposers:
@@ -339,6 +346,7 @@ class Daemon:
             value_size=spec.kclient.value_size,
             rng=random.Random(seed_source.getrandbits(64)),
         )
+        self.decisions.subscribe(self.kclient)
 
     def _open_store(self, aid: int, node: Node) -> AcceptorStore:
         assert self.spec.storage is not None
@@ -352,66 +360,6 @@ class Daemon:
             aid, path, len(records), trim_iid,
         )
         return store
-
-    def _deliver(self, effects: list[Effect]) -> None:
-        """What the learner learned in one flush: the values go to the log together.
-
-        A Trimmed becomes a gap in the log where it happened: readers of the learner
-        device get an error there (EPIPE) rather than a silent jump.
-        """
-        decided, proposals, kclient = self.decided, self.proposals, self.kclient
-        debug = log.isEnabledFor(logging.DEBUG)
-        iids: list[int] = []
-        values: list[bytes] = []
-        for effect in effects:
-            if isinstance(effect, Trimmed):
-                self._append(iids, values)
-                iids, values = [], []
-                self._lost(effect)
-                continue
-            if not isinstance(effect, Deliver):
-                continue
-            iid, delivered = effect.iid, effect.values
-            size = sum(map(len, delivered))
-            if debug:
-                log.debug("instance %d decided %d values, %d bytes", iid, len(delivered), size)
-            if iid != decided.last_iid:
-                decided.instances += 1
-                decided.last_iid = iid
-            iids.extend(repeat(iid, len(delivered)))
-            values.extend(delivered)
-            decided.bytes += size
-            # Only the daemon's own proposals (device writes) wait for their origins.
-            if proposals is not None and proposals.outstanding:
-                for origin in effect.origins:
-                    proposals.decided(iid, origin)
-            if kclient is not None:
-                kclient.delivered(effect)
-        self._append(iids, values)
-
-    def _append(self, iids: list[int], values: list[bytes]) -> None:
-        self.decided.values += len(values)
-        self.values.extend_raw(iids, values)
-        self._forget_beyond_retain()
-
-    def _forget_beyond_retain(self) -> None:
-        log_ = self.values
-        if log_.next_index - log_.first_index > self.spec.retain:
-            log_.trim_before(log_.next_index - self.spec.retain)
-        if log_.retained_bytes > self.spec.retain_bytes:
-            log_.trim_before(log_.index_for_bytes(self.spec.retain_bytes))
-
-    def _lost(self, trimmed: Trimmed) -> None:
-        first, last = trimmed.first_iid, trimmed.next_iid - 1
-        self.decided.lost_instances += last - first + 1
-        log.error(
-            "instances %d to %d are lost to this learner: the acceptors trimmed them "
-            "before it learned them (TRIM from a learner further ahead); readers of the "
-            "learner device get EPIPE there; delivery goes on at instance %d",
-            first, last, trimmed.next_iid,
-        )
-        self.values.add_gap(trimmed.first_iid, trimmed.next_iid)
-        self._forget_beyond_retain()
 
     def statistics(self) -> DaemonStatistics:
         """A snapshot of what the daemon has done (for the metrics)."""

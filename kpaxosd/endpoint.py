@@ -29,7 +29,7 @@ import trio
 
 from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Effect, Persist, PersistTrim, Send
+from kpaxosd.paxos.effects import Decision, Deliver, Effect, Persist, PersistTrim, Send, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.statistics import EndpointCounters, EndpointStatistics
 from kpaxosd.storage import AcceptorStore, StorageError
@@ -180,9 +180,8 @@ class LocalBus:
 class UdpEndpoint:
     """Runs ``node`` on ``sock``; what its learner learned goes to ``on_deliver``.
 
-    ``on_deliver`` gets, once per flush, the learner's effects of that flush in order
-    (Deliver and Trimmed: every effect that is neither a Send nor persisted), so that
-    values decided together reach readers together.
+    ``on_deliver`` gets, once per flush, the learner's decisions of that flush in order
+    (Deliver and Trimmed), so that values decided together reach readers together.
 
     With a ``bus``, messages for the other endpoints on that bus skip the socket.
     """
@@ -192,7 +191,7 @@ class UdpEndpoint:
         node: Node,
         sock: socket.socket,
         *,
-        on_deliver: Callable[[list[Effect]], None] | None = None,
+        on_deliver: Callable[[list[Decision]], None] | None = None,
         store: AcceptorStore | None = None,
         auth: Authenticator | None = None,
         name: str = "endpoint",
@@ -386,7 +385,7 @@ class UdpEndpoint:
         # A message sent to several peers (an ACCEPT to every acceptor) is encoded once.
         last_msg: Message | None = None
         last_data = b""
-        learned: list[Effect] = []
+        learned: list[Decision] = []
         for effect in effects:
             if isinstance(effect, Send):
                 msg, dest = effect.msg, effect.dest
@@ -400,7 +399,7 @@ class UdpEndpoint:
                 if msg is not last_msg:
                     last_msg, last_data = msg, encode(msg)
                 self._send_bytes(last_data, dest)
-            elif not isinstance(effect, (Persist, PersistTrim)):
+            elif isinstance(effect, (Deliver, Trimmed)):
                 learned.append(effect)
         if learned and on_deliver is not None:
             on_deliver(learned)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import trio
 
 from kpaxosd.client_engine import ClientEngine, total_line
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.effects import Decision, Deliver
 from wire import ClientValue, encode
 from wire.original import unpack_client_value_untrusted
 
@@ -46,6 +46,11 @@ class KClient:
 
     def _propose(self, value: bytes) -> None:
         self._send(encode(ClientValue(value)), self._proposer)
+
+    def on_decisions(self, decisions: Sequence[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Deliver):
+                self.delivered(decision)
 
     def delivered(self, effect: Deliver) -> None:
         # The engine recognises its own values by client id and timestamp; anything

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
 from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
+from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, encode, wrap
 
@@ -132,6 +133,16 @@ class ClientProposals:
         if oldest:
             self._room.set()
             self._room = trio.Event()
+
+    def on_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Wake the writers whose values the learner delivered."""
+        # Only the client device's own proposals wait for their origins.
+        if not self._waiting:
+            return
+        for decision in decisions:
+            if isinstance(decision, Deliver):
+                for origin in decision.origins:
+                    self.decided(decision.iid, origin)
 
     def decided(self, iid: int, origin: Origin | None) -> None:
         """The learner delivered ``origin`` at ``iid``."""

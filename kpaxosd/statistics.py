@@ -7,9 +7,14 @@ needs to know nothing of how the daemon is wired.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.stats import NodeStatistics
+
+log = logging.getLogger("kpaxos")
 
 
 @dataclass
@@ -22,6 +27,23 @@ class DecidedCounters:
     last_iid: int = 0
     #: Instances the acceptors trimmed before the learner learned them (Trimmed).
     lost_instances: int = 0
+
+    def on_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Count them (the daemon subscribes these counters to its learner)."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        for decision in decisions:
+            if not isinstance(decision, Deliver):
+                self.lost_instances += decision.next_iid - decision.first_iid
+                continue
+            iid, delivered = decision.iid, decision.values
+            size = sum(map(len, delivered))
+            if debug:
+                log.debug("instance %d decided %d values, %d bytes", iid, len(delivered), size)
+            if iid != self.last_iid:
+                self.instances += 1
+                self.last_iid = iid
+            self.values += len(delivered)
+            self.bytes += size
 
 
 @dataclass

@@ -81,6 +81,8 @@ class PersistTrim:
 
 
 Effect = Send | Deliver | Persist | PersistTrim | Trimmed
+#: What a learner tells whoever consumes its decisions, in delivery order.
+Decision = Deliver | Trimmed
 
 
 class Outbox:

@@ -24,7 +24,7 @@ from kpaxosd.endpoint import (
     path_mtu,
 )
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Deliver, Effect
+from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from wire import Accept, Accepted, ClientValue, Message, Repeat, decode_untrusted, encode
@@ -47,7 +47,7 @@ async def _run_cluster(local_learner_on_bus: bool) -> tuple[dict[str, UdpEndpoin
         decided: list[bytes] = []
         done = trio.Event()
 
-        def deliver(effects: list[Effect]) -> None:
+        def deliver(effects: list[Decision]) -> None:
             decided.extend(v for e in effects if isinstance(e, Deliver) for v in e.values)
             if len(decided) == 2:
                 done.set()

@@ -204,7 +204,8 @@ def test_the_daemon_logs_counts_and_marks_what_its_learner_lost(
 ) -> None:
     daemon = Daemon(DaemonSpec(config=load_config_text("")))
     with caplog.at_level(logging.ERROR, logger="kpaxos"):
-        daemon._deliver([Deliver(1, [b"a"], [None]), Trimmed(2, 40), Deliver(40, [b"b"], [None])])
+        daemon.decisions.publish([Deliver(1, [b"a"], [None]), Trimmed(2, 40),
+                                  Deliver(40, [b"b"], [None])])
     assert [r.getMessage() for r in caplog.records] == [
         "instances 2 to 39 are lost to this learner: the acceptors trimmed them before it "
         "learned them (TRIM from a learner further ahead); readers of the learner device "
@@ -218,7 +219,8 @@ def test_the_daemon_logs_counts_and_marks_what_its_learner_lost(
 
 def test_a_gap_counts_against_retain() -> None:
     daemon = Daemon(DaemonSpec(config=load_config_text(""), retain=2))
-    daemon._deliver([Deliver(1, [b"a"], [None]), Trimmed(2, 5), Deliver(5, [b"b"], [None])])
+    daemon.decisions.publish([Deliver(1, [b"a"], [None]), Trimmed(2, 5),
+                              Deliver(5, [b"b"], [None])])
     assert (daemon.values.first_index, daemon.values.next_index) == (1, 3)
 
 
