@@ -68,6 +68,43 @@ def test_sigterm_ends_a_blocked_reader_and_removes_the_devices(door: str,
         assert f"devices: {chosen}" in daemon.log
 
 
+def test_a_daemon_killed_by_sigkill_serves_the_same_names_again(door: str,
+                                                                tmp_path: Path) -> None:
+    # A crash leaves no clean-up behind: through CUSE the kernel drops the devices with
+    # the dead daemon's /dev/cuse; through FUSE the mount stays and the next start
+    # detaches it. Either way the same names must serve again, with nothing lost.
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        args, folder = device_args(door, tmp_path, running)
+        learner, client = folder / "kpaxos-learner", folder / "kpaxos-client"
+        storage = ["--storage", str(tmp_path / "storage")]
+        first = running.start("first", "-c", str(config), *storage, *args,
+                              ready=False).wait_ready(SLOW)
+        reader = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        written = subprocess.run(["sh", "-c", f'echo before > "{client}"'],
+                                 capture_output=True, timeout=SLOW, check=False)
+        assert written.returncode == 0, written.stderr
+        assert read_lines(reader.stdout, 1, timeout=SLOW) == [b"before"]
+
+        first.proc.kill()
+        first.proc.wait(SLOW)
+        assert reader.wait(SLOW) != 0  # the dead daemon's reader ends; it does not hang
+
+        second = running.start("second", "-c", str(config), *storage, *args,
+                               ready=False).wait_ready(SLOW)
+        again = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+        written = subprocess.run(["sh", "-c", f'echo after > "{client}"'],
+                                 capture_output=True, timeout=SLOW, check=False)
+        assert written.returncode == 0, written.stderr
+        # The value decided before the crash is still in the log, then the new one.
+        assert read_lines(again.stdout, 2, timeout=SLOW) == [b"before", b"after"]
+        assert second.stop(signal.SIGTERM, timeout=SLOW) == 0
+        assert again.wait(SLOW) is not None
+        assert not os.path.lexists(learner) and not os.path.lexists(client)
+
+
 @pytest.mark.cuse
 def test_auto_serves_the_real_names_as_character_devices(tmp_path: Path) -> None:
     # Only in the test VM: these are the real names, which nothing else there uses.
