@@ -326,7 +326,7 @@ class Daemon:
         if client_proposer not in proposers:
             raise DaemonError(f"the configuration has no proposer {client_proposer}")
         self.proposals = ClientProposals(
-            learner.send_datagram,
+            learner.send_message,
             proposers[client_proposer],
             client_id=seed_source.getrandbits(63),
             timeout=spec.client_timeout,
@@ -340,7 +340,7 @@ class Daemon:
         if spec.kclient.proposer_id not in proposers:
             raise DaemonError(f"the configuration has no proposer {spec.kclient.proposer_id}")
         self.kclient = KClient(
-            learner.send_datagram,
+            learner.send_message,
             proposers[spec.kclient.proposer_id],
             outstanding=spec.kclient.outstanding,
             value_size=spec.kclient.value_size,

@@ -22,7 +22,6 @@ import logging
 import math
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -136,10 +135,10 @@ def open_udp_socket(address: Address) -> socket.socket:
 
 
 class LocalBus:
-    """Hands messages between the endpoints of one daemon, in process.
+    """Hands messages between the endpoints of one daemon, in process, as objects.
 
     A Send to an address that a registered endpoint owns is posted to that
-    endpoint's inbox; :meth:`pump` then feeds every inbox to its node (all of an
+    endpoint's inbox; :meth:`pump` then feeds every inbox to its endpoint (all of an
     inbox, then one flush, as a drained socket would) until no inbox holds anything.
     Pumping is never nested: a flush that posts (or a delivery that proposes) only
     enqueues, and whoever called the outermost flush pumps afterwards.
@@ -147,7 +146,8 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._endpoints: dict[Address, UdpEndpoint] = {}
-        self._ready: deque[UdpEndpoint] = deque()
+        # The inboxes not yet pumped, in the order they were first posted to.
+        self._inboxes: dict[UdpEndpoint, list[tuple[Message, Address]]] = {}
         # Flushes under way, and whether a pump is: either defers pumping.
         self._holds = 0
         self._pumping = False
@@ -159,20 +159,32 @@ class LocalBus:
         return self._endpoints.get(address)
 
     def post(self, target: UdpEndpoint, msg: Message, src: Address) -> None:
-        if not target._inbox:
-            self._ready.append(target)
-        target._inbox.append((msg, src))
+        inbox = self._inboxes.get(target)
+        if inbox is None:
+            self._inboxes[target] = [(msg, src)]
+        else:
+            inbox.append((msg, src))
+
+    def hold(self) -> None:
+        """Defer pumping until the matching :meth:`release` (a flush under way)."""
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
 
     def pump(self) -> None:
-        """Feed every posted message to its node, and what that posts, until none is left."""
-        if self._pumping or self._holds or not self._ready:
+        """Feed every posted message to its endpoint, and what that posts, until none is left."""
+        if self._pumping or self._holds or not self._inboxes:
             return
         self._pumping = True
         try:
             now = trio.current_time()
-            ready = self._ready
-            while ready:
-                ready.popleft()._receive_local(now)
+            inboxes = self._inboxes
+            while inboxes:
+                # Everything posted to the first inbox so far goes in one batch; what
+                # its flush posts to it again waits behind the other inboxes.
+                target = next(iter(inboxes))
+                target.receive_local(inboxes.pop(target), now)
         finally:
             self._pumping = False
 
@@ -207,8 +219,6 @@ class UdpEndpoint:
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
         self._bus = bus
-        # Messages posted by other endpoints of this process, with their source.
-        self._inbox: list[tuple[Message, Address]] = []
         host, port = sock.getsockname()[:2]
         self._address: Address = (host, port)
         # The proposer this endpoint's proposer follows, to log each change of leader.
@@ -248,25 +258,21 @@ class UdpEndpoint:
             store_failing=self.store is not None and self.store_health is not StoreHealth.OK,
         )
 
-    def send_datagram(self, data: bytes, dest: Address) -> None:
-        """Send raw bytes from this endpoint's socket; loss is UDP's, never an error.
+    def send_message(self, msg: Message, dest: Address) -> None:
+        """Send ``msg`` from this endpoint; loss is UDP's, never an error.
 
-        Bytes for an endpoint of this process are decoded and handed over instead.
+        An endpoint of this process gets the message object itself; only a socket
+        needs its bytes.
         """
         bus = self._bus
-        if bus is not None:
-            target = bus.endpoint_at(dest)
-            if target is not None:
-                try:
-                    msg = decode_untrusted(data)
-                except WireError as exc:
-                    log.warning("%s: not sending a malformed message: %s", self.name, exc)
-                    return
-                self.counters.local_out += 1
-                bus.post(target, msg, self.address)
-                bus.pump()
-                return
-        self._send_bytes(data, dest)
+        target = bus.endpoint_at(dest) if bus is not None else None
+        if target is None:
+            self._send_bytes(encode(msg), dest)
+            return
+        assert bus is not None
+        self.counters.local_out += 1
+        bus.post(target, msg, self.address)
+        bus.pump()
 
     def flush(self) -> None:
         """Carry out what the core asked for, in its order.
@@ -294,12 +300,12 @@ class UdpEndpoint:
             effects = [effect for effect in effects if not isinstance(effect, Send)]
         bus = self._bus
         if bus is not None:
-            bus._holds += 1
+            bus.hold()
         try:
             self._carry_out(effects)
         finally:
             if bus is not None:
-                bus._holds -= 1
+                bus.release()
 
     def _warn_full(self) -> None:
         """Say that the acceptor refuses new instances, once a minute at most."""
@@ -421,9 +427,8 @@ class UdpEndpoint:
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
 
-    def _receive_local(self, now: float) -> None:
+    def receive_local(self, inbox: list[tuple[Message, Address]], now: float) -> None:
         """Hand the node what other endpoints of this process posted, then flush."""
-        inbox, self._inbox = self._inbox, []
         self.counters.local_in += len(inbox)
         self.node.receive_many(inbox, now)
         self.flush()

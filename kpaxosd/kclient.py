@@ -19,14 +19,14 @@ import trio
 from kpaxosd.client_engine import ClientEngine, total_line
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
-from wire import ClientValue, encode
+from wire import ClientValue, Message
 from wire.original import unpack_client_value_untrusted
 
 
 class KClient:
     def __init__(
         self,
-        send: Callable[[bytes, Address], None],
+        send: Callable[[Message, Address], None],
         proposer: Address,
         *,
         outstanding: int,
@@ -45,7 +45,7 @@ class KClient:
         )
 
     def _propose(self, value: bytes) -> None:
-        self._send(encode(ClientValue(value)), self._proposer)
+        self._send(ClientValue(value), self._proposer)
 
     def on_decisions(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:

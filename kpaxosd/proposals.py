@@ -23,7 +23,7 @@ from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
-from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, encode, wrap
+from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, Message, wrap
 
 log = logging.getLogger("kpaxos.client")
 
@@ -43,7 +43,7 @@ class ClientProposals:
 
     def __init__(
         self,
-        send: Callable[[bytes, Address], None],
+        send: Callable[[Message, Address], None],
         proposer: Address,
         client_id: int,
         *,
@@ -97,13 +97,13 @@ class ClientProposals:
             )
         origin = (self._client_id, self._next_seq)
         self._next_seq += 1
-        datagram = encode(ClientValue(wrap(*origin, value)))
+        message = ClientValue(wrap(*origin, value))
         waiter = _Waiter()
         self._waiting[origin] = waiter
         try:
             with trio.move_on_at(deadline):
                 while True:
-                    self._send(datagram, self._proposer)
+                    self._send(message, self._proposer)
                     with trio.move_on_after(self._resend_interval):
                         await waiter.decided.wait()
                     if waiter.decided.is_set():

@@ -112,7 +112,7 @@ async def test_an_endpoint_off_the_bus_is_reached_by_datagrams() -> None:
     assert local.datagrams_in > 0
 
 
-async def test_bytes_sent_to_a_local_endpoint_are_decoded_and_handed_over() -> None:
+async def test_a_message_for_a_local_endpoint_is_handed_over_as_it_is() -> None:
     with ExitStack() as stack:
         a, b = _bound(stack), _bound(stack)
         cluster = Cluster(acceptors={0: b.getsockname()})
@@ -124,8 +124,7 @@ async def test_bytes_sent_to_a_local_endpoint_are_decoded_and_handed_over() -> N
             Node(b.getsockname(), cluster, acceptor_id=0, rng=random.Random(0), now=now),
             b, bus=bus,
         )
-        sender.send_datagram(encode(ClientValue(b"x")), acceptor.address)
-        sender.send_datagram(b"\x00", acceptor.address)  # malformed: not handed over
+        sender.send_message(ClientValue(b"x"), acceptor.address)
         assert sender.counters.local_out == 1
         assert acceptor.counters.local_in == 1
         # An acceptor ignores CLIENT_VALUE: the message reached its node and was counted.

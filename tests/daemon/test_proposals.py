@@ -7,7 +7,7 @@ import trio.testing
 from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.proposals import ClientProposals
-from wire import ClientEnvelope, ClientValue, decode_untrusted, unwrap_untrusted
+from wire import ClientEnvelope, ClientValue, Message, decode_untrusted, encode, unwrap_untrusted
 
 PROPOSER = ("127.0.0.2", 3002)
 
@@ -16,8 +16,9 @@ class Sent:
     def __init__(self) -> None:
         self.datagrams: list[tuple[bytes, Address]] = []
 
-    def __call__(self, data: bytes, dest: Address) -> None:
-        self.datagrams.append((data, dest))
+    def __call__(self, msg: Message, dest: Address) -> None:
+        # What the socket would carry: the message must encode.
+        self.datagrams.append((encode(msg), dest))
 
     def origins(self) -> list[tuple[int, int]]:
         found = []
