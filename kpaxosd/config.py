@@ -26,6 +26,7 @@ accepted and reported, so an existing file keeps working.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import stat
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kpaxosd.arguments import unicast_ipv4
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.options import PaxosOptions
 
@@ -242,6 +244,11 @@ class _Parser:
             host = str(ipaddress.IPv4Address(host))
         except ValueError:
             raise self.fail(number, f"{key} {role_id}: {host!r} is not an IPv4 address") from None
+        try:
+            # Peers send to it and take this role's messages only from it: one host's.
+            unicast_ipv4(host)
+        except argparse.ArgumentTypeError as exc:
+            raise self.fail(number, f"{key} {role_id}: {exc}") from None
         try:
             port = int(port_word)
             if not 1 <= port <= 65535:

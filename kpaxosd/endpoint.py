@@ -30,6 +30,7 @@ from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver, Effect, Persist, PersistTrim, Send, Trimmed
 from kpaxosd.paxos.node import Node
+from kpaxosd.paxos.senders import Refusal
 from kpaxosd.statistics import EndpointCounters, EndpointStatistics
 from kpaxosd.storage import AcceptorStore, StorageError
 from wire import MESSAGE_TYPES, WireError, decode_untrusted, encode
@@ -48,6 +49,15 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 UNAUTHENTICATED_WARNING_INTERVAL = 60.0
 #: Sources remembered for that; a flood from many addresses cannot grow it further.
 UNAUTHENTICATED_SOURCES_REMEMBERED = 1024
+#: How often an endpoint warns about one source speaking for a node it is not.
+REFUSED_WARNING_INTERVAL = 60.0
+#: What each refusal means, for the warning.
+_REFUSED_BECAUSE = {
+    Refusal.NOT_THE_ACCEPTOR: "is not the configured address of the acceptor it names",
+    Refusal.NOT_THE_PROPOSER: "is not the configured address of the proposer its ballot "
+                              "names",
+    Refusal.NOT_A_LEARNER: "has not registered as a learner (LEARNER_HI)",
+}
 
 
 class OncePerInterval:
@@ -225,6 +235,8 @@ class UdpEndpoint:
         self._leader = None if node.proposer is None else node.proposer.leader
         self._said_too_big = False
         # Warnings about a source sending without this cluster's key, rate limited.
+        self._refused_warnings = OncePerInterval(
+            REFUSED_WARNING_INTERVAL, UNAUTHENTICATED_SOURCES_REMEMBERED)
         self._unauthenticated_warnings = OncePerInterval(
             UNAUTHENTICATED_WARNING_INTERVAL, UNAUTHENTICATED_SOURCES_REMEMBERED
         )
@@ -482,6 +494,17 @@ class UdpEndpoint:
                 continue
             keep((msg, src))
 
+    def _warn_refused(self, refused: dict[Address, tuple[Refusal, type[Message]]],
+                      now: float) -> None:
+        """Say who speaks for a node it is not, once a minute per source (counted by
+        reason in the metrics either way)."""
+        for src, (refusal, kind) in refused.items():
+            if self._refused_warnings.due(src, now):
+                log.warning("%s: dropping %s (and the like) from %s:%d: that address %s; "
+                            "a stranger, or a node started with another configuration?",
+                            self.name, MESSAGE_TYPES[kind].name, *src,
+                            _REFUSED_BECAUSE[refusal])
+
     def _warn_unauthenticated(self, src: Address, reason: str, now: float) -> None:
         """Say why a source's datagrams are dropped, once a minute per source: a node
         started without the cluster's key (or with another) is otherwise silent, only
@@ -522,6 +545,9 @@ class UdpEndpoint:
         """What one wake-up does: read what came, run the timers due, carry it all out."""
         node = self.node
         self._drain(now)
+        refused = node.pop_refused_sources()
+        if refused:
+            self._warn_refused(refused, now)
         deadline = node.next_deadline()
         if deadline is not None and deadline <= now:
             node.handle_timer(now)

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kpaxosd.paxos.senders import Refusal
 from kpaxosd.statistics import DaemonStatistics
 
 log = logging.getLogger("kpaxos.metrics")
@@ -49,7 +50,9 @@ class DaemonCollector(Collector):
         datagrams = CounterMetricFamily(
             "kpaxos_datagrams_dropped",
             "Datagrams dropped: malformed, unauthenticated (missing or wrong MAC, stale, "
-            "replayed), ignored by the protocol (junk for the roles hosted), or not sent.",
+            "replayed), ignored by the protocol (junk for the roles hosted), not sent, or "
+            "refused from their source (not_the_acceptor, not_the_proposer, not_a_learner: "
+            "a message for a role the configuration gives another address).",
             labels=["role", "reason"],
         )
         store_failures = CounterMetricFamily(
@@ -77,6 +80,8 @@ class DaemonCollector(Collector):
                                   ("ignored", stats.dropped),
                                   ("send_failed", counters.send_failures)):
                 datagrams.add_metric([role, reason], count)
+            for refusal in Refusal:
+                datagrams.add_metric([role, refusal.value], stats.refused.get(refusal.value, 0))
             if endpoint.durable:
                 store_failures.add_metric([role], counters.store_failures)
                 store_failing.add_metric([role], endpoint.store_failing)

@@ -214,6 +214,10 @@ class Acceptor:
     def on_learner_del(self, src: Address) -> None:
         self._learners.pop(src, None)
 
+    def knows_learner(self, address: Address) -> bool:
+        """Whether ``address`` registered as a learner (LEARNER_HI) and is still held."""
+        return address in self._learners
+
     def learners(self) -> list[Address]:
         return list(self._learners)
 

@@ -13,6 +13,7 @@ from kpaxosd.paxos.effects import Effect, Outbox, Persist
 from kpaxosd.paxos.learner import Learner
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.proposer import Proposer
+from kpaxosd.paxos.senders import Refusal, Senders
 from kpaxosd.paxos.stats import NodeStatistics
 from wire.messages import (
     MESSAGE_TYPES,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import random
 
 DEFAULT_OPTIONS = PaxosOptions()
+#: Refused sources a node remembers between two pop_refused_sources() calls.
+REFUSED_SOURCES_KEPT = 64
 
 
 class RoleNotHosted(RuntimeError):
@@ -86,6 +89,9 @@ class Node:
         self._stopped = False
         self._received: Counter[type[Message]] = Counter()
         self._dropped = 0
+        self._refused: Counter[Refusal] = Counter()
+        # Sources refused since the wrapper last asked (to say so in its log).
+        self._refused_sources: dict[Address, tuple[Refusal, type[Message]]] = {}
         self.acceptor = (
             None if acceptor_id is None else Acceptor(acceptor_id, cluster, options, self._out)
         )
@@ -108,6 +114,8 @@ class Node:
             else None
         )
         self._handlers = self._route()
+        acceptor = self.acceptor
+        self._senders = Senders(cluster, acceptor.knows_learner if acceptor else None)
 
     def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Give a restarted acceptor what was persisted, before any input.
@@ -139,8 +147,28 @@ class Node:
     def receive(self, msg: Message, src: Address, now: float) -> None:
         """Handle one message from ``src``. Never raises on what a peer sent."""
         self._received[type(msg)] += 1
-        if self._stopped or not self._dispatch(msg, src, now):
+        handler = self._handlers.get(type(msg))
+        if handler is None or self._stopped:
             self._dropped += 1
+            return
+        refusal = self._senders.refusal(msg, src)
+        if refusal is not None:
+            self._refuse(msg, src, refusal)
+            return
+        handler(msg, src, now)
+
+    def _refuse(self, msg: Message, src: Address, refusal: Refusal) -> None:
+        self._refused[refusal] += 1
+        sources = self._refused_sources
+        # Bounded: a flood from many addresses is counted, not remembered.
+        if len(sources) < REFUSED_SOURCES_KEPT or src in sources:
+            sources[src] = (refusal, type(msg))
+
+    def pop_refused_sources(self) -> dict[Address, tuple[Refusal, type[Message]]]:
+        """The sources refused since the last call (at most REFUSED_SOURCES_KEPT), with
+        the reason and the type of a message refused from each."""
+        sources, self._refused_sources = self._refused_sources, {}
+        return sources
 
     def receive_many(self, messages: Iterable[tuple[Message, Address]], now: float) -> None:
         """Handle messages that arrived together (one drain of a socket), in order.
@@ -231,15 +259,8 @@ class Node:
             learner_held_bytes=learner.held_bytes if learner else 0,
             acceptor_refused_full=acceptor.refused_full if acceptor else 0,
             acceptor_held_bytes=acceptor.held_bytes if acceptor else 0,
+            refused={refusal.value: n for refusal, n in self._refused.items()},
         )
-
-    def _dispatch(self, msg: Message, src: Address, now: float) -> bool:
-        """Route ``msg`` to the roles it concerns; False when none is hosted here."""
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            return False
-        handler(msg, src, now)
-        return True
 
     def _route(self) -> dict[type[Message], Callable[[Any, Address, float], None]]:
         """Each message type's handler among the roles hosted here (a table, not a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wire.messages import MessageType
 
@@ -65,3 +65,6 @@ class NodeStatistics:
     acceptor_refused_full: int = 0
     #: What the acceptor's records take, as acceptor_max_held_bytes counts.
     acceptor_held_bytes: int = 0
+    #: Messages not taken from their source, by reason (:class:`~kpaxosd.paxos.
+    #: senders.Refusal`'s value): a stranger speaking for a node of the configuration.
+    refused: Mapping[str, int] = field(default_factory=dict)

@@ -70,6 +70,11 @@ def test_the_built_in_cluster_is_the_originals() -> None:
         ("acceptor x 127.0.0.1 1\n", 1, "id must be a number"),
         ("acceptor -1 127.0.0.1 1\n", 1, "id must be a number"),
         ("acceptor 0 example 1\n", 1, "not an IPv4 address"),
+        # A role's address is where peers send and the only source its messages are
+        # taken from: one host's, never any/broadcast/multicast.
+        ("acceptor 0 0.0.0.0 1\n", 1, "'any address'"),
+        ("proposer 0 255.255.255.255 1\n", 1, "broadcast"),
+        ("acceptor 0 224.0.0.1 1\n", 1, "multicast"),
         ("acceptor 0 127.0.0.1 70000\n", 1, "port must be 1 to 65535"),
         ("acceptor 0 127.0.0.1 1\nacceptor 0 127.0.0.1 2\n", 2, "defined twice"),
         ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 1\n", 2, "already acceptor 0"),

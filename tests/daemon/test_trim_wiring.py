@@ -28,7 +28,7 @@ from kpaxosd.paxos.effects import Deliver, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from tests.devices.test_device_semantics import FakeServices, read
-from wire import Accept, Trim
+from wire import Accept, LearnerHi, Trim
 
 LEARNER = ("127.0.0.1", 9)
 
@@ -43,7 +43,8 @@ def sock() -> Iterator[socket.socket]:
 
 
 def acceptor_endpoint(sock: socket.socket, store: AcceptorStore) -> UdpEndpoint:
-    cluster = Cluster(acceptors={0: sock.getsockname()[:2]})
+    # LEARNER is also proposer 1: its ballots (11) are taken only from its address.
+    cluster = Cluster(acceptors={0: sock.getsockname()[:2]}, proposers={1: LEARNER})
     node = Node(sock.getsockname()[:2], cluster, acceptor_id=0, rng=random.Random(0), now=0.0)
     records, trim_iid = store.load()
     node.restore_acceptor(records, trim_iid)
@@ -55,6 +56,7 @@ def test_a_trim_is_committed_with_the_records_and_survives_a_reopen(
 ) -> None:
     store = AcceptorStore(tmp_path / "acceptor-0")
     endpoint = acceptor_endpoint(sock, store)
+    endpoint.node.receive(LearnerHi(), LEARNER, 0.0)  # only a learner may trim
     for iid in range(1, 11):
         endpoint.node.receive(Accept(iid, 11, b"v%d" % iid), LEARNER, 0.0)
     endpoint.flush()
@@ -83,6 +85,7 @@ def test_a_trim_is_not_handed_to_the_learner_side(tmp_path: Path, sock: socket.s
         endpoint = acceptor_endpoint(sock, store)
         learned: list[object] = []
         endpoint._on_deliver = learned.extend
+        endpoint.node.receive(LearnerHi(), LEARNER, 0.0)
         endpoint.node.receive(Accept(1, 11, b"v"), LEARNER, 0.0)
         endpoint.node.receive(Trim(1), LEARNER, 0.0)
         endpoint.flush()
@@ -293,6 +296,7 @@ def test_metrics_show_the_trim_point_and_what_a_learner_lost(
     store = AcceptorStore(tmp_path / "acceptor-0")
     try:
         endpoint = acceptor_endpoint(sock, store)
+        endpoint.node.receive(LearnerHi(), LEARNER, 0.0)
         endpoint.node.receive(Accept(1, 11, b"v"), LEARNER, 0.0)
         endpoint.node.receive(Accept(2, 11, b"v"), LEARNER, 0.0)
         endpoint.node.receive(Trim(1), LEARNER, 0.0)

@@ -288,6 +288,7 @@ def test_hostile_input_never_raises(script: list[tuple[Message, Address] | float
 
 def test_a_replica_routes_the_extensions_to_its_proposer_and_counts_everything() -> None:
     node = replica()  # proposer 0 of proposers {0, 1}: the leader
+    node.receive(LearnerHi(), OTHER, 0.5)  # a learner, which may trim
     node.pop_effects()
     node.receive(ProposerHi(1, 40), PROPOSER, 0.5)  # proposer 1 is alive, at 40
     node.receive(Trim(0), OTHER, 0.5)  # nothing to trim
@@ -295,11 +296,11 @@ def test_a_replica_routes_the_extensions_to_its_proposer_and_counts_everything()
     assert stats.received[MessageType.PROPOSER_HI] == 1
     assert (stats.leader, stats.dropped, stats.trim_iid, stats.acceptor_instances) == (0, 0, 0, 0)
     assert node.proposer is not None and node.proposer.decided_below == 1
-    node.receive(Prepare(3, 10), PROPOSER, 0.5)
+    node.receive(Prepare(3, 11), PROPOSER, 0.5)  # ballot 11: proposer 1's
     node.receive(Trim(3), OTHER, 0.6)
     assert node.pop_effects() == [
-        Persist(3, 10, 0, b""),
-        Send(PROPOSER, Promise(0, 3, 10, 0, b"")),
+        Persist(3, 11, 0, b""),
+        Send(PROPOSER, Promise(0, 3, 11, 0, b"")),
         PersistTrim(3),
     ]
     stats = node.statistics()

@@ -1,0 +1,122 @@
+"""An open cluster (no key) that a stranger's well-formed datagrams cannot break.
+
+The stranger is a socket on this host at an address that is no node of the
+configuration; it sends only well-formed datagrams of the original wire format.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kpaxosd.paxos.ballots import MAX_PROPOSERS, MAX_U32
+from tests.integration.harness import Cluster, Kpaxosd, cluster, loopback_config, read_lines
+from tests.integration.harness import role_addresses as roles_of
+from wire import (
+    Accept,
+    Accepted,
+    AcceptorOk,
+    AcceptorState,
+    Message,
+    Preempted,
+    Prepare,
+    Promise,
+    ProposerHi,
+    Trim,
+    encode,
+)
+
+pytestmark = pytest.mark.root
+
+#: The top ballot of each proposer id: what wedged an open cluster for good.
+TOP_BALLOTS = [MAX_U32 - MAX_U32 % MAX_PROPOSERS - MAX_PROPOSERS + pid
+               for pid in range(MAX_PROPOSERS)]
+
+
+@pytest.fixture
+def stranger() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+def learner_address(daemon: Kpaxosd) -> tuple[str, int]:
+    found = re.search(r"learner\S* listening on ([\d.]+):(\d+)", daemon.log)
+    assert found, daemon.log
+    return found.group(1), int(found.group(2))
+
+
+def forgeries(config: Path, learner: tuple[str, int]) -> Iterator[tuple[Message, tuple[str, int]]]:
+    """Every message a stranger could send to wedge, empty or fool the cluster."""
+    roles = roles_of(config)
+    acceptors = {rid: address for (role, rid), address in roles.items() if role == "acceptor"}
+    proposer = roles[("proposer", 0)]
+    for address in acceptors.values():
+        for iid in range(1, 40):
+            for ballot in TOP_BALLOTS:
+                yield Prepare(iid, ballot), address
+            yield Accept(iid, TOP_BALLOTS[0], b"stranger's value"), address
+        yield Trim(MAX_U32), address
+    for aid in acceptors:
+        for iid in range(1, 40):
+            accepted = Accepted(aid, iid, TOP_BALLOTS[0], TOP_BALLOTS[0], b"stranger's value")
+            yield accepted, learner
+            yield accepted, proposer
+            yield Preempted(aid, iid, MAX_U32), proposer
+            yield Promise(aid, iid, TOP_BALLOTS[0], 0, b""), proposer
+        yield AcceptorState(aid, MAX_U32), learner
+        yield AcceptorState(aid, MAX_U32), proposer
+    yield AcceptorOk(), learner
+    yield ProposerHi(0, MAX_U32), proposer
+
+
+def write(client: Path, word: str) -> None:
+    done = subprocess.run(["sh", "-c", f"echo {word} > {client}"], capture_output=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def start(running: Cluster, name: str, config: Path, storage: Path,
+          devices: list[str]) -> Kpaxosd:
+    return running.start(name, "-c", str(config), "--device-backend", "fuse",
+                         "--storage", str(storage), *devices)
+
+
+def test_a_strangers_forgeries_neither_wedge_nor_fool_the_cluster_across_a_restart(
+    tmp_path: Path, stranger: socket.socket,
+) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    storage = tmp_path / "storage"
+    with cluster(tmp_path) as running:
+        _, link_dir, devices = running.devices("node")
+        learner_dev, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
+        first = start(running, "first", config, storage, devices)
+        reader = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
+        write(client, "before")
+        for msg, address in forgeries(config, learner_address(first)):
+            stranger.sendto(encode(msg), address)
+        for word in ("after1", "after2"):
+            write(client, word)
+        assert read_lines(reader.stdout, 3, timeout=60) == [b"before", b"after1", b"after2"]
+        assert first.stop(signal.SIGTERM) == 0
+        host, port = stranger.getsockname()
+        log = first.log
+        assert f"dropping PREPARE (and the like) from {host}:{port}" in log
+        assert "is not the configured address of the proposer" in log
+        assert "lost to this learner" not in log
+        # Logged once a minute per source and receiving socket, not once per datagram.
+        assert log.count(f"from {host}:{port}: that address") <= 6
+
+        # What an acceptor persisted survives; the stranger's promises were never made.
+        second = start(running, "second", config, storage, devices)
+        again = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
+        write(client, "restarted")
+        assert read_lines(again.stdout, 4, timeout=60) == [
+            b"before", b"after1", b"after2", b"restarted"]
+        assert second.stop(signal.SIGTERM) == 0
