@@ -4,7 +4,8 @@ Reads the learner device in record mode and forwards each record over TCP to the
 connected client whose id range holds the value's client_id (the original's
 protocol: a client sends its half-open id range as two native int32, the learner
 echoes them, then sends records of ``4 + V`` bytes). With ``-l N`` it sends TRIM to
-every acceptor each N delivered instances.
+every acceptor each N delivered instances (between a LEARNER_HI and a LEARNER_DEL:
+acceptors take a TRIM only from a registered learner).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from clients.options import (
 )
 from clients.sources import ID_RANGE, SourceError, device_records, open_record_device
 from kpaxosd.arguments import OneLineParser, host_and_port, listen_ipv4, positive_int, value_size
-from wire import Trim, encode
+from kpaxosd.endpoint import source_host_towards
+from wire import LearnerDel, LearnerHi, Trim, encode
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_record
 
 DESCRIPTION = """\
@@ -91,6 +93,10 @@ async def run(args: argparse.Namespace) -> int:
     fd = open_record_device(learner_device_path(args), record_value_size)
     trim_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     trim_sock.setblocking(False)
+    # Bound where the acceptors are reached from, not (implicitly) every interface.
+    source = source_host_towards(next(iter(cluster.acceptors.values())))
+    if source is not None:
+        trim_sock.bind((source, 0))
     forwarder = Forwarder()
     host, port = args.listen
     async with trio.open_nursery() as nursery:
@@ -110,10 +116,14 @@ async def run(args: argparse.Namespace) -> int:
                         forwarder.clients.pop(stream, None)
                 delivered += 1
                 if args.trim and delivered % args.trim == 0:
-                    datagram = seal(encode(Trim(iid)))
+                    # Acceptors take a TRIM only from a registered learner: this
+                    # socket registers, trims and leaves (it reads no ACCEPTED copies).
+                    trim_round = [seal(encode(msg)) for msg in (LearnerHi(), Trim(iid),
+                                                                LearnerDel())]
                     for acceptor in cluster.acceptors.values():
-                        with contextlib.suppress(OSError):
-                            trim_sock.sendto(datagram, acceptor)
+                        for datagram in trim_round:
+                            with contextlib.suppress(OSError):
+                                trim_sock.sendto(datagram, acceptor)
             nursery.cancel_scope.cancel()
 
         async def stop_on_signal() -> None:

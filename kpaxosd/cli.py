@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "readers get EPIPE there, and it goes on after them "
                             "(default: the configuration's trim, else no trimming)")
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=listen_address,
-                       default=("0.0.0.0", 0),
-                       help="where the learner listens for acceptors (default: any, port chosen)")
+                       help="where the learner listens for acceptors; an empty HOST or "
+                            "0.0.0.0 is every interface, port 0 a free one (default: the "
+                            "address this host reaches the acceptors from, a free port)")
     roles.add_argument("--values-per-instance", type=_values_per_instance, metavar="N",
                        help="the proposer decides up to N queued client values in one "
                             "instance, as a batch that kpaxos learners take apart; 1 keeps "

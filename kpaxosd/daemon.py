@@ -20,7 +20,14 @@ from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
 from kpaxosd.decisions import Decisions, DeviceLogFeed
-from kpaxosd.endpoint import IPV4_UDP_HEADERS, LocalBus, UdpEndpoint, open_udp_socket, path_mtu
+from kpaxosd.endpoint import (
+    IPV4_UDP_HEADERS,
+    LocalBus,
+    UdpEndpoint,
+    open_udp_socket,
+    path_mtu,
+    source_host_towards,
+)
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, open_metrics_socket, serve_metrics
 from kpaxosd.paxos.cluster import Address
@@ -83,7 +90,9 @@ class DaemonSpec:
     proposers: list[int] = field(default_factory=list)
     replicas: list[int] = field(default_factory=list)
     learner: bool = False
-    learner_address: Address = ("0.0.0.0", 0)
+    #: Where a learner of its own listens; None: the address this host reaches the
+    #: acceptors from, on a free port (never every interface unless asked).
+    learner_address: Address | None = None
     devices: DeviceOptions | None = None
     #: The proposer the client device sends to; None: the lowest one this process
     #: hosts (a follower forwards to the leader, so a replica's device keeps working
@@ -155,8 +164,26 @@ def plan_endpoints(spec: DaemonSpec) -> list[_EndpointPlan]:
         plan.learner = True
     result = list(plans.values())
     if spec.learner and not any(plan.learner for plan in result):
-        result.append(_EndpointPlan(spec.learner_address, learner=True))
+        address = spec.learner_address or (_learner_host(spec.config), 0)
+        result.append(_EndpointPlan(address, learner=True))
     return result
+
+
+def _learner_host(config: Config) -> str:
+    """The one address of this host that the acceptors are reached from."""
+    routes = {aid: source_host_towards(address)
+              for aid, address in config.cluster.acceptors.items()}
+    hosts = sorted({host for host in routes.values() if host is not None})
+    if len(hosts) == 1:
+        return hosts[0]
+    if not hosts:
+        raise DaemonError(
+            f"no route from this host to any acceptor of {config.source}; is the network "
+            "up? (or give --learner-address HOST:PORT)")
+    raise DaemonError(
+        f"this host reaches the acceptors of {config.source} from several addresses "
+        f"({', '.join(hosts)}); choose where the learner listens with --learner-address "
+        "HOST:PORT (0.0.0.0 for every interface)")
 
 
 class Daemon:

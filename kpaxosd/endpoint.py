@@ -125,6 +125,17 @@ def path_mtu(address: Address) -> int | None:
         return None
 
 
+def source_host_towards(address: Address) -> str | None:
+    """The address of this host that datagrams to ``address`` leave from (nothing is
+    sent); None when there is no route."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            return str(sock.getsockname()[0])
+    except OSError:
+        return None
+
+
 def open_udp_socket(address: Address) -> socket.socket:
     """A non-blocking UDP socket bound to ``address``.
 

@@ -18,6 +18,7 @@ from tests.integration.harness import (
     loopback_config,
     read_lines,
     read_until,
+    scrape,
 )
 from wire import ClientValue, encode, wrap
 from wire.original import OriginalClientValue, pack_client_value
@@ -96,10 +97,11 @@ def test_values_sent_as_batches_are_read_one_by_one(tmp_path: Path) -> None:
 
 def test_kpaxos_client_learns_through_kpaxos_learner_over_tcp(tmp_path: Path) -> None:
     config = loopback_config(tmp_path / "paxos.conf")
-    port = str(free_tcp_port())
+    port, metrics = str(free_tcp_port()), free_tcp_port()
     with cluster(tmp_path) as running:
         _, link_dir, device_args = running.devices("node")
-        running.start("cluster", "-c", str(config), *device_args)
+        running.start("cluster", "-c", str(config), *device_args,
+                      "--metrics", f"127.0.0.1:{metrics}")
         learner = running.spawn(
             [BIN / "kpaxos-learner", "--config", str(config),
              "--learner-device", str(link_dir / "kpaxos-learner"),
@@ -115,6 +117,8 @@ def test_kpaxos_client_learns_through_kpaxos_learner_over_tcp(tmp_path: Path) ->
         )
         assert done.returncode == 0, done.stderr
         check_statistics(done.stdout)
+        # Its -l 100 made the acceptors forget (its TRIMs were taken).
+        assert scrape(metrics)['kpaxos_acceptor_trim_iid{role="acceptor 0"}'] >= 100
         learner.send_signal(2)
         assert learner.wait(15) == 0
 

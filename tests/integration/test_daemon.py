@@ -38,6 +38,9 @@ def test_the_built_in_cluster_decides_what_echo_writes_and_cat_reads_it(tmp_path
         assert read_lines(cat.stdout, 3, timeout=30) == [b"hello", b"paxos", b"world"]
         assert "acceptor 0 listening on 127.0.0.3:3003" in daemon.log
         assert "proposer 0 listening on 127.0.0.2:3002" in daemon.log
+        # Every socket of the built-in cluster is on loopback: the learner's too.
+        listening = re.findall(r"listening on ([\d.]+):\d+", daemon.log)
+        assert len(listening) >= 5 and all(h.startswith("127.") for h in listening), listening
 
         # The cat is now blocked in read: stopping the daemon must end it, not hang it.
         assert cat.poll() is None
