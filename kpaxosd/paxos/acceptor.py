@@ -6,6 +6,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from kpaxosd.paxos.ballots import ballot_ceiling
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
@@ -54,6 +55,9 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
+        # The highest ballot promised, and the highest this acceptor takes now.
+        self._highest_promised = 0
+        self._ballot_ceiling = ballot_ceiling(0)
         # What _records take, as acceptor_max_held_bytes counts it, and how far
         # beyond it the records held may grow (see _room_for).
         self._held_bytes = 0
@@ -232,7 +236,7 @@ class Acceptor:
             # Forgotten on purpose; the trim point lets a proposer move past it.
             self._out.send(src, AcceptorState(self.aid, self._trim_iid))
             return False
-        if ballot == 0 or iid > self._horizon():
+        if ballot == 0 or ballot > self._ballot_ceiling or iid > self._horizon():
             # Ballot 0 means "no value" in a PROMISE; no proposer uses it.
             self.dropped += 1
             return False
@@ -280,5 +284,8 @@ class Acceptor:
         else:
             self._held_bytes += len(record.value) - len(known.value)
         self._records[iid] = record
+        if record.promised > self._highest_promised:
+            self._highest_promised = record.promised
+            self._ballot_ceiling = ballot_ceiling(record.promised)
         if record.accepted_ballot:
             self._highest_accepted = max(self._highest_accepted, iid)

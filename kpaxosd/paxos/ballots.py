@@ -27,3 +27,16 @@ def ballot_above(proposer_id: int, ballot: int) -> int | None:
     would not fit in a u32 (a peer that claims such a ballot cannot be outbid)."""
     candidate = (ballot // MAX_PROPOSERS + 1) * MAX_PROPOSERS + proposer_id
     return candidate if candidate <= MAX_U32 else None
+
+
+#: How many rounds above the highest it has promised (or FIRST_ROUND_SPREAD) an
+#: acceptor takes a ballot. An honest proposer climbs one round above the ballot that
+#: preempted it, so it never comes near; one forged or buggy message cannot take a
+#: promise out of every proposer's reach (a ballot near the top of the u32 word).
+MAX_ROUND_STEP = FIRST_ROUND_SPREAD
+
+
+def ballot_ceiling(highest_promised: int) -> int:
+    """The highest ballot an acceptor that promised ``highest_promised`` takes."""
+    rounds = max(highest_promised // MAX_PROPOSERS, FIRST_ROUND_SPREAD) + MAX_ROUND_STEP
+    return min(ballot_of(rounds, MAX_PROPOSERS - 1), MAX_U32)

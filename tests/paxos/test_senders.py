@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from kpaxosd.paxos.ballots import MAX_U32
+from kpaxosd.paxos.ballots import MAX_PROPOSERS, MAX_U32, ballot_above, ballot_ceiling, ballot_of
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Deliver
+from kpaxosd.paxos.effects import Deliver, Send
 from kpaxosd.paxos.node import REFUSED_SOURCES_KEPT, Node
 from kpaxosd.paxos.senders import Refusal, Senders
 from wire import (
@@ -120,3 +120,34 @@ def test_the_sources_refused_are_kept_for_the_log_and_bounded() -> None:
     assert set(refused.values()) == {(Refusal.NOT_THE_PROPOSER, Prepare)}
     assert node.pop_refused_sources() == {}
     assert node.statistics().refused == {"not_the_proposer": REFUSED_SOURCES_KEPT + 10}
+
+
+# -- nothing absurd from inside either ---------------------------------------------------
+
+
+def test_a_configured_proposers_top_ballot_is_refused_and_an_outbiddable_one_taken() -> None:
+    node = acceptor_node()
+    top = ballot_of(MAX_U32 // MAX_PROPOSERS - 1, 0)
+    node.receive(Prepare(1, top), PROPOSERS[0], 0.0)
+    assert node.pop_effects() == []
+    # The highest ballot taken leaves every proposer a ballot above it.
+    ceiling = ballot_ceiling(0)
+    assert ceiling < top
+    highest = ceiling - ceiling % MAX_PROPOSERS  # proposer 0's highest below the ceiling
+    node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
+    assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
+        Promise(0, 1, highest, 0, b"")]
+    assert all(ballot_above(pid, highest) is not None for pid in PROPOSERS)
+    # The ceiling rises with what was promised, one step at a time.
+    assert ballot_ceiling(highest) > ceiling
+
+
+def test_an_honest_proposer_preempted_near_the_ceiling_is_taken() -> None:
+    node = acceptor_node()
+    highest = ballot_ceiling(0) - ballot_ceiling(0) % MAX_PROPOSERS
+    node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
+    outbid = ballot_above(3, highest)
+    assert outbid is not None
+    node.receive(Prepare(1, outbid), PROPOSERS[3], 0.0)
+    assert Promise(0, 1, outbid, 0, b"") in [
+        e.msg for e in node.pop_effects() if isinstance(e, Send)]
