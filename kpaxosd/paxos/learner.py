@@ -63,6 +63,10 @@ TRIM_PATIENCE = 3
 #: acceptor reported it, or a later one), before the learner reports it as stuck
 #: (LEARNER_STUCK), and again each round.
 STUCK_ROUNDS = 3
+# A probing learner stops probing no later than it reports a hole stuck (the rounds
+# that count towards STUCK_ROUNDS count towards CATCH_UP_PROBES too): PROBING is never
+# STUCK as well, so one state says what the learner is doing.
+assert CATCH_UP_PROBES <= STUCK_ROUNDS
 
 #: Told of every decided value, in iid order, delivered or not (a replica's proposer
 #: remembers the origins).
@@ -76,6 +80,53 @@ class Registration(enum.Enum):
     UNANSWERED = "unanswered"
     #: Answered: LEARNER_HI every hello_keepalive (a restarted acceptor forgot us).
     REGISTERED = "registered"
+
+
+class Repair(enum.Enum):
+    """What the learner does about its next instance: the REPEAT rounds."""
+
+    #: Nothing waited for: no REPEAT timer. Delivery is in order with the acceptors,
+    #: or has not started (no catch-up, nothing heard of yet).
+    IDLE = "idle"
+    #: Catching up from instance 1: asking for history beyond anything heard of, a
+    #: round each repeat_interval, until CATCH_UP_PROBES rounds bring nothing. Holes
+    #: are repaired meanwhile as in REPAIRING.
+    PROBING = "probing"
+    #: The next instance is known to exist (an acceptor accepted it, or a later one)
+    #: and not delivered: REPEAT for what is missing when a round brings nothing, the
+    #: interval doubling up to MAX_REPEAT_BACKOFF. An acceptor's trim point at or
+    #: beyond it is believed after TRIM_PATIENCE such rounds.
+    REPAIRING = "repairing"
+    #: STUCK_ROUNDS rounds brought nothing (and no acceptor trimmed the instance):
+    #: LEARNER_STUCK to every proposer, with the REPEAT, each fruitless round.
+    STUCK = "stuck"
+
+
+#: Every move of the repair state, made once per REPEAT round but for IDLE ->
+#: REPAIRING. Giving up trimmed history moves nothing by itself: the next round sees
+#: the progress.
+REPAIR_TRANSITIONS: dict[Repair, frozenset[Repair]] = {
+    # an acceptance for the next instance or a later one
+    Repair.IDLE: frozenset({Repair.REPAIRING}),
+    # a round brought something or not; the probes ran out, with a hole left (in the
+    # round that reports it, when its rounds ran out too) or nothing left to wait for
+    Repair.PROBING: frozenset({Repair.PROBING, Repair.REPAIRING, Repair.STUCK, Repair.IDLE}),
+    # still missing; STUCK_ROUNDS fruitless rounds; delivered up to what is known
+    Repair.REPAIRING: frozenset({Repair.REPAIRING, Repair.STUCK, Repair.IDLE}),
+    # still stuck; progress (or an acceptor trimmed it); delivered up to what is known
+    Repair.STUCK: frozenset({Repair.STUCK, Repair.REPAIRING, Repair.IDLE}),
+}
+
+
+class _Round(enum.Enum):
+    """What one REPEAT round found of the next instance."""
+
+    #: Delivered since the round was armed, or given up as trimmed.
+    PROGRESS = "progress"
+    #: Nothing came.
+    FRUITLESS = "fruitless"
+    #: Nothing came, and the instance was reported stuck (LEARNER_STUCK).
+    REPORTED_STUCK = "reported stuck"
 
 
 class Learner:
@@ -105,15 +156,16 @@ class Learner:
         self._highest = 0
         self._origins = OriginFilter(options.dedupe_clients, options.dedupe_window)
         self._hello: dict[int, tuple[Registration, float]] = {}
-        # Hole repair: a timer, the next iid when it was armed, the end of the last
-        # REPEAT range, and whether the last tick asked.
+        # Hole repair: the state, a timer (armed in every state but IDLE), the next
+        # iid when it was armed, the end of the last REPEAT range, and whether the
+        # last round asked.
+        self._repair = Repair.PROBING if options.learner_catch_up else Repair.IDLE
         self._repeat_due: float | None = None
         self._repeat_backoff = 1
         self._repeat_mark = 0
         self._repeat_to = 0
         self._catching_up = False
-        # Asking for history beyond anything heard of (catch-up from instance 1).
-        self._probing = options.learner_catch_up
+        # Rounds that brought nothing while PROBING.
         self._probe_misses = 0
         # The trim point each acceptor reported, and the REPEAT rounds that brought
         # nothing since one of them covered our next instance.
@@ -139,7 +191,7 @@ class Learner:
         for aid, address in cluster.acceptors.items():
             self._out.send(address, LearnerHi())
             self._hello[aid] = (Registration.UNANSWERED, now + options.hello_interval)
-        if self._probing:
+        if self._repair is Repair.PROBING:
             self._send_repeat()
             self._arm_repeat(now)
 
@@ -157,6 +209,11 @@ class Learner:
     def held_bytes(self) -> int:
         """What the held votes and decisions take, as learner_max_held_bytes counts."""
         return self._held_bytes
+
+    @property
+    def repair(self) -> Repair:
+        """What the learner does about its next instance (see Repair)."""
+        return self._repair
 
     def registration(self, aid: int) -> Registration:
         return self._hello[aid][0]
@@ -177,7 +234,9 @@ class Learner:
             self.dropped += 1
         else:
             self._count_vote(msg)
-        self._arm_repeat(now)
+        if self._repair is Repair.IDLE and self._stalled():
+            self._move(Repair.REPAIRING)
+            self._arm_repeat(now)
 
     def _count_vote(self, msg: Accepted) -> None:
         """Add one acceptor's vote, within learner_max_held_bytes."""
@@ -377,52 +436,85 @@ class Learner:
     # -- hole repair
 
     def _stalled(self) -> bool:
-        """Whether the next instance is waited for while later ones are known (or
-        while history may still be out there)."""
-        return self._next is not None and (self._probing or self._highest >= self._next)
+        """Whether the next instance is waited for while it or later ones are known
+        (or while history may still be out there)."""
+        return self._next is not None and (
+            self._repair is Repair.PROBING or self._highest >= self._next
+        )
+
+    def _move(self, repair: Repair) -> None:
+        assert repair in REPAIR_TRANSITIONS[self._repair], f"{self._repair} -> {repair}"
+        self._repair = repair
 
     def _arm_repeat(self, now: float) -> None:
-        if self._repeat_due is None and self._stalled():
-            assert self._next is not None
-            self._repeat_due = now + self._options.repeat_interval * self._repeat_backoff
-            self._repeat_mark = self._next
+        assert self._next is not None
+        self._repeat_due = now + self._options.repeat_interval * self._repeat_backoff
+        self._repeat_mark = self._next
 
     def _on_repeat_timer(self, now: float) -> None:
         self._repeat_due = None
-        if self._next is None:
-            return
-        progressed = self._next != self._repeat_mark
-        if progressed:
+        # Armed only while stalled, which takes a next instance.
+        assert self._next is not None
+        found = self._take_round()
+        self._move(self._state_after(found))
+        self._ask_again(found)
+        if self._repair is not Repair.IDLE:
+            self._arm_repeat(now)
+
+    def _take_round(self) -> _Round:
+        """Count the round just over: its progress, trim patience, a stuck report."""
+        assert self._next is not None
+        if self._next != self._repeat_mark:
             self._repeat_backoff = 1
             self._trim_stalls = 0
             self._fruitless_rounds = 0
-        else:
-            # Counted only while our instance is known to exist: a later one is known
-            # (ours is a hole), or an acceptor reported accepting ours, which may be
-            # the last one before the cluster fell idle (a quorum accepted it, then
-            # lost a member for good: no later instance will ever show up). An idle
-            # cluster is not stuck. One still in flight is reported harmlessly: the
-            # leader leaves an open instance alone.
-            known = self._highest >= self._next
-            self._fruitless_rounds = self._fruitless_rounds + 1 if known else 0
-            trimmed = max(self._trims.values(), default=0)
-            if trimmed >= self._next:
-                self._trim_stalls += 1
-                if self._trim_stalls >= TRIM_PATIENCE:
-                    self._give_up_through(trimmed)
-                    progressed = True
-            elif self._fruitless_rounds >= STUCK_ROUNDS:
-                # Asking the acceptors again will not fill this hole.
-                self.stuck_reports += 1
-                for address in self._cluster.proposers.values():
-                    self._out.send(address, LearnerStuck(self._next))
-        if self._probing:
-            self._probe_misses = 0 if progressed else self._probe_misses + 1
-            if self._probe_misses >= CATCH_UP_PROBES:
-                self._probing = False
-        # Ask when a full interval passed without progress, or, while catching up,
-        # as soon as the range asked last time is used up.
-        if self._stalled() and (
+            return _Round.PROGRESS
+        # Counted only while our instance is known to exist: a later one is known
+        # (ours is a hole), or an acceptor reported accepting ours, which may be the
+        # last one before the cluster fell idle (a quorum accepted it, then lost a
+        # member for good: no later instance will ever show up). An idle cluster is
+        # not stuck. One still in flight is reported harmlessly: the leader leaves an
+        # open instance alone.
+        known = self._highest >= self._next
+        self._fruitless_rounds = self._fruitless_rounds + 1 if known else 0
+        trimmed = max(self._trims.values(), default=0)
+        if trimmed >= self._next:
+            self._trim_stalls += 1
+            if self._trim_stalls >= TRIM_PATIENCE:
+                self._give_up_through(trimmed)
+                return _Round.PROGRESS
+            return _Round.FRUITLESS
+        if self._fruitless_rounds >= STUCK_ROUNDS:
+            # Asking the acceptors again will not fill this hole.
+            self._report_stuck(self._next)
+            return _Round.REPORTED_STUCK
+        return _Round.FRUITLESS
+
+    def _report_stuck(self, iid: int) -> None:
+        self.stuck_reports += 1
+        for address in self._cluster.proposers.values():
+            self._out.send(address, LearnerStuck(iid))
+
+    def _state_after(self, found: _Round) -> Repair:
+        """The repair state a round that ``found`` this leads to."""
+        assert self._next is not None
+        if self._repair is Repair.PROBING and self._still_probing(found):
+            return Repair.PROBING
+        if self._highest < self._next:
+            return Repair.IDLE
+        return Repair.STUCK if found is _Round.REPORTED_STUCK else Repair.REPAIRING
+
+    def _still_probing(self, found: _Round) -> bool:
+        """Count a PROBING round: whether the probes have not run out."""
+        self._probe_misses = 0 if found is _Round.PROGRESS else self._probe_misses + 1
+        return self._probe_misses < CATCH_UP_PROBES
+
+    def _ask_again(self, found: _Round) -> None:
+        """REPEAT when a full interval passed without progress, or, while catching
+        up, as soon as the range asked last time is used up."""
+        assert self._next is not None
+        progressed = found is _Round.PROGRESS
+        if self._repair is not Repair.IDLE and (
             not progressed or (self._catching_up and self._next > self._repeat_to)
         ):
             self._send_repeat()
@@ -430,7 +522,6 @@ class Learner:
                 self._repeat_backoff = min(2 * self._repeat_backoff, MAX_REPEAT_BACKOFF)
         else:
             self._catching_up = False
-        self._arm_repeat(now)
 
     def _probe_tail(self, address: Address) -> None:
         """Ask one acceptor for what follows our last delivery, with each keepalive.
@@ -447,7 +538,7 @@ class Learner:
         assert self._next is not None
         low = self._next
         high = low + self._options.repeat_max - 1
-        if not self._probing:
+        if self._repair is not Repair.PROBING:
             high = min(high, self._highest)
         high = min(high, MAX_U32)
         if low > high:
