@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Outbox, Send, Trimmed
-from kpaxosd.paxos.learner import STUCK_ROUNDS, TRIM_PATIENCE, Learner, Registration
+from kpaxosd.paxos.learner import (
+    CATCH_UP_PROBES,
+    REPAIR_TRANSITIONS,
+    STUCK_ROUNDS,
+    TRIM_PATIENCE,
+    Learner,
+    Registration,
+    Repair,
+)
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.values import NOOP
 from wire import (
@@ -389,3 +397,50 @@ def test_what_merely_looks_like_a_batch_is_delivered_whole() -> None:
     fake = MAGIC + b"\x00\x00\x00\x05" + b"short"
     vote(learner, 1, fake)
     assert delivered(out) == [Deliver(1, [fake], [None])]
+
+
+# -- repair states
+
+
+def test_repair_transition_table_is_closed() -> None:
+    assert set(REPAIR_TRANSITIONS) == set(Repair)
+    for targets in REPAIR_TRANSITIONS.values():
+        assert targets <= set(Repair)
+
+
+def next_round(learner: Learner) -> Repair:
+    """The repair state after the learner's next deadline (type checkers narrow a
+    property compared once for good)."""
+    deadline = learner.next_deadline()
+    assert deadline is not None
+    learner.handle_timer(deadline)
+    return learner.repair
+
+
+def test_catch_up_probes_until_the_probes_bring_nothing() -> None:
+    assert make(catch_up=False)[0].repair is Repair.IDLE
+    learner, _ = make(catch_up=True)
+    assert learner.repair is Repair.PROBING
+    for _ in range(CATCH_UP_PROBES - 1):
+        assert next_round(learner) is Repair.PROBING
+    assert next_round(learner) is Repair.IDLE
+    # No REPEAT timer left: the next deadline is the first hello's.
+    assert learner.next_deadline() == PaxosOptions().hello_interval
+
+
+def test_a_hole_is_repaired_then_reported_stuck_then_filled() -> None:
+    learner, out = make(catch_up=False, hello_interval=60.0)  # every deadline a round's
+    vote(learner, 1, b"a")
+    vote(learner, 2, b"b", aids=(1,))
+    vote(learner, 3, b"c")
+    assert learner.repair is Repair.REPAIRING
+    assert next_round(learner) is Repair.REPAIRING  # armed before 1 was delivered
+    for _ in range(STUCK_ROUNDS - 1):
+        assert next_round(learner) is Repair.REPAIRING
+    assert next_round(learner) is Repair.STUCK
+    assert next_round(learner) is Repair.STUCK
+    assert learner.stuck_reports == 2
+    out.drain()
+    vote(learner, 2, b"b", aids=(0,))  # decided at last
+    assert [d.iid for d in delivered(out)] == [2, 3]
+    assert next_round(learner) is Repair.IDLE
