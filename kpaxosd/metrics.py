@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kpaxosd.paxos.senders import Refusal
-from kpaxosd.statistics import DaemonStatistics
+from kpaxosd.statistics import DaemonStatistics, EndpointStatistics
 
 log = logging.getLogger("kpaxos.metrics")
 
@@ -65,8 +65,8 @@ class DaemonCollector(Collector):
             "1 while the acceptor's last commit failed: it votes no more until one "
             "succeeds.", labels=["role"],
         )
-        per_role = [(kind(name, documentation, labels=["role"]), needs, statistic)
-                    for kind, name, documentation, needs, statistic in _ROLE_METRICS]
+        per_role = [(kind(name, documentation, labels=["role"]), part, field, hosted_only)
+                    for kind, name, documentation, part, field, hosted_only in _ROLE_METRICS]
         for endpoint in daemon.endpoints:
             role = endpoint.name
             stats = endpoint.node
@@ -85,12 +85,12 @@ class DaemonCollector(Collector):
             if endpoint.durable:
                 store_failures.add_metric([role], counters.store_failures)
                 store_failing.add_metric([role], endpoint.store_failing)
-            for family, needs, statistic in per_role:
-                value = getattr(stats, statistic)
-                if value is not None and (needs is None or needs in endpoint.roles):
+            for family, part, field, hosted_only in per_role:
+                value = _role_value(endpoint, part, field, hosted_only)
+                if value is not None:
                     family.add_metric([role], value)
         yield from (received, sent, datagrams, store_failures, store_failing)
-        yield from (family for family, _, _ in per_role)
+        yield from (family for family, _, _, _ in per_role)
 
         lags = daemon.reader_lags
         yield GaugeMetricFamily("kpaxos_device_readers", "Open readers of the learner device.",
@@ -103,66 +103,80 @@ class DaemonCollector(Collector):
                                 value=sum(lags))
 
 
+def _role_value(endpoint: EndpointStatistics, part: str, field: str, hosted_only: bool,
+                ) -> int | None:
+    """One field of a role's statistics on ``endpoint``; None: left out."""
+    stats = getattr(endpoint.node, part)
+    if hosted_only and part not in endpoint.roles:
+        return None
+    if stats is None:
+        # The first metrics were reported by every endpoint, 0 where the role is not
+        # hosted; dashboards may sum them.
+        return 0
+    value: int | None = getattr(stats, field)
+    return value
+
+
 #: The metrics of each endpoint read from its node's statistics, labelled by the
-#: endpoint's name: (family, name, help, the role the node must host (None: any),
-#: the NodeStatistics field). A field that is None is left out.
+#: endpoint's name: (family, name, help, the role whose statistics hold it (a
+#: NodeStatistics field), its field there, whether only endpoints hosting the role
+#: report it). A value that is None is left out.
 _ROLE_METRICS: tuple[tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str,
-                           str | None, str], ...] = (
+                           str, str, bool], ...] = (
     (CounterMetricFamily, "kpaxos_proposer_retries",
-     "Instances retried after the proposer timeout.", None, "proposer_retries"),
+     "Instances retried after the proposer timeout.", "proposer", "retries", False),
     (CounterMetricFamily, "kpaxos_proposer_preemptions",
-     "Instances preempted by a higher ballot.", None, "preemptions"),
+     "Instances preempted by a higher ballot.", "proposer", "preemptions", False),
     (CounterMetricFamily, "kpaxos_duplicates_suppressed",
-     "Decided values not delivered again (same origin).", None, "duplicates"),
+     "Decided values not delivered again (same origin).", "learner", "duplicates", False),
     (GaugeMetricFamily, "kpaxos_proposer_queued_values",
-     "Client values waiting at the proposer.", None, "queued_values"),
+     "Client values waiting at the proposer.", "proposer", "queued_values", False),
     (CounterMetricFamily, "kpaxos_proposer_forwarded",
-     "Client values a following proposer sent on to the leader.", "proposer", "forwarded"),
+     "Client values a following proposer sent on to the leader.", "proposer", "forwarded", True),
     (GaugeMetricFamily, "kpaxos_proposer_leader",
-     "The id of the proposer this one takes for the leader.", "proposer", "leader"),
+     "The id of the proposer this one takes for the leader.", "proposer", "leader", True),
     (GaugeMetricFamily, "kpaxos_proposer_open_instances",
-     "Instances the proposer has open (preparing, prepared, accepting).", "proposer",
-     "open_instances"),
+     "Instances the proposer has open (preparing, prepared, accepting).",
+     "proposer", "open_instances", True),
     (GaugeMetricFamily, "kpaxos_proposer_decided_below",
-     "Every instance below this one the proposer knows decided.", "proposer",
-     "decided_below"),
+     "Every instance below this one the proposer knows decided.",
+     "proposer", "decided_below", True),
     (CounterMetricFamily, "kpaxos_proposer_reopened",
      "Instances the proposer ran again for a learner that could not learn them "
-     "(LEARNER_STUCK).", "proposer", "reopened"),
+     "(LEARNER_STUCK).", "proposer", "reopened", True),
     (CounterMetricFamily, "kpaxos_proposer_already_decided",
-     "Client values not proposed again: seen decided recently.", "proposer",
-     "already_decided"),
+     "Client values not proposed again: seen decided recently.",
+     "proposer", "already_decided", True),
     (CounterMetricFamily, "kpaxos_learner_repeat_rounds",
-     "Rounds of REPEAT the learner sent for missing instances.", "learner", "repeats_sent"),
+     "Rounds of REPEAT the learner sent for missing instances.", "learner", "repeats_sent", True),
     (CounterMetricFamily, "kpaxos_learner_stuck_reports",
      "Rounds of LEARNER_STUCK the learner sent: an instance REPEAT could not fill.",
-     "learner", "stuck_reports"),
+     "learner", "stuck_reports", True),
     (CounterMetricFamily, "kpaxos_learner_trimmed_instances",
      "Instances the learner never delivered: the acceptors trimmed them before it "
-     "learned them.", "learner", "trimmed"),
+     "learned them.", "learner", "trimmed", True),
     (GaugeMetricFamily, "kpaxos_learner_instances",
-     "Instances the learner holds (votes, decisions waiting for a hole).", "learner",
-     "learner_instances"),
+     "Instances the learner holds (votes, decisions waiting for a hole).",
+     "learner", "instances", True),
     (CounterMetricFamily, "kpaxos_learner_shed_votes",
      "Votes and decisions the learner let go of or refused to stay within its byte "
-     "bound (REPEAT brings back what it needs).", "learner", "learner_shed"),
+     "bound (REPEAT brings back what it needs).", "learner", "shed", True),
     (GaugeMetricFamily, "kpaxos_learner_held_bytes",
      "What the learner's votes and decisions take, as its byte bound counts it.",
-     "learner", "learner_held_bytes"),
+     "learner", "held_bytes", True),
     (GaugeMetricFamily, "kpaxos_learner_next_iid",
-     "The next instance the learner will deliver.", "learner", "next_iid"),
+     "The next instance the learner will deliver.", "learner", "next_iid", True),
     (GaugeMetricFamily, "kpaxos_acceptor_instances",
-     "Instances the acceptor holds (all above its trim point).", "acceptor",
-     "acceptor_instances"),
+     "Instances the acceptor holds (all above its trim point).", "acceptor", "instances", True),
     (CounterMetricFamily, "kpaxos_acceptor_refused_full",
      "PREPAREs and ACCEPTs refused: the acceptor's records reached its byte bound "
-     "(only TRIM makes room).", "acceptor", "acceptor_refused_full"),
+     "(only TRIM makes room).", "acceptor", "refused_full", True),
     (GaugeMetricFamily, "kpaxos_acceptor_held_bytes",
-     "What the acceptor's records take, as its byte bound counts it.", "acceptor",
-     "acceptor_held_bytes"),
+     "What the acceptor's records take, as its byte bound counts it.",
+     "acceptor", "held_bytes", True),
     (GaugeMetricFamily, "kpaxos_acceptor_trim_iid",
-     "The acceptor's trim point: every instance up to it is forgotten.", "acceptor",
-     "trim_iid"),
+     "The acceptor's trim point: every instance up to it is forgotten.",
+     "acceptor", "trim_iid", True),
 )
 
 

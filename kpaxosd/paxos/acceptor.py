@@ -10,6 +10,7 @@ from kpaxosd.paxos.ballots import ballot_ceiling
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
+from kpaxosd.paxos.stats import AcceptorStatistics
 from wire.datagram import MAX_VALUE_SIZE
 from wire.messages import (
     Accept,
@@ -84,6 +85,15 @@ class Acceptor:
     def held_bytes(self) -> int:
         """What the records held take, as acceptor_max_held_bytes counts it."""
         return self._held_bytes
+
+    def statistics(self) -> AcceptorStatistics:
+        return AcceptorStatistics(
+            instances=self.instances,
+            trim_iid=self.trim_iid,
+            refused_full=self.refused_full,
+            held_bytes=self.held_bytes,
+            dropped=self.dropped,
+        )
 
     def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
         """Load what the wrapper persisted, before any input (a restarted acceptor)."""

@@ -34,6 +34,7 @@ from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
+from kpaxosd.paxos.stats import LearnerStatistics
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
@@ -214,6 +215,20 @@ class Learner:
     def repair(self) -> Repair:
         """What the learner does about its next instance (see Repair)."""
         return self._repair
+
+    def statistics(self) -> LearnerStatistics:
+        return LearnerStatistics(
+            deliveries=self.deliveries,
+            duplicates=self.duplicates,
+            repeats_sent=self.repeats_sent,
+            next_iid=self.next_iid,
+            trimmed=self.trimmed,
+            instances=self.instances,
+            stuck_reports=self.stuck_reports,
+            shed=self.shed,
+            held_bytes=self.held_bytes,
+            dropped=self.dropped,
+        )
 
     def registration(self, aid: int) -> Registration:
         return self._hello[aid][0]

@@ -230,35 +230,16 @@ class Node:
         return min(deadlines, default=None)
 
     def statistics(self) -> NodeStatistics:
-        acceptor, proposer, learner = self.acceptor, self.proposer, self.learner
-        dropped = self._dropped + sum(r.dropped for r in (acceptor, proposer, learner) if r)
+        proposer = self.proposer.statistics() if self.proposer else None
+        learner = self.learner.statistics() if self.learner else None
+        acceptor = self.acceptor.statistics() if self.acceptor else None
+        roles_dropped = sum(r.dropped for r in (proposer, learner, acceptor) if r)
         return NodeStatistics(
             received={MESSAGE_TYPES[t]: n for t, n in self._received.items()},
-            dropped=dropped,
-            deliveries=learner.deliveries if learner else 0,
-            duplicates=learner.duplicates if learner else 0,
-            repeats_sent=learner.repeats_sent if learner else 0,
-            proposer_retries=proposer.retries if proposer else 0,
-            preemptions=proposer.preemptions if proposer else 0,
-            queued_values=proposer.queued if proposer else 0,
-            open_instances=proposer.open_instances if proposer else 0,
-            next_iid=learner.next_iid if learner else None,
-            coalesced=proposer.coalesced if proposer else 0,
-            already_decided=proposer.already_decided if proposer else 0,
-            forwarded=proposer.forwarded if proposer else 0,
-            noops_proposed=proposer.noops if proposer else 0,
-            reopened=proposer.reopened if proposer else 0,
-            leader=proposer.leader if proposer else None,
-            trimmed=learner.trimmed if learner else 0,
-            learner_instances=learner.instances if learner else 0,
-            acceptor_instances=acceptor.instances if acceptor else 0,
-            trim_iid=acceptor.trim_iid if acceptor else None,
-            decided_below=proposer.decided_below if proposer else None,
-            stuck_reports=learner.stuck_reports if learner else 0,
-            learner_shed=learner.shed if learner else 0,
-            learner_held_bytes=learner.held_bytes if learner else 0,
-            acceptor_refused_full=acceptor.refused_full if acceptor else 0,
-            acceptor_held_bytes=acceptor.held_bytes if acceptor else 0,
+            dropped=self._dropped + roles_dropped,
+            proposer=proposer,
+            learner=learner,
+            acceptor=acceptor,
             refused={refusal.value: n for refusal, n in self._refused.items()},
         )
 

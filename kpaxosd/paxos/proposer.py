@@ -39,6 +39,7 @@ from kpaxosd.paxos.dedupe import RecentOrigins
 from kpaxosd.paxos.effects import Outbox
 from kpaxosd.paxos.leader import LeaderView, Role
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.stats import ProposerStatistics
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import (
@@ -245,6 +246,22 @@ class Proposer:
     def decided_below(self) -> int:
         """Every instance below this one is known decided (closed, or trimmed)."""
         return min(self._instances, default=self._next_iid)
+
+    def statistics(self) -> ProposerStatistics:
+        return ProposerStatistics(
+            retries=self.retries,
+            preemptions=self.preemptions,
+            queued_values=self.queued,
+            open_instances=self.open_instances,
+            coalesced=self.coalesced,
+            already_decided=self.already_decided,
+            forwarded=self.forwarded,
+            noops_proposed=self.noops,
+            reopened=self.reopened,
+            leader=self.leader,
+            decided_below=self.decided_below,
+            dropped=self.dropped,
+        )
 
     def phase(self, iid: int) -> Phase | None:
         """The phase of an open instance; None once closed or not yet opened."""

@@ -28,6 +28,7 @@ from kpaxosd.paxos.effects import Deliver, Trimmed
 from kpaxosd.paxos.node import Node
 from kpaxosd.storage import AcceptorStore
 from tests.devices.test_device_semantics import FakeServices, read
+from tests.paxos.lockstep import acceptor_stats
 from wire import Accept, LearnerHi, Trim
 
 LEARNER = ("127.0.0.1", 9)
@@ -73,8 +74,8 @@ def test_a_trim_is_committed_with_the_records_and_survives_a_reopen(
     reopened = AcceptorStore(tmp_path / "acceptor-0")
     try:
         restarted = acceptor_endpoint(sock, reopened)
-        stats = restarted.node.statistics()
-        assert (stats.trim_iid, stats.acceptor_instances) == (6, 6)
+        stats = acceptor_stats(restarted.node)
+        assert (stats.trim_iid, stats.instances) == (6, 6)
     finally:
         reopened.close()
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from kpaxosd.paxos import Cluster, Deliver, Node, PaxosOptions
-from tests.paxos.lockstep import Lockstep
+from tests.paxos.lockstep import Lockstep, acceptor_stats, learner_stats
 from wire import wrap
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
@@ -89,14 +89,14 @@ def run_trimmed_load(
         net.delivered[LEARNER].clear()
         net.persisted.clear()
         if seq % sample_every == 0 or seq == instances:
-            stats = [node.statistics() for node in nodes]
+            stats = [acceptor_stats(node) for node in nodes]
             assert proposer.proposer is not None
             samples.append(
                 Sample(
                     delivered=delivered,
-                    acceptor_instances=max(s.acceptor_instances for s in stats),
-                    learner_instances=learner.statistics().learner_instances,
-                    trim_iid=min(s.trim_iid or 0 for s in stats),
+                    acceptor_instances=max(s.instances for s in stats),
+                    learner_instances=learner_stats(learner).instances,
+                    trim_iid=min(s.trim_iid for s in stats),
                     proposer_decided_memory=len(proposer.proposer._decided),
                 )
             )

@@ -12,9 +12,31 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 
 from kpaxosd.paxos import Address, Deliver, Node, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos.stats import AcceptorStatistics, LearnerStatistics, ProposerStatistics
 from wire import Message, encode
 
 Drop = Callable[[Address, Address, Message], bool]
+
+
+# A node's statistics of a role it must host.
+
+
+def proposer_stats(node: Node) -> ProposerStatistics:
+    stats = node.statistics().proposer
+    assert stats is not None, "no proposer here"
+    return stats
+
+
+def learner_stats(node: Node) -> LearnerStatistics:
+    stats = node.statistics().learner
+    assert stats is not None, "no learner here"
+    return stats
+
+
+def acceptor_stats(node: Node) -> AcceptorStatistics:
+    stats = node.statistics().acceptor
+    assert stats is not None, "no acceptor here"
+    return stats
 
 
 class Lockstep:

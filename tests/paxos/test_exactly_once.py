@@ -13,7 +13,7 @@ import random
 import pytest
 
 from kpaxosd.paxos import Cluster, Deliver, Node, PaxosOptions
-from tests.paxos.lockstep import Lockstep
+from tests.paxos.lockstep import Lockstep, learner_stats, proposer_stats
 from wire import Accepted, ClientValue, Message, identify_untrusted, wrap
 from wire.original import OriginalClientValue, pack_client_value
 
@@ -75,14 +75,14 @@ def test_a_resend_after_a_lost_delivery_is_decided_once(value: bytes) -> None:
     net.advance(1.0)
     net.send(CLIENT, PROPOSER, ClientValue(value))
     net.settle()
-    stats = net.nodes[PROPOSER].statistics()
+    stats = proposer_stats(net.nodes[PROPOSER])
     assert (stats.already_decided, stats.open_instances) == (1, 4)
 
     # The learner finds instance 1 with its keepalive's probe; nothing else is decided.
     net.advance(6.0)
     assert instances_holding(net, value) == {1}
     assert net.delivered[LEARNER] == [Deliver(1, [identified.payload], [identified.origin])]
-    assert net.nodes[LEARNER].statistics().duplicates == 0
+    assert learner_stats(net.nodes[LEARNER]).duplicates == 0
 
 
 @pytest.mark.parametrize("value", [ENVELOPE, ORIGINAL], ids=["envelope", "original"])
@@ -93,7 +93,7 @@ def test_a_resend_while_in_flight_is_merged(value: bytes) -> None:
     net.send(CLIENT, PROPOSER, ClientValue(value))
     net.settle()
     net.drop = None
-    assert net.nodes[PROPOSER].statistics().coalesced == 1
+    assert proposer_stats(net.nodes[PROPOSER]).coalesced == 1
     net.advance(3.0)  # the proposer retries its instance and closes it
     assert instances_holding(net, value) == {1}
     assert net.delivered_iids(LEARNER) == [1]
@@ -120,4 +120,4 @@ def test_a_restarted_proposer_deciding_again_is_delivered_once() -> None:
     net.settle()
     assert instances_holding(net, ORIGINAL) == {1, 2}
     assert net.delivered_iids(LEARNER) == [1]
-    assert net.nodes[LEARNER].statistics().duplicates == 1
+    assert learner_stats(net.nodes[LEARNER]).duplicates == 1

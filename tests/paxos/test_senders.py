@@ -11,6 +11,7 @@ from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Send
 from kpaxosd.paxos.node import REFUSED_SOURCES_KEPT, Node
 from kpaxosd.paxos.senders import Refusal, Senders
+from tests.paxos.lockstep import acceptor_stats
 from wire import (
     Accept,
     Accepted,
@@ -91,10 +92,10 @@ def test_an_acceptor_trims_only_for_a_learner_that_said_hello() -> None:
     node = acceptor_node()
     node.receive(Accept(1, 10, b"v"), PROPOSERS[0], 0.0)
     node.receive(Trim(1), STRANGER, 0.0)
-    assert node.statistics().trim_iid == 0
+    assert acceptor_stats(node).trim_iid == 0
     node.receive(LearnerHi(), STRANGER, 0.0)
     node.receive(Trim(1), STRANGER, 0.0)
-    assert node.statistics().trim_iid == 1
+    assert acceptor_stats(node).trim_iid == 1
 
 
 def test_a_learner_delivers_no_strangers_quorum() -> None:

@@ -8,7 +8,7 @@ import random
 
 from kpaxosd.paxos import Cluster, Deliver, Node, PaxosOptions, Persist, PersistTrim, Trimmed
 from tests.paxos.load import check, run_trimmed_load
-from tests.paxos.lockstep import Lockstep
+from tests.paxos.lockstep import Lockstep, acceptor_stats, learner_stats
 from wire import Accepted, AcceptorState, Repeat, wrap
 
 ACCEPTORS = {0: ("10.0.0.1", 3003), 1: ("10.0.0.2", 3003), 2: ("10.0.0.3", 3003)}
@@ -54,9 +54,9 @@ def test_acceptors_persist_the_trim_point_before_forgetting() -> None:
     for address in ACCEPTORS.values():
         trims = [p for p in net.persisted[address] if isinstance(p, PersistTrim)]
         assert trims == [PersistTrim(2)]
-        stats = net.nodes[address].statistics()
+        stats = acceptor_stats(net.nodes[address])
         # 3 and 4 kept; 5 to 8 promised ahead by the proposer's window.
-        assert (stats.trim_iid, stats.acceptor_instances) == (2, 6)
+        assert (stats.trim_iid, stats.instances) == (2, 6)
 
 
 def test_a_learner_that_fell_behind_is_told_what_it_lost() -> None:
@@ -76,7 +76,7 @@ def test_a_learner_that_fell_behind_is_told_what_it_lost() -> None:
         Deliver(6, [b"v6"], [(1, 6)]),
         Deliver(7, [b"v7"], [(1, 7)]),
     ]
-    assert net.nodes[LAGGARD].statistics().trimmed == 4
+    assert learner_stats(net.nodes[LAGGARD]).trimmed == 4
 
 
 def test_a_restarted_acceptor_keeps_its_trim_point() -> None:

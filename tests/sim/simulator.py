@@ -285,6 +285,17 @@ class Host:
     seen: set[Origin] = field(default_factory=set)
 
 
+def _bound_counts(node: Node) -> tuple[int, int, int]:
+    """A node's proposer preemptions, learner sheds and acceptor refusals (the byte
+    bounds), 0 for a role it does not host."""
+    stats = node.statistics()
+    return (
+        stats.proposer.preemptions if stats.proposer else 0,
+        stats.learner.shed if stats.learner else 0,
+        stats.acceptor.refused_full if stats.acceptor else 0,
+    )
+
+
 @dataclass
 class Result:
     scenario: Scenario
@@ -459,11 +470,14 @@ class Simulation:
         except Exception:
             self.failures.append(f"t={self.now:.4f}: exception\n{traceback.format_exc()}")
         preemptions = sum(h.preemptions for h in self.hosts)
-        preemptions += sum(h.node.statistics().preemptions for h in self.hosts if h.node)
         shed = sum(h.shed for h in self.hosts)
-        shed += sum(h.node.statistics().learner_shed for h in self.hosts if h.node)
         refused = sum(h.refused_full for h in self.hosts)
-        refused += sum(h.node.statistics().acceptor_refused_full for h in self.hosts if h.node)
+        for host in self.hosts:
+            if host.node:
+                node_preemptions, node_shed, node_refused = _bound_counts(host.node)
+                preemptions += node_preemptions
+                shed += node_shed
+                refused += node_refused
         if sc.profile == "steady" and preemptions and not self.failures:
             # One leader and a perfect network: nobody should ever outbid anybody.
             self.failures.append(f"{preemptions} preemptions without a single fault")
@@ -596,10 +610,10 @@ class Simulation:
 
     def _bring_down(self, host: Host) -> None:
         assert host.node is not None
-        stats = host.node.statistics()
-        host.preemptions += stats.preemptions
-        host.shed += stats.learner_shed
-        host.refused_full += stats.acceptor_refused_full
+        node_preemptions, node_shed, node_refused = _bound_counts(host.node)
+        host.preemptions += node_preemptions
+        host.shed += node_shed
+        host.refused_full += node_refused
         host.up = False
         host.node = None
         host.inbox = []
