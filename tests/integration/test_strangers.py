@@ -6,6 +6,7 @@ configuration; it sends only well-formed datagrams of the original wire format.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
@@ -23,11 +24,13 @@ from wire import (
     Accepted,
     AcceptorOk,
     AcceptorState,
+    LearnerHi,
     Message,
     Preempted,
     Prepare,
     Promise,
     ProposerHi,
+    Repeat,
     Trim,
     encode,
 )
@@ -120,3 +123,33 @@ def test_a_strangers_forgeries_neither_wedge_nor_fool_the_cluster_across_a_resta
         assert read_lines(again.stdout, 4, timeout=60) == [
             b"before", b"after1", b"after2", b"restarted"]
         assert second.stop(signal.SIGTERM) == 0
+
+
+def test_a_flood_of_learner_hellos_and_repeats_from_strangers_stops_nothing(
+    tmp_path: Path, stranger: socket.socket,
+) -> None:
+    # More strangers than an acceptor keeps learners (max_learners, 256): the daemon's
+    # own learner is pushed out of the acceptors' tables, and must get back in.
+    config = loopback_config(tmp_path / "paxos.conf")
+    acceptors = [address for (role, _), address in roles_of(config).items()
+                 if role == "acceptor"]
+    with cluster(tmp_path) as running, contextlib.ExitStack() as stack:
+        _, link_dir, devices = running.devices("node")
+        learner_dev, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
+        start(running, "node", config, tmp_path / "storage", devices)
+        reader = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
+        write(client, "before")
+        strangers = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                     for _ in range(300)]
+        for sock in strangers:
+            sock.bind(("127.0.0.1", 0))
+            for address in acceptors:
+                sock.sendto(encode(LearnerHi()), address)
+        for _ in range(50):
+            for address in acceptors:
+                stranger.sendto(encode(Repeat(1, MAX_U32)), address)
+        words = [f"after{n}" for n in range(5)]
+        for word in words:
+            write(client, word)
+        assert read_lines(reader.stdout, 6, timeout=60) == [
+            b"before", *(word.encode() for word in words)]
