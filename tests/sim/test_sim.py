@@ -67,11 +67,20 @@ def test_the_sweeps_exercise_what_they_should() -> None:
 SMALL_BOUNDS = {"learner_max_held_bytes": 2048, "acceptor_max_held_bytes": 8192}
 
 
+def replay(result: Result) -> str:
+    """The command that runs ``result``'s seed again with the small bounds."""
+    sc = result.scenario
+    overrides = ", ".join(f"{name}={getattr(sc, name)!r}"
+                          for name in ("trim_every", *SMALL_BOUNDS))
+    return (f'python -c "from tests.sim.simulator import simulate; '
+            f'print(simulate({sc.seed}, {sc.profile!r}, {overrides}).failures)"')
+
+
 @pytest.mark.parametrize(("profile", "count"), [("mixed", 300), ("long", 40), ("harsh", 40)])
 def test_small_byte_bounds_keep_safety_and_liveness(profile: str, count: int) -> None:
     results = [simulate(seed, profile, trim_every=(seed % 3) + 1, **SMALL_BOUNDS)
                for seed in range(count)]
-    failures = [f"seed {r.scenario.seed} (with SMALL_BOUNDS, trim_every): {r.failures[0][:500]}"
+    failures = [f"seed {r.scenario.seed}: {r.failures[0][:500]}\n    replay: {replay(r)}"
                 for r in results if not r.ok]
     assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures)
     assert sum(r.learner_shed for r in results) > 0
