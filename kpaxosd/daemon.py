@@ -30,6 +30,7 @@ from kpaxosd.endpoint import (
 )
 from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, open_metrics_socket, serve_metrics
+from kpaxosd.paxos.acceptor import Restored
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
@@ -184,6 +185,25 @@ def _learner_host(config: Config) -> str:
         f"this host reaches the acceptors of {config.source} from several addresses "
         f"({', '.join(hosts)}); choose where the learner listens with --learner-address "
         "HOST:PORT (0.0.0.0 for every interface)")
+
+
+def _report_restored(aid: int, path: Path, restored: Restored) -> None:
+    """Say what a store held that no proposer of ours could have asked for."""
+    if restored.lowered:
+        log.warning(
+            "acceptor %d: %d promises in %s were for ballots no proposer of this cluster "
+            "reaches (up to %d, instances %d to %d): forged PREPAREs that a kpaxos "
+            "without sender checks took; they are lowered to what was accepted, and "
+            "those instances can be decided again", aid, len(restored.lowered), path,
+            restored.highest_lowered, min(restored.lowered), max(restored.lowered))
+    if restored.accepted_absurd:
+        log.error(
+            "acceptor %d: %d instances in %s (%d to %d) hold a value accepted at a "
+            "forged ballot; they are left as they are: where a quorum of acceptors holds "
+            "one, it is decided; anywhere else that instance cannot be decided. To start "
+            "over, stop every node and move every acceptor's --storage aside (what they "
+            "hold is lost)", aid, len(restored.accepted_absurd), path,
+            min(restored.accepted_absurd), max(restored.accepted_absurd))
 
 
 class Daemon:
@@ -381,7 +401,8 @@ class Daemon:
         store = AcceptorStore(path)
         self._stack.callback(store.close)
         records, trim_iid = store.load()
-        node.restore_acceptor(records, trim_iid)
+        restored = node.restore_acceptor(records, trim_iid)
+        _report_restored(aid, path, restored)
         log.info(
             "acceptor %d keeps its state in %s (%d instances restored, trimmed up to %d)",
             aid, path, len(records), trim_iid,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kpaxosd.paxos.ballots import ballot_ceiling
+from kpaxosd.paxos.ballots import MAX_REACHABLE_BALLOT
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
@@ -33,6 +34,18 @@ class Record(NamedTuple):
     value: bytes
 
 
+@dataclass
+class Restored:
+    """What :meth:`Acceptor.restore` found wrong in a store, for the log."""
+
+    #: Instances whose forged promise was lowered to what they accepted.
+    lowered: list[int] = field(default_factory=list)
+    #: The highest of those promises.
+    highest_lowered: int = 0
+    #: Instances holding a value accepted at a forged ballot (left as they are).
+    accepted_absurd: list[int] = field(default_factory=list)
+
+
 class Acceptor:
     """One acceptor. Every handler answers with effects on the shared outbox.
 
@@ -56,9 +69,6 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
-        # The highest ballot promised, and the highest this acceptor takes now.
-        self._highest_promised = 0
-        self._ballot_ceiling = ballot_ceiling(0)
         # What _records take, as acceptor_max_held_bytes counts it, and how far
         # beyond it the records held may grow (see _room_for).
         self._held_bytes = 0
@@ -95,12 +105,34 @@ class Acceptor:
             dropped=self.dropped,
         )
 
-    def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
-        """Load what the wrapper persisted, before any input (a restarted acceptor)."""
+    def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> Restored:
+        """Load what the wrapper persisted, before any input (a restarted acceptor).
+
+        A promise above MAX_REACHABLE_BALLOT was never asked for by a proposer of
+        ours: it was forged (taken by a kpaxos that did not check senders or bound
+        ballots) and would wedge its instance for good. It goes back down to what the
+        record accepted. That is safe: no one can use that ballot any more (acceptors
+        take none above MAX_REACHABLE_BALLOT), so no acceptance under it can follow.
+        A value accepted at such a ballot stays as it is.
+        """
         self._trim_iid = max(self._trim_iid, trim_iid)
+        absurd = MAX_REACHABLE_BALLOT
+        restored = Restored()
         for r in records:
-            if r.iid > self._trim_iid:
-                self._put(r.iid, Record(r.promised_ballot, r.accepted_ballot, r.value))
+            if r.iid <= self._trim_iid:
+                continue
+            promised = r.promised_ballot
+            if promised > absurd:
+                if r.accepted_ballot > absurd:
+                    restored.accepted_absurd.append(r.iid)
+                elif promised > r.accepted_ballot:
+                    restored.lowered.append(r.iid)
+                    restored.highest_lowered = max(restored.highest_lowered, promised)
+                    promised = r.accepted_ballot
+                    if promised == 0:
+                        continue  # a promise only: nothing is left of the record
+            self._put(r.iid, Record(promised, r.accepted_ballot, r.value))
+        return restored
 
     def revert(self, forget: Iterable[int], durable: Iterable[Persist], trim_iid: int) -> None:
         """Go back to what the store holds after the wrapper failed to persist a batch.
@@ -246,7 +278,7 @@ class Acceptor:
             # Forgotten on purpose; the trim point lets a proposer move past it.
             self._out.send(src, AcceptorState(self.aid, self._trim_iid))
             return False
-        if ballot == 0 or ballot > self._ballot_ceiling or iid > self._horizon():
+        if ballot == 0 or ballot > MAX_REACHABLE_BALLOT or iid > self._horizon():
             # Ballot 0 means "no value" in a PROMISE; no proposer uses it.
             self.dropped += 1
             return False
@@ -294,8 +326,5 @@ class Acceptor:
         else:
             self._held_bytes += len(record.value) - len(known.value)
         self._records[iid] = record
-        if record.promised > self._highest_promised:
-            self._highest_promised = record.promised
-            self._ballot_ceiling = ballot_ceiling(record.promised)
         if record.accepted_ballot:
             self._highest_accepted = max(self._highest_accepted, iid)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from kpaxosd.paxos.acceptor import Acceptor
+from kpaxosd.paxos.acceptor import Acceptor, Restored
 from kpaxosd.paxos.ballots import MAX_PROPOSERS
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Effect, Outbox, Persist
@@ -117,15 +117,16 @@ class Node:
         acceptor = self.acceptor
         self._senders = Senders(cluster, acceptor.knows_learner if acceptor else None)
 
-    def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> None:
-        """Give a restarted acceptor what was persisted, before any input.
+    def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> Restored:
+        """Give a restarted acceptor what was persisted, before any input; what was
+        wrong in it is returned (:meth:`Acceptor.restore`).
 
         Raises:
             RoleNotHosted: the node hosts no acceptor.
         """
         if self.acceptor is None:
             raise RoleNotHosted("this node hosts no acceptor")
-        self.acceptor.restore(records, trim_iid)
+        return self.acceptor.restore(records, trim_iid)
 
     def revert_acceptor(self, forget: Iterable[int], durable: Iterable[Persist],
                         trim_iid: int) -> None:

@@ -33,7 +33,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from kpaxosd.paxos.ballots import FIRST_ROUND_SPREAD, MAX_U32, ballot_above, ballot_of
+from kpaxosd.paxos.ballots import (
+    FIRST_ROUND_SPREAD,
+    MAX_REACHABLE_BALLOT,
+    MAX_U32,
+    ballot_above,
+    ballot_of,
+)
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import RecentOrigins
 from kpaxosd.paxos.effects import Outbox
@@ -397,7 +403,10 @@ class Proposer:
             self._prepared(inst, now)
 
     def on_preempted(self, msg: Preempted, now: float) -> None:
-        if msg.aid not in self._acceptors:
+        # A ballot no proposer reaches is a forged promise (an older version's store):
+        # believing it would leave us nothing to outbid it with; the other acceptors
+        # may still promise.
+        if msg.aid not in self._acceptors or msg.ballot > MAX_REACHABLE_BALLOT:
             self.dropped += 1
             return
         inst = self._instances.get(msg.iid)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from kpaxosd.paxos.ballots import MAX_PROPOSERS, MAX_U32
+from kpaxosd.paxos.effects import Persist
+from kpaxosd.storage import AcceptorStore
 from tests.integration.harness import Cluster, Kpaxosd, cluster, loopback_config, read_lines
 from tests.integration.harness import role_addresses as roles_of
 from wire import (
@@ -153,3 +155,28 @@ def test_a_flood_of_learner_hellos_and_repeats_from_strangers_stops_nothing(
             write(client, word)
         assert read_lines(reader.stdout, 6, timeout=60) == [
             b"before", *(word.encode() for word in words)]
+
+
+def test_a_cluster_wedged_by_an_older_version_decides_again(tmp_path: Path) -> None:
+    # What an older kpaxos persisted after a stranger's top-ballot PREPAREs, and one
+    # acceptance at a forged ballot on one acceptor only (not decided).
+    config = loopback_config(tmp_path / "paxos.conf")
+    storage = tmp_path / "storage"
+    acceptors = sorted(rid for role, rid in roles_of(config) if role == "acceptor")
+    for aid in acceptors:
+        store = AcceptorStore(storage / f"acceptor-{aid}")
+        wedged = [Persist(iid, MAX_U32, 0, b"") for iid in range(1, 50)]
+        if aid == 0:
+            wedged[0] = Persist(1, MAX_U32, MAX_U32, b"forged")
+        store.commit(wedged)
+        store.close()
+    with cluster(tmp_path) as running:
+        _, link_dir, devices = running.devices("node")
+        daemon = start(running, "node", config, storage, devices)
+        reader = running.spawn(["cat", str(link_dir / "kpaxos-learner")],
+                               stdout=subprocess.PIPE)
+        for word in ("decided", "again"):
+            write(link_dir / "kpaxos-client", word)
+        assert read_lines(reader.stdout, 2, timeout=60) == [b"decided", b"again"]
+        assert "49 promises" in daemon.log and "are lowered" in daemon.log
+        assert "hold a value accepted at a forged ballot" in daemon.log

@@ -6,9 +6,15 @@ import random
 
 import pytest
 
-from kpaxosd.paxos.ballots import MAX_PROPOSERS, MAX_U32, ballot_above, ballot_ceiling, ballot_of
+from kpaxosd.paxos.ballots import (
+    MAX_PROPOSERS,
+    MAX_REACHABLE_BALLOT,
+    MAX_U32,
+    ballot_above,
+    ballot_of,
+)
 from kpaxosd.paxos.cluster import Cluster
-from kpaxosd.paxos.effects import Deliver, Send
+from kpaxosd.paxos.effects import Deliver, Persist, Send
 from kpaxosd.paxos.node import REFUSED_SOURCES_KEPT, Node
 from kpaxosd.paxos.senders import Refusal, Senders
 from tests.paxos.lockstep import acceptor_stats
@@ -126,29 +132,53 @@ def test_the_sources_refused_are_kept_for_the_log_and_bounded() -> None:
 # -- nothing absurd from inside either ---------------------------------------------------
 
 
-def test_a_configured_proposers_top_ballot_is_refused_and_an_outbiddable_one_taken() -> None:
+def test_a_configured_proposers_top_ballot_is_refused_and_a_reachable_one_taken() -> None:
     node = acceptor_node()
     top = ballot_of(MAX_U32 // MAX_PROPOSERS - 1, 0)
     node.receive(Prepare(1, top), PROPOSERS[0], 0.0)
+    node.receive(Prepare(1, MAX_REACHABLE_BALLOT + MAX_PROPOSERS), PROPOSERS[0], 0.0)
     assert node.pop_effects() == []
     # The highest ballot taken leaves every proposer a ballot above it.
-    ceiling = ballot_ceiling(0)
-    assert ceiling < top
-    highest = ceiling - ceiling % MAX_PROPOSERS  # proposer 0's highest below the ceiling
+    highest = MAX_REACHABLE_BALLOT - MAX_REACHABLE_BALLOT % MAX_PROPOSERS  # proposer 0's
     node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
     assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
         Promise(0, 1, highest, 0, b"")]
     assert all(ballot_above(pid, highest) is not None for pid in PROPOSERS)
-    # The ceiling rises with what was promised, one step at a time.
-    assert ballot_ceiling(highest) > ceiling
 
 
-def test_an_honest_proposer_preempted_near_the_ceiling_is_taken() -> None:
+def test_a_proposer_believes_no_preemption_beyond_every_reachable_ballot() -> None:
+    proposer = Node(PROPOSERS[0], CLUSTER, proposer_id=0, rng=random.Random(0), now=0.0)
+    proposer.pop_effects()
+    proposer.submit(b"v", 0.0)
+    proposer.pop_effects()
+    assert proposer.proposer is not None
+    for aid, address in ACCEPTORS.items():
+        proposer.receive(Preempted(aid, 1, MAX_U32), address, 0.1)
+    stats = proposer.statistics().proposer
+    assert stats is not None and stats.preemptions == 0
+
+
+def record(iid: int, promised: int, accepted: int = 0, value: bytes = b"") -> Persist:
+    return Persist(iid, promised, accepted, value)
+
+
+def test_a_restored_forged_promise_is_lowered_to_what_was_accepted() -> None:
     node = acceptor_node()
-    highest = ballot_ceiling(0) - ballot_ceiling(0) % MAX_PROPOSERS
-    node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
-    outbid = ballot_above(3, highest)
-    assert outbid is not None
-    node.receive(Prepare(1, outbid), PROPOSERS[3], 0.0)
-    assert Promise(0, 1, outbid, 0, b"") in [
+    restored = node.restore_acceptor([
+        record(1, MAX_U32),                      # a forged promise only: gone
+        record(2, MAX_U32, 30, b"kept"),         # lowered to its acceptance
+        record(3, MAX_U32, MAX_U32, b"forged"),  # accepted at a forged ballot: kept
+        record(4, 40, 30, b"honest"),            # untouched
+    ])
+    assert (restored.lowered, restored.highest_lowered, restored.accepted_absurd) == (
+        [1, 2], MAX_U32, [3])
+    acceptor = node.acceptor
+    assert acceptor is not None
+    assert acceptor.record(1) is None
+    assert acceptor.record(2) == (30, 30, b"kept")
+    assert acceptor.record(3) == (MAX_U32, MAX_U32, b"forged")
+    assert acceptor.record(4) == (40, 30, b"honest")
+    # Instance 1 and 2 can be prepared again by an honest proposer.
+    node.receive(Prepare(2, 50), PROPOSERS[0], 0.0)
+    assert Promise(0, 2, 50, 30, b"kept") in [
         e.msg for e in node.pop_effects() if isinstance(e, Send)]
