@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kpaxosd.paxos.ballots import MAX_REACHABLE_BALLOT
+from kpaxosd.paxos.ballots import MAX_REACHABLE_BALLOT, ballot_ceiling
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
@@ -69,6 +69,9 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
+        # The highest ballot promised, and the highest this acceptor takes now.
+        self._highest_promised = 0
+        self._ballot_ceiling = ballot_ceiling(0)
         # What _records take, as acceptor_max_held_bytes counts it, and how far
         # beyond it the records held may grow (see _room_for).
         self._held_bytes = 0
@@ -111,9 +114,10 @@ class Acceptor:
         A promise above MAX_REACHABLE_BALLOT was never asked for by a proposer of
         ours: it was forged (taken by a kpaxos that did not check senders or bound
         ballots) and would wedge its instance for good. It goes back down to what the
-        record accepted. That is safe: no one can use that ballot any more (acceptors
-        take none above MAX_REACHABLE_BALLOT), so no acceptance under it can follow.
-        A value accepted at such a ballot stays as it is.
+        record accepted. That is safe while the configured proposers are honest: only
+        the proposer a ballot names may send ACCEPT with it, and an honest one never
+        reaches such a ballot, so no acceptance under it can follow. A value accepted
+        at such a ballot stays as it is.
         """
         self._trim_iid = max(self._trim_iid, trim_iid)
         absurd = MAX_REACHABLE_BALLOT
@@ -278,7 +282,7 @@ class Acceptor:
             # Forgotten on purpose; the trim point lets a proposer move past it.
             self._out.send(src, AcceptorState(self.aid, self._trim_iid))
             return False
-        if ballot == 0 or ballot > MAX_REACHABLE_BALLOT or iid > self._horizon():
+        if ballot == 0 or ballot > self._ballot_ceiling or iid > self._horizon():
             # Ballot 0 means "no value" in a PROMISE; no proposer uses it.
             self.dropped += 1
             return False
@@ -326,5 +330,8 @@ class Acceptor:
         else:
             self._held_bytes += len(record.value) - len(known.value)
         self._records[iid] = record
+        if record.promised > self._highest_promised:
+            self._highest_promised = record.promised
+            self._ballot_ceiling = ballot_ceiling(record.promised)
         if record.accepted_ballot:
             self._highest_accepted = max(self._highest_accepted, iid)

@@ -29,10 +29,22 @@ def ballot_above(proposer_id: int, ballot: int) -> int | None:
     return candidate if candidate <= MAX_U32 else None
 
 
-#: The highest ballot any proposer of ours ever uses: its first round is below
-#: FIRST_ROUND_SPREAD, and it climbs one round above whatever preempted it, so it
-#: would take some 16 million preemptions of one instance to get further. Acceptors
-#: take no ballot above it and proposers believe no preemption above it, so one forged
-#: or buggy message cannot put a promise out of every proposer's reach (the top of the
-#: u32 word), and a store holding such a promise is repaired on restore.
-MAX_REACHABLE_BALLOT = ballot_of(2 * FIRST_ROUND_SPREAD, MAX_PROPOSERS - 1)
+#: How many rounds above the highest it has promised (or FIRST_ROUND_SPREAD) an
+#: acceptor takes a ballot. An honest proposer climbs one round above the ballot that
+#: preempted it, so it never comes near; one forged or buggy message cannot take a
+#: promise out of every proposer's reach (a ballot near the top of the u32 word), and
+#: whoever a promise shut out can always go above it (the ceiling rises with it).
+MAX_ROUND_STEP = FIRST_ROUND_SPREAD
+
+
+def ballot_ceiling(highest_promised: int) -> int:
+    """The highest ballot an acceptor that promised ``highest_promised`` takes."""
+    rounds = max(highest_promised // MAX_PROPOSERS, FIRST_ROUND_SPREAD) + MAX_ROUND_STEP
+    return min(ballot_of(rounds, MAX_PROPOSERS - 1), MAX_U32)
+
+
+#: The highest ballot a proposer of ours reaches: its first round is below
+#: FIRST_ROUND_SPREAD, and it would take some 16 million preemptions of one instance
+#: to get past this. A promise above it in an acceptor's store was forged (an older
+#: kpaxos took it from a stranger), and a preemption above it is not believed.
+MAX_REACHABLE_BALLOT = ballot_ceiling(0)

@@ -11,6 +11,7 @@ from kpaxosd.paxos.ballots import (
     MAX_REACHABLE_BALLOT,
     MAX_U32,
     ballot_above,
+    ballot_ceiling,
     ballot_of,
 )
 from kpaxosd.paxos.cluster import Cluster
@@ -138,12 +139,17 @@ def test_a_configured_proposers_top_ballot_is_refused_and_a_reachable_one_taken(
     node.receive(Prepare(1, top), PROPOSERS[0], 0.0)
     node.receive(Prepare(1, MAX_REACHABLE_BALLOT + MAX_PROPOSERS), PROPOSERS[0], 0.0)
     assert node.pop_effects() == []
-    # The highest ballot taken leaves every proposer a ballot above it.
+    # The highest ballot taken at first leaves every proposer a ballot above it ...
     highest = MAX_REACHABLE_BALLOT - MAX_REACHABLE_BALLOT % MAX_PROPOSERS  # proposer 0's
     node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
     assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
         Promise(0, 1, highest, 0, b"")]
-    assert all(ballot_above(pid, highest) is not None for pid in PROPOSERS)
+    # ... which the acceptor takes: the ceiling rises with what it promised.
+    outbid = ballot_above(3, highest)
+    assert outbid is not None and ballot_ceiling(highest) > outbid
+    node.receive(Prepare(1, outbid), PROPOSERS[3], 0.0)
+    assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
+        Promise(0, 1, outbid, 0, b"")]
 
 
 def test_a_proposer_believes_no_preemption_beyond_every_reachable_ballot() -> None:
