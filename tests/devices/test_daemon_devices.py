@@ -20,6 +20,7 @@ from tests.integration.harness import (
     KPAXOSD,
     Cluster,
     cluster,
+    echo,
     loopback_config,
     mounted,
     read_lines,
@@ -52,9 +53,7 @@ def test_sigterm_ends_a_blocked_reader_and_removes_the_devices(door: str,
                                ready=False).wait_ready(SLOW)
         learner, client = folder / "kpaxos-learner", folder / "kpaxos-client"
         compat = folder / "chardevice" / "klearner0"
-        written = subprocess.run(["bash", "-c", f'echo decided > "{client}"'],
-                                 capture_output=True, timeout=SLOW, check=False)
-        assert written.returncode == 0, written.stderr
+        echo("decided", client, timeout=SLOW)
         cat = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE)
         assert read_lines(cat.stdout, 1, timeout=SLOW) == [b"decided"]
         assert cat.poll() is None  # blocked in read, waiting for the next value
@@ -82,9 +81,7 @@ def test_a_daemon_killed_by_sigkill_serves_the_same_names_again(door: str,
                               ready=False).wait_ready(SLOW)
         reader = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
-        written = subprocess.run(["sh", "-c", f'echo before > "{client}"'],
-                                 capture_output=True, timeout=SLOW, check=False)
-        assert written.returncode == 0, written.stderr
+        echo("before", client, timeout=SLOW)
         assert read_lines(reader.stdout, 1, timeout=SLOW) == [b"before"]
 
         first.proc.kill()
@@ -95,9 +92,7 @@ def test_a_daemon_killed_by_sigkill_serves_the_same_names_again(door: str,
                                ready=False).wait_ready(SLOW)
         again = running.spawn(["cat", str(learner)], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
-        written = subprocess.run(["sh", "-c", f'echo after > "{client}"'],
-                                 capture_output=True, timeout=SLOW, check=False)
-        assert written.returncode == 0, written.stderr
+        echo("after", client, timeout=SLOW)
         # The value decided before the crash is still in the log, then the new one.
         assert read_lines(again.stdout, 2, timeout=SLOW) == [b"before", b"after"]
         assert second.stop(signal.SIGTERM, timeout=SLOW) == 0

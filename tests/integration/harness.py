@@ -157,6 +157,13 @@ def role_addresses(config: Path) -> dict[tuple[str, int], tuple[str, int]]:
     return addresses
 
 
+def echo(word: str, client: Path, timeout: float = 30) -> None:
+    """``echo word > client`` in a real shell, which must succeed within ``timeout``."""
+    done = subprocess.run(["sh", "-c", f'echo {word} > "{client}"'], capture_output=True,
+                          timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def read_lines(stream: object, count: int, timeout: float) -> list[bytes]:
     """``count`` lines from a pipe, failing (not hanging) after ``timeout``."""
     buffer = _read_while(stream, lambda buffer: buffer.count(b"\n") < count, timeout)

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import KPAXOSD, Cluster, cluster, mounted, read_lines, wait_until
+from tests.integration.harness import (
+    KPAXOSD,
+    Cluster,
+    cluster,
+    echo,
+    mounted,
+    read_lines,
+    wait_until,
+)
 
 pytestmark = pytest.mark.root
 
@@ -21,12 +29,6 @@ FUSE = ("--device-backend", "fuse")
 
 def links(link_dir: Path) -> tuple[Path, Path]:
     return link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
-
-
-def echo(word: str, client: Path) -> None:
-    done = subprocess.run(["sh", "-c", f"echo {word} > {client}"], capture_output=True,
-                          timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
 
 
 def assert_a_write_is_read(running: Cluster, link_dir: Path, word: str) -> None:

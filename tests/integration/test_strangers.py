@@ -19,7 +19,14 @@ import pytest
 from kpaxosd.paxos.ballots import MAX_PROPOSERS, MAX_U32
 from kpaxosd.paxos.effects import Persist
 from kpaxosd.storage import AcceptorStore
-from tests.integration.harness import Cluster, Kpaxosd, cluster, loopback_config, read_lines
+from tests.integration.harness import (
+    Cluster,
+    Kpaxosd,
+    cluster,
+    echo,
+    loopback_config,
+    read_lines,
+)
 from tests.integration.harness import role_addresses as roles_of
 from wire import (
     Accept,
@@ -81,12 +88,6 @@ def forgeries(config: Path, learner: tuple[str, int]) -> Iterator[tuple[Message,
     yield ProposerHi(0, MAX_U32), proposer
 
 
-def write(client: Path, word: str) -> None:
-    done = subprocess.run(["sh", "-c", f"echo {word} > {client}"], capture_output=True,
-                          timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-
-
 def start(running: Cluster, name: str, config: Path, storage: Path,
           devices: list[str]) -> Kpaxosd:
     return running.start(name, "-c", str(config), "--device-backend", "fuse",
@@ -103,11 +104,11 @@ def test_a_strangers_forgeries_neither_wedge_nor_fool_the_cluster_across_a_resta
         learner_dev, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
         first = start(running, "first", config, storage, devices)
         reader = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
-        write(client, "before")
+        echo("before", client, timeout=60)
         for msg, address in forgeries(config, learner_address(first)):
             stranger.sendto(encode(msg), address)
         for word in ("after1", "after2"):
-            write(client, word)
+            echo(word, client, timeout=60)
         assert read_lines(reader.stdout, 3, timeout=60) == [b"before", b"after1", b"after2"]
         assert first.stop(signal.SIGTERM) == 0
         host, port = stranger.getsockname()
@@ -121,7 +122,7 @@ def test_a_strangers_forgeries_neither_wedge_nor_fool_the_cluster_across_a_resta
         # What an acceptor persisted survives; the stranger's promises were never made.
         second = start(running, "second", config, storage, devices)
         again = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
-        write(client, "restarted")
+        echo("restarted", client, timeout=60)
         assert read_lines(again.stdout, 4, timeout=60) == [
             b"before", b"after1", b"after2", b"restarted"]
         assert second.stop(signal.SIGTERM) == 0
@@ -140,7 +141,7 @@ def test_a_flood_of_learner_hellos_and_repeats_from_strangers_stops_nothing(
         learner_dev, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
         start(running, "node", config, tmp_path / "storage", devices)
         reader = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
-        write(client, "before")
+        echo("before", client, timeout=60)
         strangers = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
                      for _ in range(300)]
         for sock in strangers:
@@ -152,7 +153,7 @@ def test_a_flood_of_learner_hellos_and_repeats_from_strangers_stops_nothing(
                 stranger.sendto(encode(Repeat(1, MAX_U32)), address)
         words = [f"after{n}" for n in range(5)]
         for word in words:
-            write(client, word)
+            echo(word, client, timeout=60)
         assert read_lines(reader.stdout, 6, timeout=60) == [
             b"before", *(word.encode() for word in words)]
 
@@ -176,7 +177,7 @@ def test_a_cluster_wedged_by_an_older_version_decides_again(tmp_path: Path) -> N
         reader = running.spawn(["cat", str(link_dir / "kpaxos-learner")],
                                stdout=subprocess.PIPE)
         for word in ("decided", "again"):
-            write(link_dir / "kpaxos-client", word)
+            echo(word, link_dir / "kpaxos-client", timeout=60)
         assert read_lines(reader.stdout, 2, timeout=60) == [b"decided", b"again"]
         assert "49 promises" in daemon.log and "are lowered" in daemon.log
         assert "hold a value accepted at a forged ballot" in daemon.log
