@@ -47,7 +47,7 @@ from kpaxosd.arguments import (
     value_size,
 )
 from kpaxosd.client_engine import ClientEngine, total_line
-from kpaxosd.endpoint import IPV4_UDP_HEADERS, path_mtu, source_host_towards
+from kpaxosd.endpoint import IPV4_UDP_HEADERS, bind_towards, path_mtu
 from kpaxosd.paxos.cluster import Address
 from wire import MAX_VALUE_SIZE, ClientValue, encode
 from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, pack_batch
@@ -178,10 +178,7 @@ async def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
-    # Bound where the proposer is reached from, not (implicitly) every interface.
-    source = source_host_towards(proposer)
-    if source is not None:
-        sock.bind((source, 0))
+    bind_towards(sock, proposer)
 
     send_all = datagram_sender(sock, seal, proposer, args.values_per_datagram)
 

@@ -28,7 +28,7 @@ from clients.options import (
 )
 from clients.sources import ID_RANGE, SourceError, device_records, open_record_device
 from kpaxosd.arguments import OneLineParser, host_and_port, listen_ipv4, positive_int, value_size
-from kpaxosd.endpoint import source_host_towards
+from kpaxosd.endpoint import bind_towards
 from wire import LearnerDel, LearnerHi, Trim, encode
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_record
 
@@ -93,10 +93,7 @@ async def run(args: argparse.Namespace) -> int:
     fd = open_record_device(learner_device_path(args), record_value_size)
     trim_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     trim_sock.setblocking(False)
-    # Bound where the acceptors are reached from, not (implicitly) every interface.
-    source = source_host_towards(next(iter(cluster.acceptors.values())))
-    if source is not None:
-        trim_sock.bind((source, 0))
+    bind_towards(trim_sock, next(iter(cluster.acceptors.values())))
     forwarder = Forwarder()
     host, port = args.listen
     async with trio.open_nursery() as nursery:

@@ -172,9 +172,8 @@ def plan_endpoints(spec: DaemonSpec) -> list[_EndpointPlan]:
 
 def _learner_host(config: Config) -> str:
     """The one address of this host that the acceptors are reached from."""
-    routes = {aid: source_host_towards(address)
-              for aid, address in config.cluster.acceptors.items()}
-    hosts = sorted({host for host in routes.values() if host is not None})
+    routes = {source_host_towards(address) for address in config.cluster.acceptors.values()}
+    hosts = sorted(host for host in routes if host is not None)
     if len(hosts) == 1:
         return hosts[0]
     if not hosts:

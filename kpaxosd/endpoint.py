@@ -23,6 +23,7 @@ import math
 import socket
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 
@@ -108,6 +109,8 @@ class StoreHealth(enum.Enum):
     UNKNOWN = "unknown"
 
 
+_T = TypeVar("_T")
+
 #: Linux's IP_MTU (linux/in.h): the MTU of a connected socket's route. Python's socket
 #: module does not export it.
 IP_MTU = 14
@@ -115,25 +118,35 @@ IP_MTU = 14
 IPV4_UDP_HEADERS = 20 + 8
 
 
-def path_mtu(address: Address) -> int | None:
-    """The MTU of the route to ``address`` (nothing is sent); None when unknown."""
+def _about_the_route(address: Address, ask: Callable[[socket.socket], _T]) -> _T | None:
+    """``ask`` of a UDP socket connected to ``address`` (nothing is sent); None when
+    there is no route."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect(address)
-            return int(sock.getsockopt(socket.IPPROTO_IP, IP_MTU))
+            return ask(sock)
     except OSError:
         return None
+
+
+def path_mtu(address: Address) -> int | None:
+    """The MTU of the route to ``address`` (nothing is sent); None when unknown."""
+    return _about_the_route(
+        address, lambda sock: int(sock.getsockopt(socket.IPPROTO_IP, IP_MTU)))
 
 
 def source_host_towards(address: Address) -> str | None:
     """The address of this host that datagrams to ``address`` leave from (nothing is
     sent); None when there is no route."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            return str(sock.getsockname()[0])
-    except OSError:
-        return None
+    return _about_the_route(address, lambda sock: str(sock.getsockname()[0]))
+
+
+def bind_towards(sock: socket.socket, address: Address) -> None:
+    """Bind the unbound ``sock`` where this host reaches ``address`` from (any port),
+    not (as a first send would) to every interface; left to the kernel without a route."""
+    source = source_host_towards(address)
+    if source is not None:
+        sock.bind((source, 0))
 
 
 def open_udp_socket(address: Address) -> socket.socket:

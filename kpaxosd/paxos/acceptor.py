@@ -120,14 +120,13 @@ class Acceptor:
         at such a ballot stays as it is.
         """
         self._trim_iid = max(self._trim_iid, trim_iid)
-        absurd = MAX_REACHABLE_BALLOT
         restored = Restored()
         for r in records:
             if r.iid <= self._trim_iid:
                 continue
             promised = r.promised_ballot
-            if promised > absurd:
-                if r.accepted_ballot > absurd:
+            if promised > MAX_REACHABLE_BALLOT:
+                if r.accepted_ballot > MAX_REACHABLE_BALLOT:
                     restored.accepted_absurd.append(r.iid)
                 elif promised > r.accepted_ballot:
                     restored.lowered.append(r.iid)
