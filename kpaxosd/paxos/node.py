@@ -161,13 +161,14 @@ class Node:
     def _refuse(self, msg: Message, src: Address, refusal: Refusal) -> None:
         self._refused[refusal] += 1
         sources = self._refused_sources
-        # Bounded: a flood from many addresses is counted, not remembered.
-        if len(sources) < REFUSED_SOURCES_KEPT or src in sources:
+        # Bounded: a flood from many addresses is counted, not remembered. The first
+        # refusal of a source is the one its warning names (later ones are alike).
+        if src not in sources and len(sources) < REFUSED_SOURCES_KEPT:
             sources[src] = (refusal, type(msg))
 
     def pop_refused_sources(self) -> dict[Address, tuple[Refusal, type[Message]]]:
         """The sources refused since the last call (at most REFUSED_SOURCES_KEPT), with
-        the reason and the type of a message refused from each."""
+        the reason and the type of the first message refused from each."""
         sources, self._refused_sources = self._refused_sources, {}
         return sources
 

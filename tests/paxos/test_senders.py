@@ -188,3 +188,10 @@ def test_a_restored_forged_promise_is_lowered_to_what_was_accepted() -> None:
     node.receive(Prepare(2, 50), PROPOSERS[0], 0.0)
     assert Promise(0, 2, 50, 30, b"kept") in [
         e.msg for e in node.pop_effects() if isinstance(e, Send)]
+
+
+def test_a_refused_source_is_named_by_its_first_refusal() -> None:
+    node = acceptor_node()
+    node.receive(Prepare(1, 13), STRANGER, 0.0)
+    node.receive(Trim(1), STRANGER, 0.0)
+    assert node.pop_refused_sources() == {STRANGER: (Refusal.NOT_THE_PROPOSER, Prepare)}
