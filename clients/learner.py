@@ -5,7 +5,8 @@ connected client whose id range holds the value's client_id (the original's
 protocol: a client sends its half-open id range as two native int32, the learner
 echoes them, then sends records of ``4 + V`` bytes). With ``-l N`` it sends TRIM to
 every acceptor each N delivered instances (between a LEARNER_HI and a LEARNER_DEL:
-acceptors take a TRIM only from a registered learner).
+acceptors take a TRIM only from a registered learner). A configuration that lists
+learners takes TRIM only from them: there the daemon's learner trims (``--trim``).
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class Forwarder:
 
 async def run(args: argparse.Namespace) -> int:
     cluster, seal = cluster_from_args(args, "kpaxos-learner")
+    if args.trim and cluster.learners:
+        raise SourceError(
+            "-l: the configuration lists learners, and the acceptors take TRIM only from "
+            "them; let the daemon hosting one trim instead (kpaxosd --trim N)")
     record_value_size = CLIENT_VALUE_HEADER_SIZE + args.value_size
     fd = open_record_device(learner_device_path(args), record_value_size)
     trim_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

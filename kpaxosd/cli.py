@@ -37,8 +37,9 @@ DESCRIPTION = """\
 Run Paxos roles (acceptor, proposer, learner, replica) of a Kernel_Paxos cluster.
 
 With no role flags, this process hosts every role of the configuration plus a
-learner: with no --config either, that is the built-in cluster on loopback
-(acceptors 0-2 at 127.0.0.3:3003/4003/5003, proposer 0 at 127.0.0.2:3002).
+learner (learner 0 where it has learner lines): with no --config either, that is
+the built-in cluster on loopback (acceptors 0-2 at 127.0.0.3:3003/4003/5003,
+proposer 0 at 127.0.0.2:3002).
 
 A process hosting a learner serves the devices:
   echo value > /dev/kpaxos-client     propose; returns once decided
@@ -89,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="host proposer ID of the configuration")
     roles.add_argument("--replica", metavar="ID", type=_role_id, action="append", default=[],
                        help="host replica ID: its acceptor, proposer and a learner on one address")
-    roles.add_argument("--learner", action="store_true", help="host a learner (and the devices)")
+    roles.add_argument("--learner", metavar="ID", nargs="?", const=-1, type=_role_id,
+                       help="host a learner (and the devices); where the configuration "
+                            "lists learners, ID says which, and it listens at its address")
     roles.add_argument("--storage", metavar="DIR",
                        help="keep acceptor state durably in LMDB under DIR/acceptor-ID "
                             "(default: the configuration's storage, else in memory)")
@@ -196,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
     whole_cluster = not (
-        args.acceptor or args.proposer or args.replica or args.learner or args.client
+        args.acceptor or args.proposer or args.replica or args.learner is not None
+        or args.client
     )
     cluster = config.cluster
     if whole_cluster:
@@ -205,15 +209,19 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         proposers = [i for i in cluster.proposers if i not in both]
         replicas = sorted(both)
         learner = True
+        # One set of devices per process: the first listed learner, if any.
+        learner_id = 0 if cluster.learners and not replicas else None
     else:
         acceptors, proposers, replicas = args.acceptor, args.proposer, args.replica
-        learner = args.learner or args.client
+        learner = args.learner is not None or args.client
+        learner_id = None if args.learner in (None, -1) else args.learner
     return DaemonSpec(
         config=config,
         acceptors=acceptors,
         proposers=proposers,
         replicas=replicas,
         learner=learner,
+        learner_id=learner_id,
         learner_address=args.learner_address,
         devices=None
         if args.no_devices

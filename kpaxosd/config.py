@@ -5,6 +5,7 @@ One directive a line, ``#`` starts a comment::
     acceptor 0 127.0.0.3 3003      # ID ADDRESS PORT; ids from 0 without gaps
     proposer 0 127.0.0.2 3002
     replica  1 127.0.0.4 3004      # proposer and acceptor on one address
+    learner  0 127.0.0.5 3005      # ours: only listed learners may trim (see below)
     verbosity info                 # quiet | error | info | debug
     learner-catch-up yes
     proposer-timeout 1
@@ -19,6 +20,12 @@ One directive a line, ``#`` starts a comment::
 ``trim N`` makes every learner that reads the file send TRIM to the acceptors every N
 delivered instances (PaxosOptions.trim_every); one learner of a cluster should trim,
 so it belongs in that learner's own file (or use ``kpaxosd --trim``).
+
+``learner`` lines are ours (libpaxos has learners find the acceptors): where a file
+lists learners, the acceptors take the learners' messages — registering, REPEAT,
+LEARNER_STUCK and above all TRIM — only from those addresses and from replicas (see
+kpaxosd/paxos/senders.py); ``kpaxosd --learner ID`` hosts listed learner ID there.
+A file without them keeps the original's open registration.
 
 Options libpaxos knows but kpaxos has no use for (its LMDB and TCP knobs) are
 accepted and reported, so an existing file keeps working.
@@ -205,6 +212,7 @@ class _Parser:
         self.source = source
         self.acceptors: dict[int, tuple[Address, int]] = {}
         self.proposers: dict[int, tuple[Address, int]] = {}
+        self.learners: dict[int, tuple[Address, int]] = {}
         self.settings: dict[str, object] = {}
         self.ignored: list[tuple[int, str]] = []
         self.addresses: dict[Address, tuple[str, int, int]] = {}
@@ -214,7 +222,7 @@ class _Parser:
 
     def line(self, number: int, words: list[str]) -> None:
         key, args = words[0].lower(), words[1:]
-        if key in ("acceptor", "proposer", "replica"):
+        if key in ("acceptor", "proposer", "replica", "learner"):
             self.role(number, key, args)
         elif key in _OPTIONS:
             name, parse = _OPTIONS[key]
@@ -266,12 +274,12 @@ class _Parser:
             )
         self.addresses[address] = (key, role_id, number)
         tables = {
-            "acceptor": [self.acceptors],
-            "proposer": [self.proposers],
-            "replica": [self.acceptors, self.proposers],
+            "acceptor": [("acceptor", self.acceptors)],
+            "proposer": [("proposer", self.proposers)],
+            "replica": [("acceptor", self.acceptors), ("proposer", self.proposers)],
+            "learner": [("learner", self.learners)],
         }[key]
-        for table in tables:
-            kind = "acceptor" if table is self.acceptors else "proposer"
+        for kind, table in tables:
             if role_id in table:
                 raise self.fail(
                     number, f"{kind} {role_id} is defined twice (first on line {table[role_id][1]})"
@@ -285,6 +293,7 @@ class _Parser:
             raise self.fail(None, "no proposer or replica is defined")
         self.check_ids("acceptor", self.acceptors)
         self.check_ids("proposer", self.proposers)
+        self.check_ids("learner", self.learners)
         verbosity = str(self.settings.pop("verbosity", "info"))
         storage = self.settings.pop("storage", None)
         auth_key_file = self.settings.pop("auth_key_file", None)
@@ -292,6 +301,7 @@ class _Parser:
             cluster = Cluster(
                 acceptors={i: a for i, (a, _) in sorted(self.acceptors.items())},
                 proposers={i: a for i, (a, _) in sorted(self.proposers.items())},
+                learners={i: a for i, (a, _) in sorted(self.learners.items())},
             )
             options = PaxosOptions(**self.settings)  # type: ignore[arg-type]
         except ValueError as exc:
@@ -307,6 +317,8 @@ class _Parser:
         )
 
     def check_ids(self, kind: str, table: dict[int, tuple[Address, int]]) -> None:
+        if not table:
+            return
         missing = sorted(set(range(len(table))) - set(table))
         if missing:
             highest = max(table)
@@ -322,6 +334,11 @@ def describe(config: Config) -> Iterable[str]:
         yield f"acceptor {aid} at {host}:{port}"
     for pid, (host, port) in config.cluster.proposers.items():
         yield f"proposer {pid} at {host}:{port}"
+    for lid, (host, port) in config.cluster.learners.items():
+        yield f"learner {lid} at {host}:{port}"
+    if config.cluster.learners:
+        yield ("only the listed learners and the replicas may register, ask for history "
+               "and trim")
     trim_every = config.options.trim_every
     if trim_every is not None:
         yield (f"a learner hosted here trims the acceptors every {trim_every} delivered "

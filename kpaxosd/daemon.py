@@ -91,6 +91,9 @@ class DaemonSpec:
     proposers: list[int] = field(default_factory=list)
     replicas: list[int] = field(default_factory=list)
     learner: bool = False
+    #: Which listed learner (the configuration's ``learner`` lines) that is; None
+    #: where it lists none.
+    learner_id: int | None = None
     #: Where a learner of its own listens; None: the address this host reaches the
     #: acceptors from, on a free port (never every interface unless asked).
     learner_address: Address | None = None
@@ -165,9 +168,36 @@ def plan_endpoints(spec: DaemonSpec) -> list[_EndpointPlan]:
         plan.learner = True
     result = list(plans.values())
     if spec.learner and not any(plan.learner for plan in result):
-        address = spec.learner_address or (_learner_host(spec.config), 0)
-        result.append(_EndpointPlan(address, learner=True))
+        result.append(_EndpointPlan(_learner_address(spec), learner=True))
+    elif spec.learner_id is not None and spec.replicas:
+        raise DaemonError(f"--learner {spec.learner_id}: this process hosts a replica, "
+                          "whose learner is on the replica's address; leave --learner out")
     return result
+
+
+def _learner_address(spec: DaemonSpec) -> Address:
+    """Where the learner of its own listens: its listed address, the one asked for,
+    or the address this host reaches the acceptors from."""
+    config, learners = spec.config, spec.config.cluster.learners
+    if not learners:
+        if spec.learner_id is not None:
+            raise DaemonError(f"{config.source} lists no learners; give --learner without "
+                              "an ID (or add learner lines)")
+        return spec.learner_address or (_learner_host(config), 0)
+    listed = ", ".join(f"{lid} at {host}:{port}" for lid, (host, port) in learners.items())
+    if spec.learner_id is None:
+        raise DaemonError(f"{config.source} lists learners ({listed}), and the acceptors "
+                          "take learners only from there: say which this is with --learner ID")
+    if spec.learner_id not in learners:
+        raise DaemonError(f"{config.source} defines no learner {spec.learner_id} (it has "
+                          f"learners {listed})")
+    address = learners[spec.learner_id]
+    if spec.learner_address is not None and spec.learner_address != address:
+        raise DaemonError(
+            f"--learner-address {spec.learner_address[0]}:{spec.learner_address[1]} is not "
+            f"learner {spec.learner_id}'s address in {config.source} "
+            f"({address[0]}:{address[1]}); leave it out")
+    return address
 
 
 def _learner_host(config: Config) -> str:

@@ -54,10 +54,13 @@ UNAUTHENTICATED_SOURCES_REMEMBERED = 1024
 REFUSED_WARNING_INTERVAL = 60.0
 #: What each refusal means, for the warning.
 _REFUSED_BECAUSE = {
-    Refusal.NOT_THE_ACCEPTOR: "is not the configured address of the acceptor it names",
-    Refusal.NOT_THE_PROPOSER: "is not the configured address of the proposer its ballot "
-                              "names",
+    Refusal.NOT_THE_ACCEPTOR: "is not the configured address of the acceptor the message "
+                              "speaks for",
+    Refusal.NOT_THE_PROPOSER: "is not the configured address of the proposer the message "
+                              "speaks for",
     Refusal.NOT_A_LEARNER: "has not registered as a learner (LEARNER_HI)",
+    Refusal.NOT_A_LISTED_LEARNER: "is no learner (nor replica) of the configuration's "
+                                  "learner lines",
 }
 
 

@@ -6,10 +6,17 @@ message that speaks for one — an acceptor's PROMISE, ACCEPTED, PREEMPTED,
 ACCEPTOR_STATE or ACCEPTOR_OK; a proposer's PREPARE or ACCEPT (its ballot names the
 proposer) or PROPOSER_HI — is taken only from that address. A stranger who cannot
 spoof source addresses can then neither vote nor promise in anyone's name, nor push a
-ballot out of reach. The learners are not in the configuration: a TRIM, which makes
-acceptors forget, is taken only from an address registered as a learner with the
-acceptor (LEARNER_HI, which a learner repeats every hello_keepalive). CLIENT_VALUE
-stays open to anyone, as in the original.
+ballot out of reach.
+
+Learners. Where the configuration lists learners (``learner`` lines), only they and
+the replicas (which host a learner on their address) may speak as learners: register
+(LEARNER_HI, LEARNER_DEL), ask for history (REPEAT), report a stuck instance
+(LEARNER_STUCK) and make acceptors forget (TRIM). A stranger then gets nothing out of
+an acceptor, neither the values nor a flood of answers sent at someone else. Where
+it lists none, as the original's files, anyone may register, and a TRIM is taken
+only from an address registered as a learner with the acceptor (LEARNER_HI, which a
+learner repeats every hello_keepalive). CLIENT_VALUE stays open to anyone, as in the
+original.
 
 The checks are a table by message type, like the node's routes: this runs for every
 message.
@@ -28,11 +35,15 @@ from wire.messages import (
     Accepted,
     AcceptorOk,
     AcceptorState,
+    LearnerDel,
+    LearnerHi,
+    LearnerStuck,
     Message,
     Preempted,
     Prepare,
     Promise,
     ProposerHi,
+    Repeat,
     Trim,
 )
 
@@ -45,8 +56,12 @@ class Refusal(enum.Enum):
     #: A proposer's message not from the configured address of the proposer its
     #: ballot (or id) names.
     NOT_THE_PROPOSER = "not_the_proposer"
-    #: A TRIM from an address that has not registered as a learner (LEARNER_HI).
+    #: A TRIM from an address that has not registered as a learner (LEARNER_HI),
+    #: where the configuration lists no learners.
     NOT_A_LEARNER = "not_a_learner"
+    #: A learner's message (LEARNER_HI, LEARNER_DEL, REPEAT, LEARNER_STUCK, TRIM)
+    #: from an address that is no learner of the configuration, which lists some.
+    NOT_A_LISTED_LEARNER = "not_a_listed_learner"
 
 
 Check = Callable[[Any, Address], bool]
@@ -58,7 +73,8 @@ class Senders:
     Args:
         cluster: the configuration.
         is_learner: whether an address registered as a learner (the acceptor's
-            table); without it (no acceptor hosted) TRIM goes unchecked here.
+            table); without it (no acceptor hosted) TRIM goes unchecked here where
+            the configuration lists no learners.
     """
 
     def __init__(self, cluster: Cluster,
@@ -89,7 +105,12 @@ class Senders:
             Accept: (from_its_proposer, Refusal.NOT_THE_PROPOSER),
             ProposerHi: (from_that_proposer, Refusal.NOT_THE_PROPOSER),
         }
-        if is_learner is not None:
+        if cluster.learners:
+            listed: tuple[Check, Refusal] = (
+                lambda msg, src: cluster.lists_learner_at(src), Refusal.NOT_A_LISTED_LEARNER)
+            for kind in (LearnerHi, LearnerDel, Repeat, LearnerStuck, Trim):
+                self._checks[kind] = listed
+        elif is_learner is not None:
             self._checks[Trim] = (lambda msg, src: is_learner(src), Refusal.NOT_A_LEARNER)
 
     def refusal(self, msg: Message, src: Address) -> Refusal | None:

@@ -9,6 +9,7 @@ from kpaxosd.config import (
     MAX_CONFIG_BYTES,
     ConfigError,
     default_config,
+    describe,
     load_config,
     parse_config,
 )
@@ -80,6 +81,11 @@ def test_the_built_in_cluster_is_the_originals() -> None:
         ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 1\n", 2, "already acceptor 0"),
         ("acceptor 0 127.0.0.1 1\nacceptor 2 127.0.0.1 3\nproposer 0 127.0.0.1 2\n", 2,
          "acceptor 1 is missing"),
+        ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nlearner 1 127.0.0.1 3\n", 3,
+         "learner 0 is missing"),
+        ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nlearner 0 127.0.0.1 1\n", 3,
+         "already acceptor 0"),
+        ("acceptor 0 127.0.0.1 1\nlearner 0 0.0.0.0 3\n", 2, "'any address'"),
         ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nverbosity loud\n", 3, "verbosity"),
         ("acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nproposer-timeout -1\n", 3,
          "proposer-timeout"),
@@ -147,3 +153,15 @@ def test_only_a_regular_file_of_at_most_a_mebibyte_is_read(tmp_path: Path) -> No
 def test_batching_can_be_turned_off_for_original_learners() -> None:
     text = "acceptor 0 127.0.0.1 1\nproposer 0 127.0.0.1 2\nproposer-values-per-instance 1\n"
     assert parse_config(text).options.max_values_per_instance == 1
+
+
+def test_learner_lines_list_the_learners_that_may_trim() -> None:
+    config = parse_config(
+        "replica 0 127.0.0.3 3003\nlearner 0 127.0.0.5 3005\nlearner 1 127.0.0.6 3005\n")
+    cluster = config.cluster
+    assert cluster.learners == {0: ("127.0.0.5", 3005), 1: ("127.0.0.6", 3005)}
+    assert cluster.lists_learner_at(("127.0.0.6", 3005))
+    assert cluster.lists_learner_at(("127.0.0.3", 3003))  # the replica hosts one
+    assert not cluster.lists_learner_at(("127.0.0.5", 3006))
+    assert "learner 1 at 127.0.0.6:3005" in list(describe(config))
+    assert parse_config("replica 0 127.0.0.3 3003\n").cluster.learners == {}

@@ -25,7 +25,9 @@ from wire import (
     AcceptorOk,
     AcceptorState,
     ClientValue,
+    LearnerDel,
     LearnerHi,
+    LearnerStuck,
     Message,
     Preempted,
     Prepare,
@@ -79,6 +81,42 @@ def test_trim_is_taken_only_from_a_registered_learner() -> None:
     senders = Senders(CLUSTER, learners.__contains__)
     assert senders.refusal(Trim(5), ("10.0.0.7", 4000)) is None
     assert senders.refusal(Trim(5), STRANGER) is Refusal.NOT_A_LEARNER
+
+
+LISTED_LEARNER = ("10.0.0.7", 4000)
+REPLICA = ("10.0.0.9", 3003)
+WITH_LEARNERS = Cluster({**ACCEPTORS, 3: REPLICA}, {**PROPOSERS, 3: REPLICA},
+                        learners={0: LISTED_LEARNER})
+
+
+@pytest.mark.parametrize("msg", [LearnerHi(), LearnerDel(), Repeat(1, 5), LearnerStuck(4),
+                                 Trim(5)])
+def test_where_learners_are_listed_only_they_and_replicas_act_as_learners(
+    msg: Message,
+) -> None:
+    senders = Senders(WITH_LEARNERS, lambda src: True)
+    assert senders.refusal(msg, LISTED_LEARNER) is None
+    assert senders.refusal(msg, REPLICA) is None  # a replica hosts a learner there
+    # Registering is not enough, nor being another node of the configuration.
+    for other in (STRANGER, ACCEPTORS[0], PROPOSERS[3]):
+        assert senders.refusal(msg, other) is Refusal.NOT_A_LISTED_LEARNER
+
+
+def test_a_stranger_gets_nothing_from_an_acceptor_of_a_cluster_listing_learners() -> None:
+    node = Node(ACCEPTORS[0], WITH_LEARNERS, acceptor_id=0, rng=random.Random(0), now=0.0)
+    node.receive(Accept(1, 10, b"v"), PROPOSERS[0], 0.0)
+    node.pop_effects()
+    node.receive(LearnerHi(), STRANGER, 0.0)
+    node.receive(Repeat(1, MAX_U32), STRANGER, 0.0)
+    node.receive(Accept(2, 10, b"w"), PROPOSERS[0], 0.0)  # no copy goes to the stranger
+    node.receive(Trim(1), STRANGER, 0.0)
+    sent_to = {e.dest for e in node.pop_effects() if isinstance(e, Send)}
+    assert sent_to == {PROPOSERS[0]}
+    assert acceptor_stats(node).trim_iid == 0
+    assert node.statistics().refused == {"not_a_listed_learner": 3}
+    node.receive(LearnerHi(), LISTED_LEARNER, 0.0)
+    node.receive(Trim(1), LISTED_LEARNER, 0.0)
+    assert acceptor_stats(node).trim_iid == 1
 
 
 def acceptor_node() -> Node:
