@@ -24,6 +24,7 @@ from tests.integration.harness import (
     Kpaxosd,
     cluster,
     echo,
+    free_udp_port,
     loopback_config,
     read_lines,
 )
@@ -34,6 +35,7 @@ from wire import (
     AcceptorOk,
     AcceptorState,
     LearnerHi,
+    LearnerStuck,
     Message,
     Preempted,
     Prepare,
@@ -181,3 +183,43 @@ def test_a_cluster_wedged_by_an_older_version_decides_again(tmp_path: Path) -> N
         assert read_lines(reader.stdout, 2, timeout=60) == [b"decided", b"again"]
         assert "49 promises" in daemon.log and "are lowered" in daemon.log
         assert "hold a value accepted at a forged ballot" in daemon.log
+
+
+def test_where_learners_are_listed_a_stranger_gets_nothing_and_trims_nothing(
+    tmp_path: Path, stranger: socket.socket,
+) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    learner = ("127.0.0.1", free_udp_port("127.0.0.1"))
+    with config.open("a") as file:
+        file.write(f"learner 0 {learner[0]} {learner[1]}\n")
+    roles = roles_of(config)
+    acceptors = [address for (role, _), address in roles.items() if role == "acceptor"]
+    storage = tmp_path / "storage"
+    with cluster(tmp_path) as running:
+        _, link_dir, devices = running.devices("node")
+        learner_dev, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"
+        # The daemon's learner trims after every instance, from its listed address.
+        first = start(running, "first", config, storage, [*devices, "--trim", "1"])
+        assert learner_address(first) == learner
+        reader = running.spawn(["cat", str(learner_dev)], stdout=subprocess.PIPE)
+        for word in ("one", "two", "three"):
+            echo(word, client, timeout=60)
+        for _ in range(20):
+            for address in acceptors:
+                for msg in (LearnerHi(), Repeat(1, MAX_U32), Trim(MAX_U32), LearnerStuck(1)):
+                    stranger.sendto(encode(msg), address)
+            stranger.sendto(encode(LearnerStuck(1)), roles[("proposer", 0)])
+        echo("after", client, timeout=60)
+        assert read_lines(reader.stdout, 4, timeout=60) == [b"one", b"two", b"three", b"after"]
+        # Not one answer, nor a copy of a decided value, came back to the stranger.
+        stranger.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            stranger.recvfrom(65536)
+        assert first.stop(signal.SIGTERM) == 0
+        host, port = stranger.getsockname()
+        assert f"from {host}:{port}: that address is no learner (nor replica)" in first.log
+
+        # Across a restart on the same storage the cluster decides on.
+        second = start(running, "second", config, storage, devices)
+        echo("restarted", client, timeout=60)
+        assert second.stop(signal.SIGTERM) == 0
