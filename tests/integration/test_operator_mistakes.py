@@ -203,3 +203,21 @@ def test_a_client_key_file_others_may_read_is_one_line(program: str, tmp_path: P
     key = write_key(tmp_path / "key", 0o644)
     done = run([BIN / program, "--auth-key-file", key])
     assert_one_line(done, 1, f"{program}: error: --auth-key-file:", "mode 0644")
+
+
+def test_kpaxos_learner_will_not_trim_a_cluster_that_lists_learners(tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with config.open("a") as file:
+        file.write("learner 0 127.0.0.1 3999\n")
+    done = run([BIN / "kpaxos-learner", "--config", str(config), "-l", "100"])
+    assert_one_line(done, 1, "kpaxos-learner: error: -l: the configuration lists learners",
+                    "kpaxosd --trim N")
+
+
+def test_kpaxosd_names_the_learner_id_a_cluster_listing_learners_needs(tmp_path: Path) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with config.open("a") as file:
+        file.write("learner 0 127.0.0.1 3999\n")
+    done = run([KPAXOSD, "--config", str(config), "--learner", "--no-devices"])
+    assert_one_line(done, 1, "lists learners (0 at 127.0.0.1:3999)",
+                    "say which this is with --learner ID")
