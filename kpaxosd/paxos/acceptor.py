@@ -238,22 +238,17 @@ class Acceptor:
             index += 1
 
     def on_trim(self, msg: Trim, src: Address) -> None:
+        if msg.iid <= self._trim_iid:
+            return
         if msg.iid > self._horizon():
             self.dropped += 1
-            return
-        # A learner trims only what it delivered, which a quorum accepted: never
-        # beyond what this acceptor accepted, unless it missed those instances (then
-        # there is nothing of them to forget). Bounded so, no TRIM, however far, can
-        # make an acceptor refuse the instances still to come.
-        point = min(msg.iid, self._highest_accepted)
-        if point <= self._trim_iid:
             return
         # The trim point is made durable with the records it drops: an acceptor that
         # came back from a crash without those records and without the trim point
         # would promise and accept there afresh, as if it had never accepted.
-        self._out.add(PersistTrim(point))
-        self._trim_iid = point
-        cut = bisect_right(self._held, point)
+        self._out.add(PersistTrim(msg.iid))
+        self._trim_iid = msg.iid
+        cut = bisect_right(self._held, msg.iid)
         for iid in self._held[:cut]:
             self._held_bytes -= len(self._records.pop(iid).value) + HELD_RECORD_COST
         del self._held[:cut]

@@ -7,11 +7,12 @@ iid order, and asks for what it missed with REPEAT when a hole stays open.
 Trimming. Acceptors forget instances up to their trim point (TRIM) and report it
 (ACCEPTOR_STATE, in answer to a REPEAT or a keepalive's probe below it). A learner
 that still needs such an instance may never get it. It says so with a
-:class:`Trimmed` effect and goes on after the trim point, as soon as a quorum of
-acceptors reports a point at or beyond its next instance (see trims.py: one
-acceptor's word is never enough). Until then it asks the others as for any hole; if
-they cannot decide it, the instance is stuck (below), and Paxos runs it again among
-the acceptors that did not trim it.
+:class:`Trimmed` effect and goes on after the trim point:
+
+- at once when so many acceptors report a trim point at or beyond its next instance
+  that the others are fewer than a quorum (no majority can answer any more);
+- otherwise when one acceptor reported it and TRIM_PATIENCE rounds of REPEAT to all
+  acceptors brought nothing (those that did not trim could not decide it either).
 
 A learner with ``trim_every`` sends that TRIM itself (see PaxosOptions).
 
@@ -34,7 +35,6 @@ from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
 from kpaxosd.paxos.stats import LearnerStatistics
-from kpaxosd.paxos.trims import TrimReports
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
@@ -57,6 +57,9 @@ MAX_REPEAT_RUNS = 16
 #: repeat_interval: a hole nobody can fill (its acceptors trimmed it, say) must not
 #: cost a full answer every tenth of a second forever.
 MAX_REPEAT_BACKOFF = 32
+#: REPEAT rounds without progress, after an acceptor said it trimmed the instance
+#: this learner needs, before the learner gives that history up.
+TRIM_PATIENCE = 3
 #: REPEAT rounds without progress, with the instance waited for known to exist (an
 #: acceptor reported it, or a later one), before the learner reports it as stuck
 #: (LEARNER_STUCK), and again each round.
@@ -92,9 +95,10 @@ class Repair(enum.Enum):
     PROBING = "probing"
     #: The next instance is known to exist (an acceptor accepted it, or a later one)
     #: and not delivered: REPEAT for what is missing when a round brings nothing, the
-    #: interval doubling up to MAX_REPEAT_BACKOFF.
+    #: interval doubling up to MAX_REPEAT_BACKOFF. An acceptor's trim point at or
+    #: beyond it is believed after TRIM_PATIENCE such rounds.
     REPAIRING = "repairing"
-    #: STUCK_ROUNDS rounds brought nothing (and no quorum trimmed the instance):
+    #: STUCK_ROUNDS rounds brought nothing (and no acceptor trimmed the instance):
     #: LEARNER_STUCK to every proposer, with the REPEAT, each fruitless round.
     STUCK = "stuck"
 
@@ -166,7 +170,8 @@ class Learner:
         self._probe_misses = 0
         # The trim point each acceptor reported, and the REPEAT rounds that brought
         # nothing since one of them covered our next instance.
-        self._trims = TrimReports(self._quorum)
+        self._trims: dict[int, int] = {}
+        self._trim_stalls = 0
         # REPEAT rounds in a row that brought nothing.
         self._fruitless_rounds = 0
         # The last TRIM this learner sent (trim_every), resent with the keepalives.
@@ -324,8 +329,15 @@ class Learner:
         if msg.aid not in self._cluster.acceptors:
             self.dropped += 1
             return
-        if self._trims.report(msg.aid, msg.trim_iid):
-            self._give_up_through(self._trims.agreed())
+        if msg.trim_iid <= self._trims.get(msg.aid, 0):
+            return
+        self._trims[msg.aid] = msg.trim_iid
+        # The trim point that leaves fewer than a quorum of acceptors holding an
+        # instance: the (n - quorum + 1)-th highest reported.
+        enough = len(self._cluster.acceptors) - self._quorum + 1
+        reported = sorted(self._trims.values(), reverse=True)
+        if len(reported) >= enough:
+            self._give_up_through(reported[enough - 1])
 
     def handle_timer(self, now: float) -> None:
         for aid, (state, due) in self._hello.items():
@@ -414,6 +426,7 @@ class Learner:
         first = self._next
         self._next = trim_iid + 1
         self.trimmed += self._next - first
+        self._trim_stalls = 0
         self._fruitless_rounds = 0
         self._repeat_backoff = 1
         for iid in [i for i in self._pending if i <= trim_iid]:
@@ -464,10 +477,11 @@ class Learner:
             self._arm_repeat(now)
 
     def _take_round(self) -> _Round:
-        """Count the round just over: its progress, a stuck report."""
+        """Count the round just over: its progress, trim patience, a stuck report."""
         assert self._next is not None
         if self._next != self._repeat_mark:
             self._repeat_backoff = 1
+            self._trim_stalls = 0
             self._fruitless_rounds = 0
             return _Round.PROGRESS
         # Counted only while our instance is known to exist: a later one is known
@@ -478,6 +492,13 @@ class Learner:
         # open instance alone.
         known = self._highest >= self._next
         self._fruitless_rounds = self._fruitless_rounds + 1 if known else 0
+        trimmed = max(self._trims.values(), default=0)
+        if trimmed >= self._next:
+            self._trim_stalls += 1
+            if self._trim_stalls >= TRIM_PATIENCE:
+                self._give_up_through(trimmed)
+                return _Round.PROGRESS
+            return _Round.FRUITLESS
         if self._fruitless_rounds >= STUCK_ROUNDS:
             # Asking the acceptors again will not fill this hole.
             self._report_stuck(self._next)

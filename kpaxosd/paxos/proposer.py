@@ -46,7 +46,6 @@ from kpaxosd.paxos.effects import Outbox
 from kpaxosd.paxos.leader import LeaderView, Role
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.stats import ProposerStatistics
-from kpaxosd.paxos.trims import TrimReports
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import (
@@ -171,7 +170,6 @@ class Proposer:
         self.pid = pid
         self._acceptors = cluster.acceptors
         self._quorum = cluster.quorum
-        self._trims = TrimReports(self._quorum)
         self._options = options
         self._rng = rng
         self._out = outbox
@@ -456,16 +454,13 @@ class Proposer:
         # a quorum at our ballot.
 
     def on_acceptor_state(self, msg: AcceptorState, now: float) -> None:
-        """An acceptor's trim point. Where a quorum reports one, every instance up to
-        it was decided long ago; below that, the acceptors that did not trim an
-        instance still make a quorum to run it with (trims.py)."""
+        """An acceptor's trim point: every instance up to it was decided long ago."""
         if msg.aid not in self._acceptors or msg.trim_iid > (
             self._next_iid + self._options.acceptor_max_ahead
         ):
             self.dropped += 1
             return
-        if self._trims.report(msg.aid, msg.trim_iid):
-            self._skip_decided(self._trims.agreed(), now)
+        self._skip_decided(msg.trim_iid, now)
 
     def on_proposer_hi(self, msg: ProposerHi, src: Address, now: float) -> None:
         """A peer is alive (and knows every instance below ``decided_below`` decided)."""

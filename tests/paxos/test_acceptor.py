@@ -211,21 +211,6 @@ def test_trim_too_far_ahead_is_dropped() -> None:
     assert (acc.trim_iid, acc.dropped) == (0, 1)
 
 
-def test_trim_goes_no_further_than_what_was_accepted() -> None:
-    acc, out = make()
-    acc.on_accept(Accept(3, 10, b"x"), PROPOSER)
-    acc.on_prepare(Prepare(4, 10), PROPOSER)  # promised, nothing accepted
-    out.drain()
-    acc.on_trim(Trim(900), LEARNER)  # within the horizon, far beyond what was accepted
-    assert out.drain() == [PersistTrim(3)]
-    assert (acc.trim_iid, acc.held(), acc.dropped) == (3, [4], 0)
-    # The instances still to come are taken.
-    acc.on_accept(Accept(5, 10, b"y"), PROPOSER)
-    assert acc.record(5) == Record(10, 10, b"y")
-    acc.on_trim(Trim(900), LEARNER)
-    assert acc.trim_iid == 5
-
-
 def test_restore_brings_back_persisted_records() -> None:
     acc, out = make()
     acc.restore([Persist(1, 21, 10, b"v"), Persist(2, 10, 0, b""), Persist(3, 10, 10, b"x")], 2)
