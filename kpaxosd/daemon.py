@@ -7,6 +7,7 @@ import logging
 import random
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -363,6 +364,8 @@ class Daemon:
             rng=rng,
             now=now,
         )
+        # Before the store is restored: what it holds above the ceiling was forged.
+        node.set_wall_clock(time.time())
         store = None
         if plan.acceptor_id is not None and spec.storage is not None:
             store = self._open_store(plan.acceptor_id, node)

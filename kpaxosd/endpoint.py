@@ -469,6 +469,7 @@ class UdpEndpoint:
     def receive_local(self, inbox: list[tuple[Message, Address]], now: float) -> None:
         """Hand the node what other endpoints of this process posted, then flush."""
         self.counters.local_in += len(inbox)
+        self.node.set_wall_clock(time.time())
         self.node.receive_many(inbox, now)
         self.flush()
         # What came over the bus may have set a timer (a proposer's retry) that the
@@ -571,6 +572,8 @@ class UdpEndpoint:
     def _serve(self, now: float) -> None:
         """What one wake-up does: read what came, run the timers due, carry it all out."""
         node = self.node
+        # The wall clock opens the ballot ceiling (ballots.ballot_ceiling).
+        node.set_wall_clock(time.time())
         self._drain(now)
         refused = node.pop_refused_sources()
         if refused:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kpaxosd.paxos.ballots import MAX_REACHABLE_BALLOT, ballot_ceiling
+from kpaxosd.paxos.ballots import BASE_BALLOT_CEILING
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Outbox, Persist, PersistTrim
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
@@ -69,9 +69,8 @@ class Acceptor:
         self._held: list[int] = []
         self._trim_iid = 0
         self._highest_accepted = 0
-        # The highest ballot promised, and the highest this acceptor takes now.
-        self._highest_promised = 0
-        self._ballot_ceiling = ballot_ceiling(0)
+        # The highest ballot this acceptor takes now (ballots.ballot_ceiling).
+        self._ballot_ceiling = BASE_BALLOT_CEILING
         # What _records take, as acceptor_max_held_bytes counts it, and how far
         # beyond it the records held may grow (see _room_for).
         self._held_bytes = 0
@@ -108,16 +107,21 @@ class Acceptor:
             dropped=self.dropped,
         )
 
+    def set_ballot_ceiling(self, ceiling: int) -> None:
+        """The highest ballot taken from now on (ballots.ballot_ceiling of the time)."""
+        self._ballot_ceiling = ceiling
+
     def restore(self, records: Iterable[Persist], trim_iid: int = 0) -> Restored:
         """Load what the wrapper persisted, before any input (a restarted acceptor).
 
-        A promise above MAX_REACHABLE_BALLOT was never asked for by a proposer of
-        ours: it was forged (taken by a kpaxos that did not check senders or bound
+        A promise above the ballot ceiling of the time was never taken by this
+        version: it was forged (taken by a kpaxos that did not check senders or bound
         ballots) and would wedge its instance for good. It goes back down to what the
         record accepted. That is safe while the configured proposers are honest: only
         the proposer a ballot names may send ACCEPT with it, and an honest one never
-        reaches such a ballot, so no acceptance under it can follow. A value accepted
-        at such a ballot stays as it is.
+        goes above the ceiling, so no acceptance under it can follow. (A clock set
+        back by years would make this version's own promises look forged.) A value
+        accepted at such a ballot stays as it is.
         """
         self._trim_iid = max(self._trim_iid, trim_iid)
         restored = Restored()
@@ -125,8 +129,8 @@ class Acceptor:
             if r.iid <= self._trim_iid:
                 continue
             promised = r.promised_ballot
-            if promised > MAX_REACHABLE_BALLOT:
-                if r.accepted_ballot > MAX_REACHABLE_BALLOT:
+            if promised > self._ballot_ceiling:
+                if r.accepted_ballot > self._ballot_ceiling:
                     restored.accepted_absurd.append(r.iid)
                 elif promised > r.accepted_ballot:
                     restored.lowered.append(r.iid)
@@ -329,8 +333,5 @@ class Acceptor:
         else:
             self._held_bytes += len(record.value) - len(known.value)
         self._records[iid] = record
-        if record.promised > self._highest_promised:
-            self._highest_promised = record.promised
-            self._ballot_ceiling = ballot_ceiling(record.promised)
         if record.accepted_ballot:
             self._highest_accepted = max(self._highest_accepted, iid)

@@ -29,22 +29,33 @@ def ballot_above(proposer_id: int, ballot: int) -> int | None:
     return candidate if candidate <= MAX_U32 else None
 
 
-#: How many rounds above the highest it has promised (or FIRST_ROUND_SPREAD) an
-#: acceptor takes a ballot. An honest proposer climbs one round above the ballot that
-#: preempted it, so it never comes near; one forged or buggy message cannot take a
-#: promise out of every proposer's reach (a ballot near the top of the u32 word), and
-#: whoever a promise shut out can always go above it (the ceiling rises with it).
+#: Rounds above FIRST_ROUND_SPREAD that every acceptor takes from the start. An
+#: honest proposer climbs one round above the ballot that preempted it, so it takes
+#: some 16 million preemptions of one instance to come near.
 MAX_ROUND_STEP = FIRST_ROUND_SPREAD
+#: The ceiling opens up with the wall clock from here (2026-01-01T00:00:00Z) ...
+CEILING_EPOCH = 1_767_225_600.0
+#: ... by one round every this many seconds: from u32 top, a window of some 25 years.
+SECONDS_PER_ROUND = 2.0
 
 
-def ballot_ceiling(highest_promised: int) -> int:
-    """The highest ballot an acceptor that promised ``highest_promised`` takes."""
-    rounds = max(highest_promised // MAX_PROPOSERS, FIRST_ROUND_SPREAD) + MAX_ROUND_STEP
+def ballot_ceiling(wall: float) -> int:
+    """The highest ballot taken at wall-clock time ``wall`` (seconds since 1970).
+
+    Bounded by time, not by what was promised: a ceiling that rose with each
+    promise would let a peer walk it to the top of the u32 word in a few dozen
+    PREPAREs, where nobody can outbid it any more. Against the clock, the highest
+    promise anyone can obtain is the ceiling of the moment, and every proposer can
+    go above it once the ceiling opened one more round, SECONDS_PER_ROUND later. The
+    clocks of the cluster need to agree only roughly (a skew of S seconds delays an
+    outbid by S / SECONDS_PER_ROUND rounds' worth); ballots matter only for
+    liveness here, never for safety.
+    """
+    opened = int(max(0.0, wall - CEILING_EPOCH) / SECONDS_PER_ROUND)
+    rounds = FIRST_ROUND_SPREAD + MAX_ROUND_STEP + opened
     return min(ballot_of(rounds, MAX_PROPOSERS - 1), MAX_U32)
 
 
-#: The highest ballot a proposer of ours reaches: its first round is below
-#: FIRST_ROUND_SPREAD, and it would take some 16 million preemptions of one instance
-#: to get past this. A promise above it in an acceptor's store was forged (an older
-#: kpaxos took it from a stranger), and a preemption above it is not believed.
-MAX_REACHABLE_BALLOT = ballot_ceiling(0)
+#: The ceiling at CEILING_EPOCH, the lowest there is: the sans-IO roles start with it
+#: until told the time (Node.set_wall_clock).
+BASE_BALLOT_CEILING = ballot_ceiling(CEILING_EPOCH)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from kpaxosd.paxos.acceptor import Acceptor, Restored
-from kpaxosd.paxos.ballots import MAX_PROPOSERS
+from kpaxosd.paxos.ballots import MAX_PROPOSERS, ballot_ceiling
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Effect, Outbox, Persist
 from kpaxosd.paxos.learner import Learner
@@ -116,6 +116,16 @@ class Node:
         self._handlers = self._route()
         acceptor = self.acceptor
         self._senders = Senders(cluster, acceptor.knows_learner if acceptor else None)
+
+    def set_wall_clock(self, wall: float) -> None:
+        """The wall-clock time (seconds since 1970), which opens the ballot ceiling
+        (ballots.ballot_ceiling). Told before input, and before restore_acceptor; a
+        node never told keeps the lowest ceiling."""
+        ceiling = ballot_ceiling(wall)
+        if self.acceptor is not None:
+            self.acceptor.set_ballot_ceiling(ceiling)
+        if self.proposer is not None:
+            self.proposer.set_ballot_ceiling(ceiling)
 
     def restore_acceptor(self, records: Iterable[Persist], trim_iid: int = 0) -> Restored:
         """Give a restarted acceptor what was persisted, before any input; what was

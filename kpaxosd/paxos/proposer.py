@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import (
+    BASE_BALLOT_CEILING,
     FIRST_ROUND_SPREAD,
-    MAX_REACHABLE_BALLOT,
     MAX_U32,
     ballot_above,
     ballot_of,
@@ -170,6 +170,8 @@ class Proposer:
         self.pid = pid
         self._acceptors = cluster.acceptors
         self._quorum = cluster.quorum
+        # The highest ballot acceptors take now; we never prepare above it.
+        self._ballot_ceiling = BASE_BALLOT_CEILING
         self._options = options
         self._rng = rng
         self._out = outbox
@@ -403,10 +405,10 @@ class Proposer:
             self._prepared(inst, now)
 
     def on_preempted(self, msg: Preempted, now: float) -> None:
-        # A ballot no proposer reaches is a forged promise (an older version's store):
-        # believing it would leave us nothing to outbid it with; the other acceptors
-        # may still promise.
-        if msg.aid not in self._acceptors or msg.ballot > MAX_REACHABLE_BALLOT:
+        # A ballot above the ceiling is a forged promise (an older version's store), or
+        # an acceptor whose clock runs ahead: there is nothing to outbid it with yet;
+        # the other acceptors may still promise.
+        if msg.aid not in self._acceptors or msg.ballot > self._ballot_ceiling:
             self.dropped += 1
             return
         inst = self._instances.get(msg.iid)
@@ -452,6 +454,10 @@ class Proposer:
         # and a learner catching up by REPEAT, which sees only those, would wait
         # forever. The retry already scheduled adopts the chosen value and ends with
         # a quorum at our ballot.
+
+    def set_ballot_ceiling(self, ceiling: int) -> None:
+        """The highest ballot the acceptors take from now on (ballots.ballot_ceiling)."""
+        self._ballot_ceiling = ceiling
 
     def on_acceptor_state(self, msg: AcceptorState, now: float) -> None:
         """An acceptor's trim point: every instance up to it was decided long ago."""
@@ -577,8 +583,9 @@ class Proposer:
 
     def _prepare_higher(self, inst: _Instance, now: float) -> None:
         ballot = ballot_above(self.pid, max(inst.ballot, inst.highest_seen))
-        if ballot is None:
-            # Someone claims a ballot we cannot outbid; wait rather than spin.
+        if ballot is None or ballot > self._ballot_ceiling:
+            # Someone holds a ballot we cannot outbid before the ceiling opens another
+            # round (ballots.ballot_ceiling); wait rather than spin.
             self.dropped += 1
             self._set_timer(inst, now + self._options.proposer_timeout)
             return

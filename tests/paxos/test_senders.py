@@ -7,9 +7,12 @@ import random
 import pytest
 
 from kpaxosd.paxos.ballots import (
+    BASE_BALLOT_CEILING,
+    CEILING_EPOCH,
     MAX_PROPOSERS,
-    MAX_REACHABLE_BALLOT,
+    MAX_ROUND_STEP,
     MAX_U32,
+    SECONDS_PER_ROUND,
     ballot_above,
     ballot_ceiling,
     ballot_of,
@@ -171,23 +174,57 @@ def test_the_sources_refused_are_kept_for_the_log_and_bounded() -> None:
 # -- nothing absurd from inside either ---------------------------------------------------
 
 
-def test_a_configured_proposers_top_ballot_is_refused_and_a_reachable_one_taken() -> None:
+def test_no_number_of_prepares_walks_the_ceiling_up_only_the_clock_opens_it() -> None:
     node = acceptor_node()
     top = ballot_of(MAX_U32 // MAX_PROPOSERS - 1, 0)
     node.receive(Prepare(1, top), PROPOSERS[0], 0.0)
-    node.receive(Prepare(1, MAX_REACHABLE_BALLOT + MAX_PROPOSERS), PROPOSERS[0], 0.0)
+    node.receive(Prepare(1, BASE_BALLOT_CEILING + MAX_PROPOSERS), PROPOSERS[0], 0.0)
     assert node.pop_effects() == []
-    # The highest ballot taken at first leaves every proposer a ballot above it ...
-    highest = MAX_REACHABLE_BALLOT - MAX_REACHABLE_BALLOT % MAX_PROPOSERS  # proposer 0's
+    # The highest ballot taken now ...
+    highest = BASE_BALLOT_CEILING - BASE_BALLOT_CEILING % MAX_PROPOSERS  # proposer 0's
     node.receive(Prepare(1, highest), PROPOSERS[0], 0.0)
     assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
         Promise(0, 1, highest, 0, b"")]
-    # ... which the acceptor takes: the ceiling rises with what it promised.
+    # ... moves the ceiling nowhere: a walk of PREPAREs to the top gets no further.
+    for step in range(1, 30):
+        node.receive(Prepare(1, highest + step * MAX_ROUND_STEP * MAX_PROPOSERS),
+                     PROPOSERS[0], 0.0)
+    assert node.pop_effects() == []
+    # Proposer 3, shut out, can go above once the clock opened one more round.
     outbid = ballot_above(3, highest)
-    assert outbid is not None and ballot_ceiling(highest) > outbid
+    assert outbid is not None and outbid > BASE_BALLOT_CEILING
+    later = CEILING_EPOCH + SECONDS_PER_ROUND
+    assert ballot_ceiling(later) >= outbid
+    node.set_wall_clock(later)
     node.receive(Prepare(1, outbid), PROPOSERS[3], 0.0)
     assert [e.msg for e in node.pop_effects() if isinstance(e, Send)] == [
         Promise(0, 1, outbid, 0, b"")]
+
+
+def test_a_proposer_waits_for_the_ceiling_to_outbid_a_promise_at_it() -> None:
+    alone = Cluster(ACCEPTORS, {3: PROPOSERS[3]})  # the leader from the start
+    node = Node(PROPOSERS[3], alone, proposer_id=3, rng=random.Random(0), now=0.0)
+    node.pop_effects()
+    node.submit(b"v", 0.0)
+    node.pop_effects()
+    at_ceiling = BASE_BALLOT_CEILING - BASE_BALLOT_CEILING % MAX_PROPOSERS  # proposer 0's
+    for aid, address in ACCEPTORS.items():
+        node.receive(Preempted(aid, 1, at_ceiling), address, 0.1)
+
+    def prepares() -> list[Prepare]:
+        return [e.msg for e in node.pop_effects()
+                if isinstance(e, Send) and isinstance(e.msg, Prepare)]
+
+    # Not above the ceiling, which the acceptors would refuse in silence ...
+    now = 0.1
+    for _ in range(5):
+        now += 10.0
+        node.handle_timer(now)
+        assert all(p.ballot <= BASE_BALLOT_CEILING for p in prepares())
+    # ... but as soon as it opened.
+    node.set_wall_clock(CEILING_EPOCH + SECONDS_PER_ROUND)
+    node.handle_timer(now + 10.0)
+    assert {p.ballot for p in prepares() if p.iid == 1} == {ballot_above(3, at_ceiling)}
 
 
 def test_a_proposer_believes_no_preemption_beyond_every_reachable_ballot() -> None:

@@ -52,6 +52,7 @@ from kpaxosd.paxos import (
     Send,
     Trimmed,
 )
+from kpaxosd.paxos.ballots import CEILING_EPOCH
 from kpaxosd.paxos.options import HELD_RECORD_COST
 from wire import (
     AcceptorState,
@@ -407,6 +408,11 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, kind, args))
 
+    def wall(self) -> float:
+        """The wall clock the nodes are told: a year after the ballot ceiling's epoch,
+        so that the ceiling moves (a round each SECONDS_PER_ROUND) while runs last."""
+        return CEILING_EPOCH + 365 * 86400 + self.now
+
     def boot(self, host: Host) -> None:
         host.up = True
         host.incarnation += 1
@@ -423,6 +429,7 @@ class Simulation:
             rng=random.Random(self.rng.getrandbits(64)),
             now=self.now,
         )
+        node.set_wall_clock(self.wall())
         if host.acceptor_id is not None and (host.storage or host.trim_iid):
             node.restore_acceptor(list(host.storage.values()), host.trim_iid)
         host.node = node
@@ -548,6 +555,7 @@ class Simulation:
                 self.push(self.now + self.sc.drain, DRAIN, host, host.incarnation)
             host.inbox.append((msg, src))
             return False
+        host.node.set_wall_clock(self.wall())
         host.node.receive(msg, src, self.now)
         self.after(host)
         return False
@@ -557,6 +565,7 @@ class Simulation:
             return False
         assert host.node is not None
         inbox, host.inbox = host.inbox, []
+        host.node.set_wall_clock(self.wall())
         host.node.receive_many(inbox, self.now)
         self.after(host)
         return False
@@ -566,6 +575,7 @@ class Simulation:
             return False
         assert host.node is not None
         host.timer_due = None
+        host.node.set_wall_clock(self.wall())
         host.node.handle_timer(self.now)
         due = host.node.next_deadline()
         if due is not None and due <= self.now:
