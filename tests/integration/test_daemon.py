@@ -70,10 +70,10 @@ def test_sigint_ends_a_writer_waiting_for_a_decision(tmp_path: Path) -> None:
 
 def test_a_wrong_config_line_stops_the_daemon_naming_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.conf"
-    config.write_text("acceptor 0 127.0.0.1 9000\nproposer 0 127.0.0.1 9001\nlearner yes\n")
+    config.write_text("acceptor 0 127.0.0.1 9000\nproposer 0 127.0.0.1 9001\nlearnr yes\n")
     done = subprocess.run([KPAXOSD, "-c", str(config)], capture_output=True, timeout=30)
     assert done.returncode == 2
-    assert f"{config}:3: unknown directive 'learner'" in done.stderr.decode()
+    assert f"{config}:3: unknown directive 'learnr'" in done.stderr.decode()
     assert b"Traceback" not in done.stderr
 
 
