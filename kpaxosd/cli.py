@@ -64,6 +64,8 @@ def _group(text: str) -> int:
 
 
 _role_id = integer_in(0, None, "an id from 0")
+#: What a bare ``--learner`` stands for: a learner, whichever the configuration allows.
+_ANY_LEARNER = -1
 _trim_count = integer_in(1, 1_000_000_000, "a count of instances from 1 to 1000000000")
 _values_per_instance = integer_in(1, 100_000, "1 to 100000 values (1: no batching)")
 
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="host proposer ID of the configuration")
     roles.add_argument("--replica", metavar="ID", type=_role_id, action="append", default=[],
                        help="host replica ID: its acceptor, proposer and a learner on one address")
-    roles.add_argument("--learner", metavar="ID", nargs="?", const=-1, type=_role_id,
+    roles.add_argument("--learner", metavar="ID", nargs="?", const=_ANY_LEARNER, type=_role_id,
                        help="host a learner (and the devices); where the configuration "
                             "lists learners, ID says which, and it listens at its address")
     roles.add_argument("--storage", metavar="DIR",
@@ -214,7 +216,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
     else:
         acceptors, proposers, replicas = args.acceptor, args.proposer, args.replica
         learner = args.learner is not None or args.client
-        learner_id = None if args.learner in (None, -1) else args.learner
+        learner_id = None if args.learner in (None, _ANY_LEARNER) else args.learner
     return DaemonSpec(
         config=config,
         acceptors=acceptors,

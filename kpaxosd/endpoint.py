@@ -482,18 +482,18 @@ class UdpEndpoint:
             if deadline is not None and deadline < timer.deadline:
                 timer.deadline = deadline
 
-    def _drain(self, now: float) -> None:
+    def _drain(self, now: float, wall: float) -> None:
         """Read every pending datagram (up to DRAIN_LIMIT), then hand them to the node
         together."""
         received: list[tuple[Message, Address]] = []
         try:
-            self._read_pending(received, now)
+            self._read_pending(received, now, wall)
         finally:
             self.node.receive_many(received, now)
 
-    def _read_pending(self, received: list[tuple[Message, Address]], now: float) -> None:
+    def _read_pending(self, received: list[tuple[Message, Address]], now: float,
+                      wall: float) -> None:
         sock, counters, auth = self.sock, self.counters, self.auth
-        wall_clock = time.time() if auth is not None else 0.0
         keep = received.append
         for _ in range(DRAIN_LIMIT):
             try:
@@ -507,7 +507,7 @@ class UdpEndpoint:
             counters.datagrams_in += 1
             if auth is not None:
                 try:
-                    data = auth.open_untrusted(data, wall_clock)
+                    data = auth.open_untrusted(data, wall)
                 except AuthError as exc:
                     counters.unauthenticated += 1
                     log.debug("%s: dropped a datagram from %s:%d: %s", self.name, *src,
@@ -572,9 +572,11 @@ class UdpEndpoint:
     def _serve(self, now: float) -> None:
         """What one wake-up does: read what came, run the timers due, carry it all out."""
         node = self.node
-        # The wall clock opens the ballot ceiling (ballots.ballot_ceiling).
-        node.set_wall_clock(time.time())
-        self._drain(now)
+        # One reading of the wall clock a wake-up: it opens the ballot ceiling
+        # (ballots.ballot_ceiling) and dates the authenticated datagrams.
+        wall = time.time()
+        node.set_wall_clock(wall)
+        self._drain(now, wall)
         refused = node.pop_refused_sources()
         if refused:
             self._warn_refused(refused, now)

@@ -35,7 +35,7 @@ def ballot_above(proposer_id: int, ballot: int) -> int | None:
 MAX_ROUND_STEP = FIRST_ROUND_SPREAD
 #: The ceiling opens up with the wall clock from here (2026-01-01T00:00:00Z) ...
 CEILING_EPOCH = 1_767_225_600.0
-#: ... by one round every this many seconds: from u32 top, a window of some 25 years.
+#: ... by one round every this many seconds: some 25 years until the top of the u32.
 SECONDS_PER_ROUND = 2.0
 
 

@@ -296,7 +296,7 @@ def test_unauthenticated_datagrams_are_warned_of_once_a_minute_per_source(
             for _ in range(count):
                 sender.sendto(datagram, sock.getsockname())
             with caplog.at_level(logging.WARNING, logger="kpaxos.udp"):
-                endpoint._drain(now)
+                endpoint._drain(now, time.time())
             return [r.getMessage() for r in caplog.records]
 
         host, port = keyless.getsockname()
