@@ -49,7 +49,9 @@ def test_a_daemon_killed_by_sigkill_starts_again_on_the_same_paths(tmp_path: Pat
         echo("before", client)
         assert read_lines(reader.stdout, 1, timeout=30) == [b"before"]
         # A writer with the client device open, writing while the daemon dies.
-        writer = running.spawn(["sh", "-c", f"while echo tick; do sleep 0.05; done > {client}"],
+        # The loop ends only when a write fails, and a while loop's own status is its body's.
+        writer = running.spawn(["sh", "-c",
+                                f"while echo tick; do sleep 0.05; done > {client}; exit 3"],
                                stderr=subprocess.DEVNULL)
         time.sleep(0.3)
 
