@@ -12,7 +12,11 @@ that still needs such an instance may never get it. It says so with a
 - at once when so many acceptors report a trim point at or beyond its next instance
   that the others are fewer than a quorum (no majority can answer any more);
 - otherwise when one acceptor reported it and TRIM_PATIENCE rounds of REPEAT to all
-  acceptors brought nothing (those that did not trim could not decide it either).
+  acceptors brought nothing (those that did not trim could not decide it either);
+  then only for the hole it waits on, never past the highest instance it knows was
+  accepted: one acceptor's word, a liar's perhaps, cannot empty the log ahead.
+
+Values it holds decided inside a trimmed range are delivered, not given up.
 
 A learner with ``trim_every`` sends that TRIM itself (see PaxosOptions).
 
@@ -419,22 +423,46 @@ class Learner:
                 kept.append(origin)
         return values, kept
 
-    def _give_up_through(self, trim_iid: int) -> None:
-        """Skip to after ``trim_iid`` if we still need anything up to it (Trimmed)."""
+    def _give_up_through(self, trim_iid: int) -> bool:
+        """Skip what we lack up to ``trim_iid`` (Trimmed), delivering what we hold.
+
+        Decided instances in the range are delivered, not dropped: the trim point
+        says the acceptors forgot them, not that they were not decided. Whether
+        anything was given up.
+        """
         if self._next is None or trim_iid < self._next:
-            return
-        first = self._next
-        self._next = trim_iid + 1
-        self.trimmed += self._next - first
+            return False
+        held = sorted(i for i in self._decided if self._next < i <= trim_iid)
+        ends = [*(i - 1 for i in held), trim_iid]
+        for end in ends:
+            self._deliver_in_order()
+            if self._next > end:
+                continue
+            first = self._next
+            self._next = end + 1
+            self.trimmed += self._next - first
+            for iid in [i for i in self._pending if i <= end]:
+                self._held_bytes -= self._pending.pop(iid).held_bytes + HELD_RECORD_COST
+            self._out.add(Trimmed(first, self._next))
         self._trim_stalls = 0
         self._fruitless_rounds = 0
         self._repeat_backoff = 1
-        for iid in [i for i in self._pending if i <= trim_iid]:
-            self._held_bytes -= self._pending.pop(iid).held_bytes + HELD_RECORD_COST
-        for iid in [i for i in self._decided if i <= trim_iid]:
-            self._held_bytes -= len(self._decided.pop(iid)) + HELD_RECORD_COST
-        self._out.add(Trimmed(first, self._next))
         self._deliver_in_order()
+        return True
+
+    def _believed_alone(self) -> int:
+        """How far one acceptor's trim point is believed after TRIM_PATIENCE rounds.
+
+        Not as far as it says: a single acceptor may lie (or be a stranger's forgery
+        that slipped through). Only the run of instances we hold nothing of from our
+        next one on, and none beyond the highest instance some acceptor showed us it
+        accepted: a lie then costs at most the hole that nobody could fill anyway,
+        never the values still to come.
+        """
+        assert self._next is not None
+        bound = min(max(self._trims.values(), default=0), self._highest)
+        held = [i for i in (*self._decided, *self._pending) if self._next < i <= bound]
+        return min(held, default=bound + 1) - 1
 
     def _trim_acceptors(self) -> None:
         """trim_every: let the acceptors forget what we delivered, but the last
@@ -495,8 +523,9 @@ class Learner:
         trimmed = max(self._trims.values(), default=0)
         if trimmed >= self._next:
             self._trim_stalls += 1
-            if self._trim_stalls >= TRIM_PATIENCE:
-                self._give_up_through(trimmed)
+            if self._trim_stalls >= TRIM_PATIENCE and self._give_up_through(
+                self._believed_alone()
+            ):
                 return _Round.PROGRESS
             return _Round.FRUITLESS
         if self._fruitless_rounds >= STUCK_ROUNDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kpaxosd.paxos.ballots import MAX_U32
 from kpaxosd.paxos.cluster import Cluster
 from kpaxosd.paxos.effects import Deliver, Outbox, Send, Trimmed
 from kpaxosd.paxos.learner import (
@@ -444,3 +445,40 @@ def test_a_hole_is_repaired_then_reported_stuck_then_filled() -> None:
     vote(learner, 2, b"b", aids=(0,))  # decided at last
     assert [d.iid for d in delivered(out)] == [2, 3]
     assert next_round(learner) is Repair.IDLE
+
+
+def test_decided_values_inside_a_trimmed_range_are_delivered_not_given_up() -> None:
+    learner, out = make(catch_up=True)
+    vote(learner, 1, b"a")
+    vote(learner, 3, b"c")  # decided, held behind the hole at 2
+    vote(learner, 6, b"f")
+    out.drain()
+    learner.on_acceptor_state(AcceptorState(0, 5))
+    learner.on_acceptor_state(AcceptorState(1, 5))
+    assert [e for e in out.drain() if not isinstance(e, Send)] == [
+        Trimmed(2, 3), Deliver(3, [b"c"], [None]), Trimmed(4, 6), Deliver(6, [b"f"], [None])
+    ]
+    assert (learner.next_iid, learner.trimmed) == (7, 3)
+
+
+def test_one_acceptors_trim_point_far_ahead_costs_only_the_hole_it_could_not_fill() -> None:
+    """An acceptor that lies (or a forgery) says it forgot every instance there is."""
+    learner, out = make(catch_up=False, repeat_interval=0.1)
+    vote(learner, 3, b"c")  # delivery starts at 3
+    vote(learner, 5, b"e")
+    vote(learner, 7, b"g")
+    out.drain()
+    learner.on_acceptor_state(AcceptorState(2, MAX_U32))
+    assert out.drain() == []
+    learner.handle_timer(0.1)  # the round armed before 3 was delivered: progress
+    out.drain()
+    for _ in range(TRIM_PATIENCE):  # REPEAT rounds that bring nothing
+        learner.handle_timer(learner.next_deadline())  # type: ignore[arg-type]
+    effects = [e for e in out.drain() if not isinstance(e, Send)]
+    # Only 4, the hole: 5 was decided, 6 may still come, and the rest is to come.
+    assert effects == [Trimmed(4, 5), Deliver(5, [b"e"], [None])]
+    vote(learner, 6, b"f")
+    vote(learner, 8, b"h")
+    assert delivered(out) == [Deliver(6, [b"f"], [None]), Deliver(7, [b"g"], [None]),
+                              Deliver(8, [b"h"], [None])]
+    assert (learner.next_iid, learner.trimmed) == (9, 1)
