@@ -53,8 +53,8 @@ def _run(job: tuple[int, str]) -> Outcome:
     result = simulate(seed, profile)
     summary = (
         f"{result.datagrams} datagrams, {result.deliveries} deliveries, "
-        f"{result.preemptions} preemptions, ended t={result.end_time:.2f} "
-        f"{sum(result.forged.values())} forged, {sum(result.refused.values())} refused "
+        f"{result.preemptions} preemptions, ended t={result.end_time:.2f}, "
+        f"{sum(result.forged.values())} forged, {sum(result.refused.values())} refused: "
         f"{Scenario.from_seed(seed, profile)}"
     )
     return Outcome(seed, profile, result.failures, result.replay_command(), result.datagrams,
