@@ -9,8 +9,10 @@ client's ``struct client_value`` and resend them after a second without a decisi
 as the real clients do, some of them several values to a datagram (a batch, as
 ``kpaxos-client -b``). Proposers pack queued values into one instance (a batch) up to
 the scenario's limit, and nodes may read what arrived within a while together (a
-socket drain). One learner may trim the acceptors. Then the faults stop and every
-value must reach every learner.
+socket drain). One learner may trim the acceptors. A stranger outside the
+configuration may forge well-formed datagrams of every type at any node, through
+the faults and after (the stranger profile). Then the faults stop and every value
+must reach every learner.
 
 Checked throughout, against an oracle that watches the acceptors' Persist and
 PersistTrim effects:
@@ -24,7 +26,9 @@ PersistTrim effects:
   carried the no-op or an origin it already delivered (integrity, deduplication:
   no origin delivered twice), or lies in a Trimmed range that some acceptor had
   really trimmed;
-- an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted;
+- an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted, and
+  persists none (PersistTrim) above the highest TRIM a learner of the simulation
+  sent;
 - progress: after the faults stop, every live learner delivers every submitted
   value, or reports it trimmed away, within ``Scenario.settle`` simulated seconds.
 
