@@ -366,8 +366,9 @@ class Result:
     learner_shed: int = 0
     acceptor_refused_full: int = 0
     #: What the adversary forged (Scenario.strangers), by message type name, and what
-    #: the nodes refused from its source, by reason (Node.statistics().refused),
-    #: over every node life.
+    #: the nodes refused from their source, by reason (Node.statistics().refused),
+    #: over every node life: the stranger's datagrams mostly, but also a real
+    #: learner's TRIM to an acceptor that lost its registration in a crash.
     forged: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
 
