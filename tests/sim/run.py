@@ -25,7 +25,10 @@ from tests.sim.simulator import PROFILES, Scenario, simulate
 #: The soak's profile of each seed, round robin: mostly the quick broad sweep, some
 #: of every other.
 SOAK_MIX = (
-    ("mixed",) * 8 + ("long", "duel", "harsh", "harsh", "bigwin") + ("leader",) * 3 + ("steady",)
+    ("mixed",) * 8
+    + ("long", "duel", "harsh", "harsh", "bigwin")
+    + ("leader",) * 3
+    + ("steady", "stranger")
 )
 #: Seeds per task handed to a worker process.
 CHUNK = 50
@@ -50,7 +53,8 @@ def _run(job: tuple[int, str]) -> Outcome:
     result = simulate(seed, profile)
     summary = (
         f"{result.datagrams} datagrams, {result.deliveries} deliveries, "
-        f"{result.preemptions} preemptions, ended t={result.end_time:.2f} "
+        f"{result.preemptions} preemptions, ended t={result.end_time:.2f}, "
+        f"{sum(result.forged.values())} forged, {sum(result.refused.values())} refused: "
         f"{Scenario.from_seed(seed, profile)}"
     )
     return Outcome(seed, profile, result.failures, result.replay_command(), result.datagrams,

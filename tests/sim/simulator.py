@@ -9,8 +9,10 @@ client's ``struct client_value`` and resend them after a second without a decisi
 as the real clients do, some of them several values to a datagram (a batch, as
 ``kpaxos-client -b``). Proposers pack queued values into one instance (a batch) up to
 the scenario's limit, and nodes may read what arrived within a while together (a
-socket drain). One learner may trim the acceptors. Then the faults stop and every
-value must reach every learner.
+socket drain). One learner may trim the acceptors. A stranger outside the
+configuration may forge well-formed datagrams of every type at any node, through
+the faults and after (the stranger profile). Then the faults stop and every value
+must reach every learner.
 
 Checked throughout, against an oracle that watches the acceptors' Persist and
 PersistTrim effects:
@@ -24,7 +26,9 @@ PersistTrim effects:
   carried the no-op or an origin it already delivered (integrity, deduplication:
   no origin delivered twice), or lies in a Trimmed range that some acceptor had
   really trimmed;
-- an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted;
+- an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted, and
+  persists none (PersistTrim) above the highest TRIM a learner of the simulation
+  sent;
 - progress: after the faults stop, every live learner delivers every submitted
   value, or reports it trimmed away, within ``Scenario.settle`` simulated seconds.
 
@@ -37,6 +41,7 @@ import hashlib
 import heapq
 import random
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -52,7 +57,14 @@ from kpaxosd.paxos import (
     Send,
     Trimmed,
 )
-from kpaxosd.paxos.ballots import CEILING_EPOCH
+from kpaxosd.paxos.ballots import (
+    CEILING_EPOCH,
+    FIRST_ROUND_SPREAD,
+    MAX_PROPOSERS,
+    MAX_U32,
+    ballot_ceiling,
+    ballot_of,
+)
 from kpaxosd.paxos.options import HELD_RECORD_COST
 from wire import (
     AcceptorState,
@@ -66,16 +78,33 @@ from wire import (
     wrap,
 )
 from wire.batch import pack_batch, unpack_batch_untrusted
+from wire.messages import (
+    MESSAGE_TYPES,
+    Accept,
+    Accepted,
+    AcceptorOk,
+    LearnerDel,
+    LearnerHi,
+    LearnerStuck,
+    Preempted,
+    Prepare,
+    Promise,
+    ProposerHi,
+    Repeat,
+    Trim,
+)
 from wire.original import OriginalClientValue, pack_client_value
 
 DEFAULT_OPTIONS = PaxosOptions()
 
 # Event kinds, in the heap as (time, seq, kind, args).
-DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL, DRAIN = range(11)
+(
+    DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL, DRAIN, FORGE,
+) = range(12)
 #: Where a learner life stands before its first delivery: "after instance 0".
 _BEFORE_ALL = 1 << 30
 
-PROFILES = ("mixed", "long", "duel", "harsh", "bigwin", "leader", "steady")
+PROFILES = ("mixed", "long", "duel", "harsh", "bigwin", "leader", "steady", "stranger")
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,12 @@ class Scenario:
     #: from the seed (a sweep sets them small to make the nodes shed and refuse).
     learner_max_held_bytes: int = DEFAULT_OPTIONS.learner_max_held_bytes
     acceptor_max_held_bytes: int = DEFAULT_OPTIONS.acceptor_max_held_bytes
+    #: Datagrams per simulated second that an adversary outside the configuration
+    #: forges (Simulation.on_forge), from the start to the end of the settle period.
+    strangers: float = 0.0
+    #: The Cluster lists the learner hosts (``learner`` lines): only they may speak
+    #: as learners to the acceptors. Otherwise any address may register.
+    list_learners: bool = False
     profile: str = "mixed"
 
     @classmethod
@@ -142,7 +177,11 @@ class Scenario:
         reordering, crashes and partitions. bigwin: libpaxos's default window of
         128. leader: three proposers, and the leader crashes for good while the
         other faults go on. steady: three proposers and no faults at all (a test
-        checks that nobody is preempted).
+        checks that nobody is preempted). stranger: the mixed shapes, with an
+        adversary outside the configuration forging 50 to 500 well-formed
+        datagrams a second of every type but CLIENT_VALUE, until the end of the
+        settle period; the learners are listed in the configuration in half of the
+        seeds.
         """
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
@@ -235,7 +274,11 @@ class Scenario:
         )
         if profile == "steady":
             return sc
-        return replace(sc, store_fail=r.choice([0.0, 0.0, 0.05, 0.3]))
+        sc = replace(sc, store_fail=r.choice([0.0, 0.0, 0.05, 0.3]))
+        if profile == "stranger":
+            # After every other draw, so that the base shape of the seed is mixed's.
+            sc = replace(sc, strangers=r.uniform(50.0, 500.0), list_learners=r.random() < 0.5)
+        return sc
 
 
 class _Life:
@@ -275,6 +318,8 @@ class Host:
     #: earlier lives (the byte bounds).
     shed: int = 0
     refused_full: int = 0
+    #: Messages the node refused from their source, by reason, in the earlier lives.
+    refused: Counter[str] = field(default_factory=Counter)
     isolated_until: float = 0.0
     timer_due: float | None = None
     timer_token: int = 0
@@ -320,6 +365,12 @@ class Result:
     #: bounds (Scenario.learner_max_held_bytes, acceptor_max_held_bytes).
     learner_shed: int = 0
     acceptor_refused_full: int = 0
+    #: What the adversary forged (Scenario.strangers), by message type name, and what
+    #: the nodes refused from their source, by reason (Node.statistics().refused),
+    #: over every node life: the stranger's datagrams mostly, but also a real
+    #: learner's TRIM to an acceptor that lost its registration in a crash.
+    forged: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -355,9 +406,39 @@ class Simulation:
         self.by_address = {h.address: h for h in self.hosts}
         acceptors = {h.acceptor_id: h.address for h in self.hosts if h.acceptor_id is not None}
         proposers = {h.proposer_id: h.address for h in self.hosts if h.proposer_id is not None}
-        self.cluster = Cluster(acceptors, proposers)
-        self.proposer_addresses = [proposers[p] for p in sorted(proposers)]
         self.learner_hosts = [h for h in self.hosts if h.learner]
+        # Every learner host is listed, the replicas' too: the Cluster takes a
+        # replica (acceptor and proposer on one address) for a learner anyway, but
+        # not an acceptor that hosts a learner without a proposer (replica layout
+        # with fewer proposers than learners).
+        learners = (
+            {lid: h.address for lid, h in enumerate(self.learner_hosts)}
+            if scenario.list_learners
+            else {}
+        )
+        self.cluster = Cluster(acceptors, proposers, learners)
+        self.proposer_addresses = [proposers[p] for p in sorted(proposers)]
+        self.learner_addresses = frozenset(h.address for h in self.learner_hosts)
+        #: The highest TRIM a learner host sent: no acceptor may persist a trim
+        #: point above it, whoever else sends TRIM.
+        self.learner_trim = 0
+        #: The highest iid an acceptor persisted: where the adversary aims "near".
+        self.frontier = 0
+        # The adversary draws from its own generator, so that what it forges does
+        # not depend on how many draws the network and the faults took.
+        self.stranger_rng = random.Random(scenario.seed * 104_729 + 17)
+        self.forged: Counter[str] = Counter()
+        #: A few addresses the adversary comes back to (it registers as a learner
+        #: there and asks again), and every node's IP with a port that is not its.
+        self.stranger_addresses = [
+            (f"10.66.{self.stranger_rng.randrange(256)}.{self.stranger_rng.randrange(1, 255)}",
+             self.stranger_rng.randrange(1024, 65536))
+            for _ in range(8)
+        ]
+        self.stranger_addresses += [
+            (h.address[0], h.address[1] + 1) for h in self.hosts
+        ]
+        assert not set(self.stranger_addresses) & set(self.by_address)
         options = PaxosOptions(
             preexec_window=scenario.window,
             proposer_first_round=scenario.first_round,
@@ -448,6 +529,8 @@ class Simulation:
                 self.push(sc.kill_leader_at, KILL)
             self.push(sc.fault_until, HEAL)
             end = sc.fault_until + sc.settle
+            if sc.strangers > 0:
+                self.push(self.stranger_rng.expovariate(sc.strangers), FORGE)
             handlers: dict[int, Callable[..., bool]] = {
                 DATAGRAM: self.on_datagram,
                 TIMER: self.on_timer,
@@ -460,6 +543,7 @@ class Simulation:
                 ISOLATE: self.on_isolate,
                 KILL: self.on_kill,
                 DRAIN: self.on_drain,
+                FORGE: self.on_forge,
             }
             while self.heap and not self.failures:
                 at, _, kind, args = heapq.heappop(self.heap)
@@ -476,15 +560,7 @@ class Simulation:
             self.failures.append(f"t={self.now:.4f}: {exc}")
         except Exception:
             self.failures.append(f"t={self.now:.4f}: exception\n{traceback.format_exc()}")
-        preemptions = sum(h.preemptions for h in self.hosts)
-        shed = sum(h.shed for h in self.hosts)
-        refused = sum(h.refused_full for h in self.hosts)
-        for host in self.hosts:
-            if host.node:
-                node_preemptions, node_shed, node_refused = _bound_counts(host.node)
-                preemptions += node_preemptions
-                shed += node_shed
-                refused += node_refused
+        preemptions, shed, refused, refused_by_reason = self._counts_over_lives()
         if sc.profile == "steady" and preemptions and not self.failures:
             # One leader and a perfect network: nobody should ever outbid anybody.
             self.failures.append(f"{preemptions} preemptions without a single fault")
@@ -503,7 +579,26 @@ class Simulation:
             self.store_failures,
             shed,
             refused,
+            forged=dict(self.forged),
+            refused=dict(refused_by_reason),
         )
+
+    def _counts_over_lives(self) -> tuple[int, int, int, Counter[str]]:
+        """Preemptions, learner sheds, acceptor refusals when full and refusals by
+        source (by reason), over every life of every node."""
+        preemptions = sum(h.preemptions for h in self.hosts)
+        shed = sum(h.shed for h in self.hosts)
+        refused = sum(h.refused_full for h in self.hosts)
+        refused_by_reason: Counter[str] = Counter()
+        for host in self.hosts:
+            refused_by_reason.update(host.refused)
+            if host.node:
+                node_preemptions, node_shed, node_refused = _bound_counts(host.node)
+                preemptions += node_preemptions
+                shed += node_shed
+                refused += node_refused
+                refused_by_reason.update(host.node.statistics().refused)
+        return preemptions, shed, refused, refused_by_reason
 
     def _schedule_clients(self) -> None:
         sc = self.sc
@@ -624,6 +719,7 @@ class Simulation:
         host.preemptions += node_preemptions
         host.shed += node_shed
         host.refused_full += node_refused
+        host.refused.update(host.node.statistics().refused)
         host.up = False
         host.node = None
         host.inbox = []
@@ -653,6 +749,130 @@ class Simulation:
         self.push(self.now + 0.5, PROGRESS)
         return False
 
+    # -- the adversary: a stranger outside the configuration
+
+    def on_forge(self) -> bool:
+        """One forged datagram, then the next, until the settle period ends: what a
+        stranger sends must cost neither safety nor liveness, so it goes on while
+        the cluster is meant to recover."""
+        sc, rng = self.sc, self.stranger_rng
+        msg = self._forge_message()
+        self.forged[type(msg).__name__] += 1
+        self.trace.update(f"forge {msg!r}".encode())
+        self.transmit(self._stranger_address(), rng.choice(self.hosts).address, msg)
+        at = self.now + rng.expovariate(sc.strangers)
+        if at <= sc.fault_until + sc.settle:
+            self.push(at, FORGE)
+        return False
+
+    def _stranger_address(self) -> Address:
+        """A source that is no node of the configuration: one the stranger came from
+        before, a fresh 10.66.x.y, or a node's IP with a port that is not its."""
+        rng = self.stranger_rng
+        pick = rng.random()
+        if pick < 0.6:
+            return rng.choice(self.stranger_addresses)
+        if pick < 0.8:
+            return (f"10.66.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                    rng.randrange(1, 65536))
+        ip, port = rng.choice(self.hosts).address
+        # Every host has an IP of its own, so another port there is no node.
+        return (ip, rng.choice([p for p in (port - 1, port + 1, rng.randrange(1, 65536))
+                                if p != port]))
+
+    def _forge_message(self) -> Message:
+        """A well-formed message of any type the wire defines but CLIENT_VALUE, with
+        fields meant to hurt.
+
+        CLIENT_VALUE is left out: it is open to anyone by design (any client may
+        propose), and a forged one would be chosen and delivered, which the oracle
+        rightly takes for a value no client submitted. TRIM is left out where the
+        learners are not listed: there anyone may register (LEARNER_HI) and then
+        trim, by design (the README says so), and a stranger's trim would make the
+        learners lose values they have not delivered.
+        """
+        rng = self.stranger_rng
+        kinds = [t for t in MESSAGE_TYPES if t is not ClientValue]
+        if not self.sc.list_learners:
+            kinds.remove(Trim)
+        kind = rng.choice(kinds)
+        iid, ballot, aid = self._forged_iid, self._forged_ballot, self._forged_aid
+        if kind is Prepare:
+            return Prepare(iid(), ballot())
+        if kind is Promise:
+            return Promise(aid(), iid(), ballot(), ballot(), self._forged_value())
+        if kind is Accept:
+            return Accept(iid(), ballot(), self._forged_value())
+        if kind is Accepted:
+            return Accepted(aid(), iid(), ballot(), ballot(), self._forged_value())
+        if kind is Preempted:
+            return Preempted(aid(), iid(), ballot())
+        if kind is Repeat:
+            first = iid()
+            return Repeat(first, rng.choice([first, min(first + 100, MAX_U32), MAX_U32, iid()]))
+        if kind is Trim:
+            # Far ahead of anything decided, or anywhere at all.
+            far = min(self.frontier + rng.randrange(1, 10_000), MAX_U32)
+            return Trim(rng.choice([far, far, MAX_U32, iid()]))
+        if kind is AcceptorState:
+            return AcceptorState(aid(), rng.choice([iid(), MAX_U32, self.frontier + 1]))
+        if kind is ProposerHi:
+            pid = rng.choice([*range(MAX_PROPOSERS), MAX_PROPOSERS, MAX_U32])
+            return ProposerHi(pid, rng.choice([iid(), MAX_U32]))
+        if kind is LearnerStuck:
+            return LearnerStuck(iid())
+        # LEARNER_HI, LEARNER_DEL and ACCEPTOR_OK carry nothing but their type.
+        assert kind in (LearnerHi, LearnerDel, AcceptorOk)
+        return kind()
+
+    def _forged_iid(self) -> int:
+        """Near the instances in use (below and above), at the edges, or huge."""
+        rng = self.stranger_rng
+        pick = rng.random()
+        if pick < 0.6:
+            return max(0, self.frontier + rng.randint(-8, 2 * self.sc.window + 8))
+        if pick < 0.7:
+            return rng.choice([0, 1, MAX_U32, MAX_U32 - 1])
+        return rng.randrange(1 << 31, MAX_U32 + 1) if rng.random() < 0.5 else rng.getrandbits(32)
+
+    def _forged_ballot(self) -> int:
+        """The top of the u32, configured proposers' ballots (low, of a first round,
+        at and above the ceiling of the moment), and others."""
+        rng = self.stranger_rng
+        pick = rng.random()
+        pid = rng.randrange(len(self.proposer_addresses))
+        if pick < 0.2:
+            return MAX_U32
+        if pick < 0.4:
+            return ballot_of(rng.randint(1, 5), pid)
+        if pick < 0.6:
+            return ballot_of(rng.randrange(FIRST_ROUND_SPREAD), pid)
+        if pick < 0.8:
+            top = ballot_ceiling(self.wall()) // MAX_PROPOSERS
+            return min(ballot_of(top + rng.randint(-2, 2), pid), MAX_U32)
+        return rng.choice([0, rng.getrandbits(32)])
+
+    def _forged_aid(self) -> int:
+        """A configured acceptor's id mostly (spoofed), or one nobody has."""
+        rng = self.stranger_rng
+        if rng.random() < 0.7:
+            return rng.randrange(3)
+        return rng.choice([3, 4, 255, MAX_U32, rng.getrandbits(32)])
+
+    def _forged_value(self) -> bytes:
+        """Random bytes, the no-op, a value a client really submitted, or a forged
+        envelope or batch in a real client's name."""
+        rng = self.stranger_rng
+        pick = rng.random()
+        if pick < 0.3:
+            return rng.randbytes(rng.randrange(64))
+        if pick < 0.4:
+            return b""
+        if pick < 0.6 and self.proposed:
+            return rng.choice(list(self.proposed.values()))
+        forged = wrap(rng.choice([1000, 1001, 2000, 31337]), rng.randint(1, 10), b"forged")
+        return forged if rng.random() < 0.5 else pack_batch([forged, rng.randbytes(8)])
+
     # -- effects
 
     # One dispatch over every effect kind, like the endpoint's; the branches are the
@@ -662,6 +882,12 @@ class Simulation:
         node = host.node
         assert node is not None
         effects = node.pop_effects()
+        for effect in effects:
+            # Before the store is asked: a trim point no learner asked for is wrong
+            # whether or not its commit then fails.
+            if isinstance(effect, PersistTrim) and effect.iid > self.learner_trim:
+                raise Violation(f"{host.name} trims to {effect.iid}, but no learner "
+                                f"asked above {self.learner_trim}")
         if self._commit_fails(host, effects):
             effects = [e for e in effects if not isinstance(e, (Send, Persist, PersistTrim))]
         for effect in effects:
@@ -755,6 +981,8 @@ class Simulation:
     def transmit(self, src: Address, dst: Address, msg: Message) -> None:
         encode(msg)  # everything the core sends must fit the wire
         self.datagrams += 1
+        if isinstance(msg, Trim) and src in self.learner_addresses:
+            self.learner_trim = max(self.learner_trim, msg.iid)
         if dst not in self.by_address:
             return
         sc, rng = self.sc, self.rng
@@ -779,6 +1007,7 @@ class Simulation:
     # -- the oracle and the checks
 
     def observe_acceptance(self, aid: int, p: Persist) -> None:
+        self.frontier = max(self.frontier, p.iid)
         if p.accepted_ballot == 0:
             return
         votes = self.accepted.setdefault((p.iid, p.accepted_ballot), {})

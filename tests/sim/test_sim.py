@@ -1,18 +1,24 @@
 """Many seeded runs of the deterministic simulator (see simulator.py for what is checked).
 
 A failure prints the command that replays its seed. The sweeps below are what the
-suite runs (2,140 seeds, most of them in the quick mixed profile); the soak runs
+suite runs (2,740 seeds, most of them in the quick mixed profile); the soak runs
 100,000 over every profile on all cores: ``python -m tests.sim.run --soak``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import pytest
 
+from kpaxosd.paxos import Address
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.proposer import Proposer
+from kpaxosd.paxos.senders import Refusal, Senders
 from tests.sim.simulator import Result, Scenario, simulate
-from wire import Origin, is_original_origin
+from wire import ClientValue, Message, Origin, is_original_origin
+from wire.messages import MESSAGE_TYPES, Trim
 
 # (profile, seeds): the mixed profile is the broad sweep, the others a few of each.
 SWEEPS = [
@@ -23,6 +29,8 @@ SWEEPS = [
     ("bigwin", 40),
     ("leader", 150),
     ("steady", 60),
+    # Some 18 ms a seed (the forged datagrams), against mixed's 4.
+    ("stranger", 600),
 ]
 #: Results of the sweeps, for the checks that the sweeps were not vacuous.
 RESULTS: dict[str, list[Result]] = {}
@@ -59,6 +67,62 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     # Values went on being decided after the leader died, in most runs.
     after = [r for r in killed if r.last_delivery_at > (r.scenario.kill_leader_at or 0) + 1.0]
     assert len(after) > len(killed) // 2
+
+
+def test_the_stranger_forges_everything_and_is_refused() -> None:
+    """The stranger sweep forged every type but CLIENT_VALUE (TRIM only where the
+    learners are listed), with the learners listed in some seeds and not in others,
+    and the nodes refused it for every reason there is."""
+    results = _results("stranger", 100)
+    listed = [r for r in results if r.scenario.list_learners]
+    unlisted = [r for r in results if not r.scenario.list_learners]
+    assert listed and unlisted
+    forged: Counter[str] = Counter()
+    for r in results:
+        forged.update(r.forged)
+    wanted = {t.__name__ for t in MESSAGE_TYPES if t is not ClientValue}
+    assert set(forged) == wanted
+    # Anyone may register and then trim where no learner is listed: no TRIM there.
+    assert not any(r.forged.get(Trim.__name__) for r in unlisted)
+    refused: Counter[str] = Counter()
+    for r in results:
+        refused.update(r.refused)
+    assert all(refused[reason.value] > 0 for reason in Refusal)
+    assert sum(r.refused.get(Refusal.NOT_A_LISTED_LEARNER.value, 0) for r in unlisted) == 0
+    # The other profiles forge nothing.
+    assert not any(r.forged for r in _results("mixed", 50))
+
+
+def _let_in(
+    kinds: tuple[type[Message], ...],
+) -> Callable[[Senders, Message, Address], Refusal | None]:
+    """Senders.refusal that takes ``kinds`` from anyone (a core without those checks)."""
+    refusal = Senders.refusal
+
+    def lenient(self: Senders, msg: Message, src: Address) -> Refusal | None:
+        return None if isinstance(msg, kinds) else refusal(self, msg, src)
+
+    return lenient
+
+
+def test_the_checks_catch_a_core_that_takes_the_stranger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without its sender checks the core is broken by the stranger's datagrams, and
+    the stranger sweep says so: it is not vacuous."""
+    monkeypatch.setattr(Senders, "refusal", _let_in(tuple(MESSAGE_TYPES)))
+    failed = [r for r in (simulate(seed, "stranger") for seed in range(20)) if not r.ok]
+    assert len(failed) > 10
+
+
+def test_the_checks_catch_an_acceptor_that_trims_for_a_stranger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An acceptor that takes TRIM from anyone is caught persisting a trim point no
+    learner asked for."""
+    monkeypatch.setattr(Senders, "refusal", _let_in((Trim,)))
+    failures = [f for seed in range(40) for f in simulate(seed, "stranger").failures]
+    assert any("but no learner asked above" in f for f in failures)
 
 
 #: Byte bounds small enough that learners shed and acceptors fill up (an instance's
