@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,13 +22,22 @@ import pytest
 import trio
 import trio.testing
 
+from devices import DeviceInfo
 from devices import fuse_abi as abi
 from devices.engine import Engine, FileServices, Request, RequestError
-from devices.fuse_door import CLIENT_LINK, FuseFilesystem, serve_fuse
+from devices.fuse_door import FuseFilesystem, serve_fuse
 from devices.semantics import ClientDevice, LearnerDevice
 from devices.valuelog import ValueLog
 from tests.devices.fake_kernel import CLIENT, LEARNER, FakeKernel, Reply
-from tests.devices.helpers import FakeProposals, Served, force_unmount, python, run
+from tests.devices.helpers import (
+    SHOULD,
+    FakeProposals,
+    Served,
+    force_unmount,
+    python,
+    run,
+    wait_until,
+)
 
 #: _IOWR: the 8 bytes given come back reversed; the result is their count.
 REVERSE = abi.iowr("k", 1, 8)
@@ -242,14 +253,14 @@ async def ioctls(path: str, *commands: int) -> list[str]:
 
 
 @asynccontextmanager
-async def serving_reverser(mount_dir: Path, link_dir: Path) -> AsyncIterator[str]:
-    """A FUSE mount whose client file is the reversing device; yields its link."""
+async def serving_reverser(mount_dir: Path, link_dir: Path) -> AsyncIterator[DeviceInfo]:
+    """A FUSE mount whose client file is the reversing device (``info.client``)."""
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(
+            info = await nursery.start(partial(
                 serve_fuse, LearnerDevice(ValueLog()), ReversingDevice(),
                 mount_dir=str(mount_dir), link_dir=str(link_dir), device_mode=0o666))
-            yield str(link_dir / CLIENT_LINK)
+            yield info
             nursery.cancel_scope.cancel()
     finally:
         force_unmount(mount_dir)
@@ -258,8 +269,37 @@ async def serving_reverser(mount_dir: Path, link_dir: Path) -> AsyncIterator[str
 @pytest.mark.root
 async def test_fcntl_ioctl_through_a_fuse_mount_gets_the_handles_answer(
         device_dirs: tuple[Path, Path]) -> None:
-    async with serving_reverser(*device_dirs) as path:
-        assert await ioctls(path, REVERSE, UNKNOWN) == ["8 b'hgfedcba'", "ENOTTY"]
+    async with serving_reverser(*device_dirs) as info:
+        assert await ioctls(info.client, REVERSE, UNKNOWN) == ["8 b'hgfedcba'", "ENOTTY"]
+
+
+@pytest.mark.root
+async def test_a_signal_ends_an_ioctl_left_pending(device_dirs: tuple[Path, Path]) -> None:
+    # The handler raises, so that the ioctl's return shows whether or not Python
+    # would retry it after EINTR.
+    script = f"""
+        import fcntl, os, signal, sys
+        class Signalled(Exception):
+            pass
+        def signalled(signum, frame):
+            raise Signalled
+        signal.signal(signal.SIGUSR1, signalled)
+        fd = os.open(sys.argv[1], os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, {WAIT})
+        except Signalled:
+            print("interrupted")
+    """
+    async with serving_reverser(*device_dirs) as info:
+        with trio.fail_after(SHOULD):
+            async with trio.open_nursery() as nursery:
+                process = await nursery.start(partial(
+                    trio.run_process, [*python(script), info.client], check=False,
+                    capture_stdout=True, stdin=subprocess.DEVNULL))
+                await wait_until(lambda: info.statistics().pending == 1)
+                process.send_signal(signal.SIGUSR1)
+        assert process.returncode == 0
+        assert info.statistics().interrupts == 1
 
 
 @pytest.mark.root
