@@ -81,7 +81,10 @@ class CuseDoor:
         request.reply(cuse_init_out.build({
             "major": KERNEL_VERSION,
             "minor": minor,
-            "flags": 0,  # no unrestricted ioctls: the devices have no ioctls at all
+            # Never CUSE_UNRESTRICTED_IOCTL: restricted ioctls, whose argument the
+            # kernel decodes from the number and copies itself, as for a FUSE file;
+            # the engine refuses unrestricted ones (docs/devices.md, "One engine, two doors").
+            "flags": 0,
             "max_read": engine.max_write,
             "max_write": engine.max_write,
             "dev_major": 0,  # 0: the kernel picks the numbers

@@ -4,7 +4,7 @@ The kernel hands requests out through a file descriptor (``/dev/cuse`` or
 ``/dev/fuse``): a ``fuse_in_header`` and a body per read. Every reply is one write of a
 ``fuse_out_header`` and a body, matched by ``unique``. The engine owns that descriptor's
 loop and the operations both doors share — OPEN, READ, WRITE, RELEASE, FLUSH, FSYNC,
-POLL, INTERRUPT, DESTROY — and hands every other opcode to its :class:`Door`.
+POLL, IOCTL, INTERRUPT, DESTROY — and hands every other opcode to its :class:`Door`.
 
 A request the engine cannot answer at once (a read with nothing to read, a write whose
 proposal is under way) simply stays pending: whoever holds its :class:`Request` answers
@@ -22,6 +22,7 @@ import enum
 import errno
 import logging
 import os
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,11 @@ from devices.fuse_abi import (
     FOPEN_PARALLEL_DIRECT_WRITES,
     FOPEN_STREAM,
     FUSE_BUFFER_HEADER_SIZE,
+    FUSE_IOCTL_32BIT,
+    FUSE_IOCTL_COMPAT,
+    FUSE_IOCTL_COMPAT_X32,
+    FUSE_IOCTL_DIR,
+    FUSE_IOCTL_UNRESTRICTED,
     FUSE_MIN_READ_BUFFER,
     FUSE_POLL_SCHEDULE_NOTIFY,
     IN_HEADER,
@@ -50,6 +56,8 @@ from devices.fuse_abi import (
     NotifyCode,
     Opcode,
     fuse_flush_in,
+    fuse_ioctl_in,
+    fuse_ioctl_out,
     fuse_open_in,
     fuse_open_out,
     fuse_poll_in,
@@ -78,6 +86,14 @@ DEVICE_OPEN_FLAGS = (FOPEN_DIRECT_IO | FOPEN_NONSEEKABLE | FOPEN_STREAM
                      | FOPEN_PARALLEL_DIRECT_WRITES)
 #: Requests handled per wake-up before yielding to the rest of the daemon.
 _BATCH = 256
+#: Is this process 32-bit? A handle decodes an ioctl's argument as laid out in its own
+#: ABI, so it serves callers of the same word size only (see Engine._ioctl).
+_DAEMON_IS_32BIT = struct.calcsize("P") == 4
+#: The fuse_ioctl_in.flags the engine knows the meaning of; any other is refused.
+_KNOWN_IOCTL_FLAGS = (FUSE_IOCTL_COMPAT | FUSE_IOCTL_UNRESTRICTED | FUSE_IOCTL_32BIT
+                      | FUSE_IOCTL_DIR | FUSE_IOCTL_COMPAT_X32)
+#: The largest ioctl(2) result: fuse_ioctl_out.result is an int32.
+_LARGEST_IOCTL_RESULT = (1 << 31) - 1
 
 
 class RequestError(Exception):
@@ -102,8 +118,8 @@ class Request:
             for whoever works on it to stop (a proposal task cancels itself).
     """
 
-    __slots__ = ("_engine", "_state", "gid", "nodeid", "on_interrupt", "opcode", "pid",
-                 "uid", "unique")
+    __slots__ = ("_engine", "_ioctl_out_size", "_state", "gid", "nodeid", "on_interrupt",
+                 "opcode", "pid", "uid", "unique")
 
     def __init__(self, engine: Engine, unique: int, opcode: int, nodeid: int, uid: int,
                  gid: int, pid: int) -> None:
@@ -116,6 +132,8 @@ class Request:
         self.gid = gid
         self.pid = pid
         self.on_interrupt: Callable[[], None] | None = None
+        #: An IOCTL's out_size (set by the engine): the most its reply may carry.
+        self._ioctl_out_size: int | None = None
 
     @property
     def answered(self) -> bool:
@@ -128,6 +146,16 @@ class Request:
     def reply_written(self, count: int) -> None:
         """Answer a WRITE: ``count`` bytes were taken."""
         self._engine._answer(self, 0, WRITE_OUT.pack(count))
+
+    def reply_ioctl(self, result: int, out: bytes = b"") -> None:
+        """Answer an IOCTL: ioctl(2) returns ``result`` (0 or more, at most 2**31 - 1)
+        and ``out`` is copied to the caller's argument (at most the ``out_size`` bytes
+        the handle was given; fewer leave the rest of the caller's buffer as it was).
+
+        A reply that breaks these rules is a bug: it is logged and the ioctl fails with
+        EIO instead, as the kernel would fail it for more than ``out_size`` bytes.
+        """
+        self._engine._answer_ioctl(self, result, out)
 
     def fail(self, err: int) -> None:
         """Answer with the error ``err`` (a positive errno)."""
@@ -168,6 +196,18 @@ class FileHandle(Protocol):
         """A descriptor of this open is closed (FUSE only: CUSE sends no FLUSH).
 
         Answer with ``request.reply()`` now or later; an error is what close(2) returns.
+        """
+        ...
+
+    def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
+        """A restricted ioctl(2) ``cmd``: the kernel copied ``data`` from the caller's
+        argument (``_IOC_SIZE(cmd)`` bytes if ``cmd`` has ``_IOC_WRITE``, else none)
+        and copies back up to ``out_size`` bytes (``_IOC_SIZE(cmd)`` if it has
+        ``_IOC_READ``, else 0).
+
+        Answer with ``request.reply_ioctl(result, out)`` now or later, or
+        ``request.fail(errno)``, or raise RequestError: ENOTTY for a ``cmd`` the file
+        does not know, as ioctl(2) says.
         """
         ...
 
@@ -268,6 +308,7 @@ class Engine:
             Opcode.FLUSH: self._flush,
             Opcode.FSYNC: self._nothing,
             Opcode.POLL: self._poll,
+            Opcode.IOCTL: self._ioctl,
             Opcode.INTERRUPT: self._interrupt,
             Opcode.DESTROY: self._destroy,
         }
@@ -376,6 +417,24 @@ class Engine:
         # learner read's can be 128 KiB) behind the header first.
         self._send(OUT_HEADER.pack(OUT_HEADER.size + len(body), error, request.unique), body)
 
+    def _answer_ioctl(self, request: Request, result: int, out: bytes) -> None:
+        if request.answered:
+            return
+        limit = request._ioctl_out_size
+        if limit is None or len(out) > limit or not 0 <= result <= _LARGEST_IOCTL_RESULT:
+            # Never send more than out_size: the kernel would fail the caller's ioctl
+            # with EIO (fs/fuse/ioctl.c, fuse_do_ioctl), and a negative result would be
+            # taken for an errno. The caller gets the EIO, and the bug a log line.
+            logger.error("request %d (%s): ioctl reply of result %d and %d bytes, "
+                         "%s bytes allowed", request.unique, _opname(request.opcode),
+                         result, len(out), limit)
+            request.fail(errno.EIO)
+            return
+        # A restricted ioctl's reply is fuse_ioctl_out, then the data for the caller;
+        # flags and the iovec counts are for unrestricted ioctls only (FUSE_IOCTL_RETRY).
+        self._answer(request, 0, fuse_ioctl_out.build(
+            {"result": result, "flags": 0, "in_iovs": 0, "out_iovs": 0}) + out)
+
     def notify_poll(self, kh: int) -> None:
         """FUSE_NOTIFY_POLL for the kernel's poll handle ``kh``."""
         self._poll_notifications += 1
@@ -480,6 +539,31 @@ class Engine:
             self._polls_scheduled += 1
         revents = self._handle(arg.fh).poll(arg.kh if schedule else None)
         request.reply(fuse_poll_out.build({"revents": revents}))
+
+    def _ioctl(self, request: Request, body: memoryview) -> None:
+        arg = parse_untrusted(fuse_ioctl_in, body)
+        data = body[fuse_ioctl_in.sizeof():]
+        if len(data) != arg.in_size:
+            raise BadRequest(f"IOCTL of {arg.in_size} bytes carries {len(data)}")
+        # Refused with ENOTTY, ioctl(2)'s "this file does not take that request" (and
+        # what the kernel answers for a driver without compat_ioctl, and makes of our
+        # ENOSYS): EINVAL would tell the caller its argument was wrong. Checked before
+        # the fh, which for FUSE_IOCTL_DIR is a directory's, not one of our handles.
+        if arg.flags & (FUSE_IOCTL_UNRESTRICTED | FUSE_IOCTL_DIR | ~_KNOWN_IOCTL_FLAGS):
+            # Unrestricted: the kernel sends them only to a CUSE server that asked
+            # (CUSE_UNRESTRICTED_IOCTL, which the CUSE door never sets); it decodes no
+            # argument then, and answering would take the FUSE_IOCTL_RETRY dance.
+            # Directories have no ioctls; and a flag we do not know may change what
+            # the request means.
+            raise RequestError(errno.ENOTTY, f"ioctl flags {arg.flags:#x} not served")
+        if (bool(arg.flags & FUSE_IOCTL_32BIT) != _DAEMON_IS_32BIT
+                or arg.flags & FUSE_IOCTL_COMPAT_X32):
+            # A caller of another word size may lay the same argument out otherwise (a
+            # u64 is 4-aligned on i386, a long is 4 bytes): the handles read their own.
+            raise RequestError(errno.ENOTTY, "ioctl from a caller of another ABI")
+        handle = self._handle(arg.fh)
+        request._ioctl_out_size = arg.out_size
+        handle.ioctl(request, arg.cmd, bytes(data), arg.out_size)
 
     def _interrupt(self, request: Request, body: memoryview) -> None:
         # No reply to the INTERRUPT itself. The kernel sends it only for a request we

@@ -159,6 +159,84 @@ FUSE_POLL_SCHEDULE_NOTIFY = 1 << 0
 # fuse_getattr_in.getattr_flags
 FUSE_GETATTR_FH = 1 << 0
 
+# fuse_ioctl_in.flags and fuse_ioctl_out.flags
+FUSE_IOCTL_COMPAT = 1 << 0  # a 32-bit caller on a 64-bit kernel
+FUSE_IOCTL_UNRESTRICTED = 1 << 1  # CUSE_UNRESTRICTED_IOCTL: the server fetches the data
+FUSE_IOCTL_RETRY = 1 << 2  # out only: an unrestricted server asks for other buffers
+FUSE_IOCTL_32BIT = 1 << 3  # a 32-bit caller (compat, or a 32-bit kernel)
+FUSE_IOCTL_DIR = 1 << 4  # on a directory
+FUSE_IOCTL_COMPAT_X32 = 1 << 5  # an x32 caller
+FUSE_IOCTL_MAX_IOV = 256
+
+# ---------------------------------------------------------------------------
+# ioctl numbers (<asm-generic/ioctl.h>: x86, arm, arm64, riscv, s390 and most others;
+# alpha, mips, powerpc and sparc lay the bits out otherwise, and
+# tests/devices/test_fuse_abi.py would say so there). For a restricted ioctl the
+# kernel decodes the number itself: the size bytes at the argument are copied to us if
+# the direction has _IOC_WRITE, and back to the caller if it has _IOC_READ.
+
+_IOC_NRBITS = 8
+_IOC_TYPEBITS = 8
+_IOC_SIZEBITS = 14
+_IOC_DIRBITS = 2
+_IOC_NRSHIFT = 0
+_IOC_TYPESHIFT = _IOC_NRSHIFT + _IOC_NRBITS
+_IOC_SIZESHIFT = _IOC_TYPESHIFT + _IOC_TYPEBITS
+_IOC_DIRSHIFT = _IOC_SIZESHIFT + _IOC_SIZEBITS
+#: The direction bits, as the caller sees them: WRITE sends data in, READ gets data out.
+IOC_NONE = 0
+IOC_WRITE = 1
+IOC_READ = 2
+#: The largest argument an ioctl number can describe.
+IOC_SIZE_MAX = (1 << _IOC_SIZEBITS) - 1
+
+
+def ioc(direction: int, type_: int | str, nr: int, size: int) -> int:
+    """The ioctl number ``_IOC(direction, type_, nr, size)``.
+
+    ``type_`` is the driver's letter (a one-character string or its code), ``nr`` the
+    command's number within it, ``size`` the argument's size in bytes.
+
+    Raises:
+        ValueError: a field does not fit its bits.
+    """
+    code = ord(type_) if isinstance(type_, str) else type_
+    if not (0 <= direction <= IOC_READ | IOC_WRITE and 0 <= code < 1 << _IOC_TYPEBITS
+            and 0 <= nr < 1 << _IOC_NRBITS and 0 <= size <= IOC_SIZE_MAX):
+        raise ValueError(f"no ioctl number for ({direction}, {type_!r}, {nr}, {size})")
+    return ((direction << _IOC_DIRSHIFT) | (code << _IOC_TYPESHIFT)
+            | (nr << _IOC_NRSHIFT) | (size << _IOC_SIZESHIFT))
+
+
+def io(type_: int | str, nr: int) -> int:
+    """``_IO``: a command without argument data."""
+    return ioc(IOC_NONE, type_, nr, 0)
+
+
+def ior(type_: int | str, nr: int, size: int) -> int:
+    """``_IOR``: the caller reads ``size`` bytes (the server answers them)."""
+    return ioc(IOC_READ, type_, nr, size)
+
+
+def iow(type_: int | str, nr: int, size: int) -> int:
+    """``_IOW``: the caller writes ``size`` bytes (the server receives them)."""
+    return ioc(IOC_WRITE, type_, nr, size)
+
+
+def iowr(type_: int | str, nr: int, size: int) -> int:
+    """``_IOWR``: ``size`` bytes go in, and up to ``size`` bytes come back."""
+    return ioc(IOC_READ | IOC_WRITE, type_, nr, size)
+
+
+def ioc_dir(cmd: int) -> int:
+    """``_IOC_DIR``: the direction bits of ``cmd``."""
+    return (cmd >> _IOC_DIRSHIFT) & ((1 << _IOC_DIRBITS) - 1)
+
+
+def ioc_size(cmd: int) -> int:
+    """``_IOC_SIZE``: the argument size ``cmd`` declares."""
+    return (cmd >> _IOC_SIZESHIFT) & IOC_SIZE_MAX
+
 # ---------------------------------------------------------------------------
 # Headers
 
@@ -369,6 +447,24 @@ fuse_poll_out = Struct("revents" / Int32un, Padding(4))
 fuse_notify_poll_wakeup_out = Struct("kh" / Int64un)
 
 fuse_interrupt_in = Struct("unique" / Int64un)
+
+#: A FUSE_IOCTL body; for a restricted ioctl ``in_size`` bytes of argument follow.
+fuse_ioctl_in = Struct(
+    "fh" / Int64un,
+    "flags" / Int32un,
+    "cmd" / Int32un,
+    "arg" / Int64un,
+    "in_size" / Int32un,
+    "out_size" / Int32un,
+)
+
+#: The reply to FUSE_IOCTL, followed by at most ``out_size`` bytes for the caller.
+fuse_ioctl_out = Struct(
+    "result" / Int32sn,
+    "flags" / Int32un,
+    "in_iovs" / Int32un,
+    "out_iovs" / Int32un,
+)
 
 # ---------------------------------------------------------------------------
 # File systems and directories

@@ -191,6 +191,9 @@ class LearnerHandle:
     def flush(self, request: Request) -> None:
         request.reply()
 
+    def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
+        raise RequestError(errno.ENOTTY)
+
     def release(self) -> None:
         self._unsubscribe()
         self._poll_kh = None
@@ -373,6 +376,9 @@ class ClientHandle:
             self._services.start_soon(self._propose, request, value, None)
         else:
             request.reply()
+
+    def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
+        raise RequestError(errno.ENOTTY)
 
     def release(self) -> None:
         # CUSE has no FLUSH: a value ended by close is proposed here, where nobody can

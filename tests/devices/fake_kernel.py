@@ -88,3 +88,10 @@ class FakeKernel:
     def write(self, fh: int, data: bytes) -> int:
         return self.send(abi.Opcode.WRITE, abi.WRITE_IN.pack(fh, 0, len(data), 0, 0, 0) + data,
                          nodeid=CLIENT)
+
+    def ioctl(self, fh: int, cmd: int, data: bytes = b"", *, out_size: int = 0,
+              flags: int = 0, nodeid: int = CLIENT) -> int:
+        """A FUSE_IOCTL carrying ``data`` (``in_size`` is its length)."""
+        return self.send(abi.Opcode.IOCTL, abi.fuse_ioctl_in.build(
+            {"fh": fh, "flags": flags, "cmd": cmd, "arg": 0x7FFF0000, "in_size": len(data),
+             "out_size": out_size}) + data, nodeid=nodeid)

@@ -73,6 +73,7 @@ async def test_cuse_init_is_answered_with_the_device_name(learner: Setup) -> Non
     assert (out.major, out.minor) == (7, 37)
     assert (out.max_read, out.max_write) == (DEFAULT_MAX_WRITE, DEFAULT_MAX_WRITE)
     assert (out.dev_major, out.dev_minor, out.flags) == (0, 0, 0)
+    assert not out.flags & abi.CUSE_UNRESTRICTED_IOCTL  # the kernel decodes every ioctl
     assert reply.body[size:] == b"DEVNAME=kpaxos-learner\0"
     assert learner.engine.ready.is_set() and learner.engine.minor == 37
 
@@ -104,11 +105,13 @@ async def test_the_shared_operations_work_through_the_cuse_door(learner: Setup) 
     waiting = k.read(fh, 100)
     k.send(abi.Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(waiting), unique=waiting | 1)
     assert await k.receive() == Reply(-errno.EINTR, waiting, b"")
+    ioctl = k.ioctl(fh, abi.iowr("k", 1, 8), bytes(8), out_size=8, nodeid=0)
+    assert await k.receive() == Reply(-errno.ENOTTY, ioctl, b"")
 
 
 async def test_every_other_opcode_gets_enosys(learner: Setup) -> None:
     k = learner.kernel
-    for opcode in (abi.Opcode.INIT, abi.Opcode.LOOKUP, abi.Opcode.GETATTR, abi.Opcode.IOCTL,
+    for opcode in (abi.Opcode.INIT, abi.Opcode.LOOKUP, abi.Opcode.GETATTR, abi.Opcode.BMAP,
                    abi.Opcode.READDIR, 999):
         assert (await k.call(opcode, bytes(64))).error == -errno.ENOSYS
     assert learner.engine.statistics().unsupported == 6

@@ -43,6 +43,8 @@ STRUCTS: dict[str, Struct] = {
     "fuse_poll_out": abi.fuse_poll_out,
     "fuse_notify_poll_wakeup_out": abi.fuse_notify_poll_wakeup_out,
     "fuse_interrupt_in": abi.fuse_interrupt_in,
+    "fuse_ioctl_in": abi.fuse_ioctl_in,
+    "fuse_ioctl_out": abi.fuse_ioctl_out,
     "fuse_kstatfs": abi.fuse_kstatfs,
     "fuse_statfs_out": abi.fuse_statfs_out,
 }
@@ -58,6 +60,33 @@ PRECOMPILED = [
 ]
 
 
+#: fuse_abi's names for the kernel's constants of the same name.
+IOCTL_CONSTANTS: dict[str, int] = {
+    "FUSE_IOCTL_COMPAT": abi.FUSE_IOCTL_COMPAT,
+    "FUSE_IOCTL_UNRESTRICTED": abi.FUSE_IOCTL_UNRESTRICTED,
+    "FUSE_IOCTL_RETRY": abi.FUSE_IOCTL_RETRY,
+    "FUSE_IOCTL_32BIT": abi.FUSE_IOCTL_32BIT,
+    "FUSE_IOCTL_DIR": abi.FUSE_IOCTL_DIR,
+    "FUSE_IOCTL_COMPAT_X32": abi.FUSE_IOCTL_COMPAT_X32,
+    "FUSE_IOCTL_MAX_IOV": abi.FUSE_IOCTL_MAX_IOV,
+    "CUSE_UNRESTRICTED_IOCTL": abi.CUSE_UNRESTRICTED_IOCTL,
+    "_IOC_NONE": abi.IOC_NONE,
+    "_IOC_READ": abi.IOC_READ,
+    "_IOC_WRITE": abi.IOC_WRITE,
+    "_IOC_SIZEMASK": abi.IOC_SIZE_MAX,
+}
+
+#: (direction, letter, nr, size) and fuse_abi's number for it, to compare with C's.
+IOCTL_NUMBERS: list[tuple[tuple[str, str, int, int], int]] = [
+    (("none", "k", 0, 0), abi.io("k", 0)),
+    (("r", "k", 1, 8), abi.ior("k", 1, 8)),
+    (("w", "k", 2, 4), abi.iow("k", 2, 4)),
+    (("rw", "k", 3, 24), abi.iowr("k", 3, 24)),
+    (("rw", "T", 255, 16383), abi.iowr("T", 255, 16383)),
+    (("r", "K", 9, 1), abi.ior(ord("K"), 9, 1)),
+]
+
+
 def _fields(spec: Struct) -> list[tuple[str, int]]:
     """Named fields with their offsets, as construct lays them out."""
     offset, fields = 0, []
@@ -70,6 +99,7 @@ def _fields(spec: Struct) -> list[tuple[str, int]]:
 
 def _c_program() -> str:
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/fuse.h>",
+             "#include <linux/ioctl.h>",
              "int main(void) {"]
     for name, spec in STRUCTS.items():
         lines.append(f'printf("{name} %zu\\n", sizeof(struct {name}));')
@@ -81,6 +111,13 @@ def _c_program() -> str:
                      f'printf("FUSE_DIRENT_SIZE.{namelen} %zu\\n", '
                      f'(size_t)FUSE_DIRENT_SIZE(&d)); }}')
     lines.append('printf("FUSE_KERNEL_MINOR_VERSION %d\\n", FUSE_KERNEL_MINOR_VERSION);')
+    for constant in IOCTL_CONSTANTS:
+        lines.append(f'printf("{constant} %lu\\n", (unsigned long){constant});')
+    for (direction, letter, nr, size), _ in IOCTL_NUMBERS:
+        macro = {"none": "_IO", "r": "_IOR", "w": "_IOW", "rw": "_IOWR"}[direction]
+        args = f"'{letter}', {nr}" + ("" if direction == "none" else f", char[{size}]")
+        lines.append(f'printf("{macro}.{letter}.{nr}.{size} %lu\\n", '
+                     f'(unsigned long){macro}({args}));')
     lines.append("return 0; }")
     return "\n".join(lines) + "\n"
 
@@ -184,3 +221,30 @@ def test_parse_untrusted_raises_only_bad_request(body: bytes) -> None:
         abi.parse_name_untrusted(body)
     except abi.BadRequest:
         assert b"\0" not in body
+
+
+def test_ioctl_constants_match_c(c_layout: dict[str, int]) -> None:
+    for name, value in IOCTL_CONSTANTS.items():
+        assert value == c_layout[name], name
+
+
+def test_ioctl_numbers_match_c(c_layout: dict[str, int]) -> None:
+    for (direction, letter, nr, size), number in IOCTL_NUMBERS:
+        macro = {"none": "_IO", "r": "_IOR", "w": "_IOW", "rw": "_IOWR"}[direction]
+        assert number == c_layout[f"{macro}.{letter}.{nr}.{size}"], (direction, letter, nr)
+
+
+@given(direction=st.integers(0, 3), type_=st.integers(0, 255), nr=st.integers(0, 255),
+       size=st.integers(0, abi.IOC_SIZE_MAX))
+def test_ioctl_numbers_decode_to_their_direction_and_size(
+        direction: int, type_: int, nr: int, size: int) -> None:
+    cmd = abi.ioc(direction, type_, nr, size)
+    assert 0 <= cmd < 1 << 32
+    assert (abi.ioc_dir(cmd), abi.ioc_size(cmd)) == (direction, size)
+
+
+@pytest.mark.parametrize("fields", [(4, 0, 0, 0), (0, 256, 0, 0), (0, 0, 256, 0),
+                                    (0, 0, 0, abi.IOC_SIZE_MAX + 1), (0, -1, 0, 0)])
+def test_ioctl_numbers_refuse_fields_too_wide(fields: tuple[int, int, int, int]) -> None:
+    with pytest.raises(ValueError, match="no ioctl number"):
+        abi.ioc(*fields)
