@@ -86,11 +86,15 @@ def test_a_full_disk_loses_nothing_decided(tmp_path: Path) -> None:
         with open(seen_before, "wb") as out:
             running.spawn(["cat", str(link_dir / "kpaxos-learner")], stdout=out)
         stop = tmp_path / "stop"
-        writers = [
-            running.spawn([sys.executable, "-c", WRITER, str(link_dir / "kpaxos-client"),
-                           f"w{i}", str(stop)], stdout=subprocess.PIPE)
-            for i in range(WRITERS)
-        ]
+        # Each writer tells its outcomes to a file: some 1,500 bytes a line, they
+        # would fill a pipe nobody reads before the end, and block the writer.
+        outcomes = [tmp_path / f"w{i}.outcomes" for i in range(WRITERS)]
+        writers = []
+        for i, told_file in enumerate(outcomes):
+            with open(told_file, "wb") as out:
+                writers.append(running.spawn(
+                    [sys.executable, "-c", WRITER, str(link_dir / "kpaxos-client"),
+                     f"w{i}", str(stop)], stdout=out))
         wait_until(lambda: len(lines_of(seen_before)) >= 30, 60, "values before the disk fills")
         filler = fill(disk)
         wait_until(lambda: "votes again once a write succeeds" in node.log, 60,  # type: ignore[attr-defined]
@@ -104,9 +108,9 @@ def test_a_full_disk_loses_nothing_decided(tmp_path: Path) -> None:
                    "values decided after the space came back")
         stop.touch()
         told: dict[str, list[str]] = {}
-        for writer in writers:
-            said, _ = writer.communicate(timeout=60)
-            for line in said.decode().splitlines():
+        for writer, told_file in zip(writers, outcomes, strict=True):
+            writer.wait(timeout=60)
+            for line in told_file.read_text().splitlines():
                 outcome, value = line.split(" ", 1)
                 told.setdefault(outcome, []).append(value)
         assert node.stop() == 0  # type: ignore[attr-defined]
