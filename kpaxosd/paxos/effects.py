@@ -31,11 +31,21 @@ class Deliver:
     ``origins[k]`` is the identity of ``values[k]`` (:mod:`wire.identity`): an
     envelope's (client_id, seq), an original ``struct client_value``'s client id and
     timestamp (first element below 0), None for a value without identity.
+
+    ``places[k]`` is where ``values[k]`` sits among the client values of the
+    instance (from 0): what a value's log position is made of, the same at every
+    learner whatever each passed over as a duplicate. None when every client value
+    of the instance is delivered (``places[k]`` is ``k``), the common case.
     """
 
     iid: int
     values: list[bytes]
     origins: list[Origin | None]
+    places: list[int] | None = None
+
+    def place(self, k: int) -> int:
+        """Where ``values[k]`` sits among the client values of the instance."""
+        return k if self.places is None else self.places[k]
 
 
 @dataclass(frozen=True, slots=True)

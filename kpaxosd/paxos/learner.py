@@ -396,32 +396,38 @@ class Learner:
             items = [value]
         origins, all_original = origins_untrusted(items)
         firsts = self._origins.first_times(origins)
+        places: list[int] | None = None
         if all_original and all(firsts):
             # Only original values, all new (the common case): each delivered whole.
             values, kept = items, origins
         else:
-            values, kept = self._admitted(items, origins, firsts)
+            values, kept, places = self._admitted(items, origins, firsts)
         if values:
             self.deliveries += len(values)
-            self._out.add(Deliver(iid, values, kept))
+            self._out.add(Deliver(iid, values, kept, places))
 
     def _admitted(
         self, items: list[bytes], origins: list[Origin | None], firsts: list[bool]
-    ) -> tuple[list[bytes], list[Origin | None]]:
-        """What readers get of the new ones of ``items``, and their origins."""
+    ) -> tuple[list[bytes], list[Origin | None], list[int] | None]:
+        """What readers get of the new ones of ``items``, their origins, and their
+        places among the items (None: the first ones, without a hole)."""
         values: list[bytes] = []
         kept: list[Origin | None] = []
-        for item, origin, first in zip(items, origins, firsts, strict=True):
+        places: list[int] = []
+        for place, (item, origin, first) in enumerate(zip(items, origins, firsts, strict=True)):
             if not first:
                 self.duplicates += 1
             elif origin is None:
                 if item:  # an empty item is no value (a no-op)
                     values.append(item)
                     kept.append(None)
+                    places.append(place)
             else:
                 values.append(payload_of(item, origin))
                 kept.append(origin)
-        return values, kept
+                places.append(place)
+        # Places run up from 0 unless something before the last was passed over.
+        return values, kept, None if not places or places[-1] == len(places) - 1 else places
 
     def _give_up_through(self, trim_iid: int) -> bool:
         """Skip what we lack up to ``trim_iid`` (Trimmed), delivering what we hold.
