@@ -19,6 +19,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wire.ioctl as ioctl_numbers
 from devices import DeviceError, choose_backend, serve_devices
 from devices import fuse_abi as abi
 from devices.cuse_door import CuseDoor, check_device_name
@@ -105,7 +106,7 @@ async def test_the_shared_operations_work_through_the_cuse_door(learner: Setup) 
     waiting = k.read(fh, 100)
     k.send(abi.Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(waiting), unique=waiting | 1)
     assert await k.receive() == Reply(-errno.EINTR, waiting, b"")
-    ioctl = k.ioctl(fh, abi.iowr("k", 1, 8), bytes(8), out_size=8, nodeid=0)
+    ioctl = k.ioctl(fh, ioctl_numbers.iowr("k", 1, 8), bytes(8), out_size=8, nodeid=0)
     assert await k.receive() == Reply(-errno.ENOTTY, ioctl, b"")
 
 

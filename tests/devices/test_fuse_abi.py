@@ -11,6 +11,7 @@ from construct import Struct
 from hypothesis import given
 from hypothesis import strategies as st
 
+import wire.ioctl as ioctl_numbers
 from devices import fuse_abi as abi
 
 #: C name -> declaration. Every field named in a declaration must exist in C.
@@ -70,20 +71,20 @@ IOCTL_CONSTANTS: dict[str, int] = {
     "FUSE_IOCTL_COMPAT_X32": abi.FUSE_IOCTL_COMPAT_X32,
     "FUSE_IOCTL_MAX_IOV": abi.FUSE_IOCTL_MAX_IOV,
     "CUSE_UNRESTRICTED_IOCTL": abi.CUSE_UNRESTRICTED_IOCTL,
-    "_IOC_NONE": abi.IOC_NONE,
-    "_IOC_READ": abi.IOC_READ,
-    "_IOC_WRITE": abi.IOC_WRITE,
-    "_IOC_SIZEMASK": abi.IOC_SIZE_MAX,
+    "_IOC_NONE": ioctl_numbers.IOC_NONE,
+    "_IOC_READ": ioctl_numbers.IOC_READ,
+    "_IOC_WRITE": ioctl_numbers.IOC_WRITE,
+    "_IOC_SIZEMASK": ioctl_numbers.IOC_SIZE_MAX,
 }
 
 #: (direction, letter, nr, size) and fuse_abi's number for it, to compare with C's.
 IOCTL_NUMBERS: list[tuple[tuple[str, str, int, int], int]] = [
-    (("none", "k", 0, 0), abi.io("k", 0)),
-    (("r", "k", 1, 8), abi.ior("k", 1, 8)),
-    (("w", "k", 2, 4), abi.iow("k", 2, 4)),
-    (("rw", "k", 3, 24), abi.iowr("k", 3, 24)),
-    (("rw", "T", 255, 16383), abi.iowr("T", 255, 16383)),
-    (("r", "K", 9, 1), abi.ior(ord("K"), 9, 1)),
+    (("none", "k", 0, 0), ioctl_numbers.io("k", 0)),
+    (("r", "k", 1, 8), ioctl_numbers.ior("k", 1, 8)),
+    (("w", "k", 2, 4), ioctl_numbers.iow("k", 2, 4)),
+    (("rw", "k", 3, 24), ioctl_numbers.iowr("k", 3, 24)),
+    (("rw", "T", 255, 16383), ioctl_numbers.iowr("T", 255, 16383)),
+    (("r", "K", 9, 1), ioctl_numbers.ior(ord("K"), 9, 1)),
 ]
 
 
@@ -235,16 +236,16 @@ def test_ioctl_numbers_match_c(c_layout: dict[str, int]) -> None:
 
 
 @given(direction=st.integers(0, 3), type_=st.integers(0, 255), nr=st.integers(0, 255),
-       size=st.integers(0, abi.IOC_SIZE_MAX))
+       size=st.integers(0, ioctl_numbers.IOC_SIZE_MAX))
 def test_ioctl_numbers_decode_to_their_direction_and_size(
         direction: int, type_: int, nr: int, size: int) -> None:
-    cmd = abi.ioc(direction, type_, nr, size)
+    cmd = ioctl_numbers.ioc(direction, type_, nr, size)
     assert 0 <= cmd < 1 << 32
-    assert (abi.ioc_dir(cmd), abi.ioc_size(cmd)) == (direction, size)
+    assert (ioctl_numbers.ioc_dir(cmd), ioctl_numbers.ioc_size(cmd)) == (direction, size)
 
 
 @pytest.mark.parametrize("fields", [(4, 0, 0, 0), (0, 256, 0, 0), (0, 0, 256, 0),
-                                    (0, 0, 0, abi.IOC_SIZE_MAX + 1), (0, -1, 0, 0)])
+                                    (0, 0, 0, ioctl_numbers.IOC_SIZE_MAX + 1), (0, -1, 0, 0)])
 def test_ioctl_numbers_refuse_fields_too_wide(fields: tuple[int, int, int, int]) -> None:
     with pytest.raises(ValueError, match="no ioctl number"):
-        abi.ioc(*fields)
+        ioctl_numbers.ioc(*fields)

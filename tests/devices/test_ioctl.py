@@ -22,6 +22,7 @@ import pytest
 import trio
 import trio.testing
 
+import wire.ioctl as ioctl_numbers
 from devices import DeviceInfo
 from devices import fuse_abi as abi
 from devices.engine import Engine, FileServices, Request, RequestError
@@ -40,13 +41,13 @@ from tests.devices.helpers import (
 )
 
 #: _IOWR: the 8 bytes given come back reversed; the result is their count.
-REVERSE = abi.iowr("k", 1, 8)
+REVERSE = ioctl_numbers.iowr("k", 1, 8)
 #: _IO: the answer waits until the test gives it (or an interrupt comes).
-WAIT = abi.io("k", 2)
+WAIT = ioctl_numbers.io("k", 2)
 #: _IOR of 4 bytes whose handle answers 5: a bug the engine must not pass on.
-TOO_LONG = abi.ior("k", 3, 4)
+TOO_LONG = ioctl_numbers.ior("k", 3, 4)
 #: A command the test device does not know.
-UNKNOWN = abi.iowr("k", 9, 8)
+UNKNOWN = ioctl_numbers.iowr("k", 9, 8)
 
 
 class ReversingHandle:
