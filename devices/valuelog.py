@@ -1,8 +1,11 @@
 """The learner's delivered values, in order, shared by every device reader.
 
-Positions count delivered values from 0 (an iid may one day carry several values,
-so positions are not iids). Readers keep their own position; the log keeps values
-from ``first_index`` on and wakes whoever waits when more arrive or it closes.
+Each value has a **position** (:mod:`wire.device`: its instance and its place in it),
+the same at every learner and across restarts, increasing along the log. Inside, the
+log and its readers count in **indices**: delivered values from 0 in this process,
+which make "the next one" and "how far behind" cheap. Readers keep their own index;
+the log keeps values from ``first_index`` on, finds the index of a position by
+bisection, and wakes whoever waits when more arrive or it closes.
 
 A gap (:meth:`ValueLog.add_gap`) takes a position of its own: instances the
 acceptors trimmed before this learner learned them. Reading at a gap fails the way
@@ -19,11 +22,17 @@ from dataclasses import dataclass
 
 import trio
 
+from wire.device import iid_of, position_of
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveredValue:
-    iid: int
+    position: int
     value: bytes
+
+    @property
+    def iid(self) -> int:
+        return iid_of(self.position)
 
 
 class LogClosed(Exception):
@@ -31,14 +40,17 @@ class LogClosed(Exception):
 
 
 class ReaderTooFarBehind(Exception):
-    """A reader asked for a position the log no longer retains."""
+    """A reader asked for a value the log no longer retains (``index``); reading
+    goes on at ``first_index``."""
 
-    def __init__(self, index: int, first_index: int) -> None:
+    def __init__(self, index: int, first_index: int, oldest_position: int) -> None:
         super().__init__(
-            f"position {index} was trimmed; the oldest retained position is {first_index}"
+            f"values were let go of before this reader read them; the oldest retained "
+            f"position is {oldest_position}"
         )
         self.index = index
         self.first_index = first_index
+        self.oldest_position = oldest_position
 
 
 class ValuesLost(ReaderTooFarBehind):
@@ -46,7 +58,7 @@ class ValuesLost(ReaderTooFarBehind):
     delivered here. ``first_index`` is where reading goes on, after the gap."""
 
     def __init__(self, index: int, first_iid: int, next_iid: int) -> None:
-        super().__init__(index, index + 1)
+        super().__init__(index, index + 1, position_of(first_iid, 0))
         self.args = (
             f"instances {first_iid} to {next_iid - 1} were trimmed by the acceptors "
             f"before this learner learned them; reading goes on at instance {next_iid}",
@@ -61,7 +73,7 @@ Listener = Callable[[], None]
 class ValueLog:
     """Delivered values from ``first_index`` to ``next_index - 1``, for every reader.
 
-    Values and their iids sit in two lists; trimming only moves ``first_index`` and
+    Values and their positions sit in two lists; trimming only moves ``first_index`` and
     drops the dead front of the lists now and then, so appending, reading at a
     position and trimming cost the same however much is retained.
 
@@ -74,7 +86,7 @@ class ValueLog:
     COMPACT_AT = 4096
 
     def __init__(self) -> None:
-        self._iids: list[int] = []
+        self._positions: list[int] = []
         self._values: list[bytes] = []
         # Entries at the front of the lists that were trimmed but not yet dropped.
         self._dead = 0
@@ -89,6 +101,8 @@ class ValueLog:
         # Gaps by position, and their positions in order (appended, never inserted).
         self._gaps: dict[int, tuple[int, int]] = {}
         self._gap_positions: list[int] = []
+        # The position after the newest value (0: nothing delivered yet).
+        self._end_position = 0
         self._closed = False
         self._grown = trio.Event()
         self._listeners: list[Listener] = []
@@ -107,20 +121,36 @@ class ValueLog:
     def closed(self) -> bool:
         return self._closed
 
-    def append(self, iid: int, value: bytes) -> None:
-        self.extend_raw([iid], [value])
+    @property
+    def oldest_position(self) -> int:
+        """The position of the oldest value retained (``end_position`` if none is)."""
+        if self._first_index == self.next_index:
+            return self._end_position
+        return self._positions[self._dead]
+
+    @property
+    def end_position(self) -> int:
+        """The position after the newest value delivered (0 before the first)."""
+        return self._end_position
+
+    def append(self, iid: int, value: bytes, place: int = 0) -> None:
+        self.extend_raw([position_of(iid, place)], [value])
 
     def extend(self, values: list[DeliveredValue]) -> None:
         """Append several values and wake waiters once."""
-        self.extend_raw([v.iid for v in values], [v.value for v in values])
+        self.extend_raw([v.position for v in values], [v.value for v in values])
 
-    def extend_raw(self, iids: list[int], values: list[bytes]) -> None:
-        """Append ``values[k]`` decided in ``iids[k]``, in order, and wake waiters once."""
+    def extend_raw(self, positions: list[int], values: list[bytes]) -> None:
+        """Append ``values[k]`` at ``positions[k]``, in order, and wake waiters once.
+
+        Positions must increase, along the list and past those appended before.
+        """
         if self._closed:
             raise LogClosed("the value log is closed")
         if not values:
             return
-        self._iids.extend(iids)
+        self._positions.extend(positions)
+        self._end_position = positions[-1] + 1
         self._values.extend(values)
         self._appended_bytes += sum(map(len, values))
         self._batch_ends.append(self.next_index)
@@ -135,7 +165,8 @@ class ValueLog:
         index = self.next_index
         self._gaps[index] = (first_iid, next_iid)
         self._gap_positions.append(index)
-        self._iids.append(first_iid)
+        self._positions.append(position_of(first_iid, 0))
+        self._end_position = position_of(next_iid, 0)
         self._values.append(b"")
         self._notify()
 
@@ -181,7 +212,33 @@ class ValueLog:
             IndexError: nothing has been delivered at ``index`` yet.
         """
         slot = self._slot(index)
-        return DeliveredValue(self._iids[slot], self._values[slot])
+        return DeliveredValue(self._positions[slot], self._values[slot])
+
+    def position_at(self, index: int) -> int:
+        """The position of the value (or gap) at ``index``, retained and delivered."""
+        if not self._first_index <= index < self.next_index:
+            raise IndexError(index)
+        return self._positions[index - self._first_index + self._dead]
+
+    def index_of(self, position: int) -> int:
+        """The index to read from to start at ``position``: the first value at or
+        after it, or the gap that covers it (so that a loss is never skipped
+        silently); ``next_index`` if everything delivered lies before it.
+
+        Raises:
+            ReaderTooFarBehind: ``position`` is older than what is retained.
+        """
+        oldest = self.oldest_position
+        if position < oldest:
+            raise ReaderTooFarBehind(self._first_index - 1, self._first_index, oldest)
+        start = self._dead
+        slot = bisect_left(self._positions, position, start)
+        index = self._first_index + slot - start
+        if index > self._first_index and self.is_gap(index - 1):
+            gap_next_iid = self._gaps[index - 1][1]
+            if position < position_of(gap_next_iid, 0):
+                return index - 1
+        return index
 
     def value_at(self, index: int) -> bytes:
         """The bytes of the value at ``index`` (raises as :meth:`get` does)."""
@@ -196,7 +253,7 @@ class ValueLog:
                 gap (:class:`ValuesLost`).
         """
         if index < self._first_index:
-            raise ReaderTooFarBehind(index, self._first_index)
+            raise ReaderTooFarBehind(index, self._first_index, self.oldest_position)
         gaps = self._gap_positions
         if gaps and gaps[-1] >= index:
             gap = gaps[bisect_left(gaps, index)]
@@ -228,7 +285,7 @@ class ValueLog:
             del self._batch_bytes[:keep]
             self._batch_dead = 1
         if self._dead >= self.COMPACT_AT and 2 * self._dead >= len(self._values):
-            del self._iids[: self._dead]
+            del self._positions[: self._dead]
             del self._values[: self._dead]
             self._dead = 0
 
@@ -260,7 +317,7 @@ class ValueLog:
 
     def _slot(self, index: int) -> int:
         if index < self._first_index:
-            raise ReaderTooFarBehind(index, self._first_index)
+            raise ReaderTooFarBehind(index, self._first_index, self.oldest_position)
         gap = self._gaps.get(index)
         if gap is not None:
             raise ValuesLost(index, *gap)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Protocol
 
 from devices.valuelog import ValueLog
 from kpaxosd.paxos.effects import Decision, Deliver, Trimmed
+from wire.device import position_of
 
 log = logging.getLogger("kpaxos")
 
@@ -52,20 +52,24 @@ class DeviceLogFeed:
         self._retain_bytes = retain_bytes
 
     def on_decisions(self, decisions: Sequence[Decision]) -> None:
-        iids: list[int] = []
+        positions: list[int] = []
         values: list[bytes] = []
         for decision in decisions:
             if isinstance(decision, Deliver):
-                iids.extend(repeat(decision.iid, len(decision.values)))
+                first = position_of(decision.iid, 0)
+                if decision.places is None:
+                    positions.extend(range(first, first + len(decision.values)))
+                else:
+                    positions.extend(first + place for place in decision.places)
                 values.extend(decision.values)
                 continue
-            self._append(iids, values)
-            iids, values = [], []
+            self._append(positions, values)
+            positions, values = [], []
             self._lost(decision)
-        self._append(iids, values)
+        self._append(positions, values)
 
-    def _append(self, iids: list[int], values: list[bytes]) -> None:
-        self._values.extend_raw(iids, values)
+    def _append(self, positions: list[int], values: list[bytes]) -> None:
+        self._values.extend_raw(positions, values)
         self._forget_beyond_retain()
 
     def _forget_beyond_retain(self) -> None:

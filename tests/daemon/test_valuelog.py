@@ -5,20 +5,51 @@ import trio
 import trio.testing
 
 from devices.valuelog import DeliveredValue, LogClosed, ReaderTooFarBehind, ValueLog
+from wire.device import position_of
 
 
-def test_positions_count_delivered_values() -> None:
+def test_indices_count_delivered_values_and_positions_name_instance_and_place() -> None:
     log = ValueLog()
     log.append(1, b"a")
-    log.extend([DeliveredValue(2, b"b"), DeliveredValue(2, b"c")])
+    log.extend([DeliveredValue(position_of(2, 0), b"b"), DeliveredValue(position_of(2, 3), b"c")])
     assert (log.first_index, log.next_index) == (0, 3)
     assert [log.get(i) for i in range(3)] == [
-        DeliveredValue(1, b"a"),
-        DeliveredValue(2, b"b"),
-        DeliveredValue(2, b"c"),
+        DeliveredValue(1 << 16, b"a"),
+        DeliveredValue(2 << 16, b"b"),
+        DeliveredValue(2 << 16 | 3, b"c"),
     ]
+    assert [log.get(i).iid for i in range(3)] == [1, 2, 2]
+    assert (log.oldest_position, log.end_position) == (1 << 16, (2 << 16 | 3) + 1)
     with pytest.raises(IndexError):
         log.get(3)
+
+
+def test_a_position_finds_its_value_the_next_one_or_the_gap_that_covers_it() -> None:
+    log = ValueLog()
+    assert (log.oldest_position, log.end_position, log.index_of(12345)) == (0, 0, 0)
+    log.append(1, b"a")
+    log.append(2, b"b", place=1)
+    log.add_gap(3, 7)  # instances 3 to 6 lost here
+    log.append(7, b"g")
+    assert log.end_position == position_of(7, 1)
+    assert log.index_of(position_of(1, 0)) == 0
+    assert log.index_of(position_of(1, 1)) == 1  # no value there: the next one
+    assert log.index_of(position_of(2, 1)) == 1
+    assert log.index_of(position_of(3, 0)) == 2
+    assert log.index_of(position_of(5, 9)) == 2  # inside the gap: the gap, not a skip
+    assert log.index_of(position_of(7, 0)) == 3
+    assert log.index_of(position_of(9, 0)) == 4  # yet to come
+    log.trim_before(1)
+    assert log.oldest_position == position_of(2, 1)
+    with pytest.raises(ReaderTooFarBehind) as caught:
+        log.index_of(position_of(1, 0))
+    assert caught.value.oldest_position == position_of(2, 1)
+    assert str(position_of(2, 1)) in str(caught.value)
+    log.trim_before(4)
+    assert log.oldest_position == log.end_position == position_of(7, 1)
+    with pytest.raises(ReaderTooFarBehind):
+        log.index_of(position_of(7, 0))
+    assert log.index_of(position_of(7, 1)) == 4
 
 
 def test_a_trimmed_position_is_an_error_not_a_skip() -> None:
@@ -83,7 +114,7 @@ def test_trimming_far_keeps_positions_and_values() -> None:
     with pytest.raises(ReaderTooFarBehind):
         log.values_from(5, 1)
     log.append(10_001, b"next")
-    assert log.get(10_000) == DeliveredValue(10_001, b"next")
+    assert log.get(10_000) == DeliveredValue(position_of(10_001, 0), b"next")
 
 
 def test_a_byte_bound_trims_whole_batches_oldest_first() -> None:
