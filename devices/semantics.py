@@ -18,6 +18,12 @@ int32 iid, then the value zero-padded or cut to V — starting at the next value
 after that write, as the original device did. A read buffer smaller than a record gets
 EINVAL (never a partial record). Every other write to the learner is EINVAL.
 
+Positions (``wire.device``): restricted ioctls let a reader start elsewhere (START: at
+or after a position, after one, at the oldest value, at the next value from now; a
+position older than the oldest retained is ERANGE), learn what is retained (BOUNDS),
+and read frames (FRAMED: each value with its position and length, empty ones too, only
+whole frames; a buffer too small for the next frame is EINVAL). Other ioctls are ENOTTY.
+
 ``client`` (``/dev/kpaxos-client``): each write is one proposal of exactly the bytes
 written, answered with their count once decided, or with the proposal's errno
 (EMSGSIZE, ETIMEDOUT, EIO) — except that a write of whole 4096-byte blocks not ending
@@ -47,6 +53,15 @@ import trio
 from devices.engine import LARGEST_WHOLE_WRITE, FileServices, Request, RequestError
 from devices.ports import ProposalError, Proposals
 from devices.valuelog import ReaderTooFarBehind, ValueLog
+from wire.device import (
+    BOUNDS_ARG,
+    FRAME_HEAD,
+    IOCTL_BOUNDS,
+    IOCTL_FRAMED,
+    IOCTL_START,
+    START_ARG,
+    StartAt,
+)
 from wire.original import (
     RECORD_HEADER_SIZE,
     VALUE_SIZE_WRITE,
@@ -77,6 +92,8 @@ class ReadMode(enum.Enum):
     STREAM = enum.auto()
     #: One record of 4 + value size bytes per read (the original learner's protocol).
     RECORD = enum.auto()
+    #: Whole frames: each value's position and length, then the value (wire.device).
+    FRAMED = enum.auto()
 
 
 class LearnerDevice:
@@ -101,7 +118,7 @@ class LearnerDevice:
     def reader_lags(self) -> list[int]:
         """How many delivered values each open reader has not read yet."""
         next_index = self._log.next_index
-        return [next_index - handle.position for handle in self._handles]
+        return [next_index - handle.index for handle in self._handles]
 
     async def wait_readers_done(self) -> None:
         """Return once no reader can still drain: the log is open (nothing will end
@@ -126,6 +143,8 @@ class LearnerHandle:
         self._value_size = 0  # V, in RECORD mode
         self._index = log.first_index  # the next value to read from
         self._offset = 0  # bytes of that value already read
+        # START at a position not delivered yet: values below it are passed over.
+        self._floor: int | None = None
         self._waiting: deque[tuple[Request, int]] = deque()
         self._poll_kh: int | None = None
         self._unsubscribe = log.subscribe(self._log_changed)
@@ -137,8 +156,8 @@ class LearnerHandle:
         return self._mode
 
     @property
-    def position(self) -> int:
-        """The log position this reader reads next."""
+    def index(self) -> int:
+        """The log index this reader reads next (ValueLog counts in indices)."""
         return self._index
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
@@ -178,6 +197,53 @@ class LearnerHandle:
                 waiting.fail(errno.EINVAL)
         self._drop_answered()
 
+    def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
+        if cmd == IOCTL_START:
+            self._start(data)
+            request.reply_ioctl(0)
+            self._log_changed()  # reads already waiting now wait for the new start
+        elif cmd == IOCTL_BOUNDS:
+            log = self._log
+            request.reply_ioctl(0, BOUNDS_ARG.pack(log.oldest_position, log.end_position))
+        elif cmd == IOCTL_FRAMED:
+            if self._mode is ReadMode.RECORD or self._offset:
+                raise RequestError(errno.EINVAL, "only a reader at a value's start, not in "
+                                                 "record mode, can read frames")
+            self._mode = ReadMode.FRAMED
+            request.reply_ioctl(0)
+        else:
+            raise RequestError(errno.ENOTTY)
+
+    def _start(self, data: bytes) -> None:
+        if len(data) != START_ARG.size:
+            raise RequestError(errno.EINVAL, "START takes a struct kpaxos_start")
+        position, number, reserved = START_ARG.unpack(data)
+        try:
+            how = StartAt(number)
+        except ValueError:
+            raise RequestError(errno.EINVAL, f"no such START: {number}") from None
+        if reserved:
+            raise RequestError(errno.EINVAL, "START's reserved word must be 0")
+        if self._mode is ReadMode.RECORD:
+            raise RequestError(errno.EINVAL, "a record-mode reader reads from its size write on")
+        log = self._log
+        self._offset, self._floor = 0, None
+        if how == StartAt.OLDEST:
+            self._index = log.first_index
+            return
+        if how == StartAt.NOW:
+            self._index = log.next_index
+            return
+        if how == StartAt.AFTER:
+            position += 1
+        try:
+            self._index = log.index_of(position)
+        except ReaderTooFarBehind:
+            raise RequestError(errno.ERANGE, f"position {position} is older than the "
+                                             f"oldest retained, {log.oldest_position}") from None
+        if self._index == log.next_index:
+            self._floor = position
+
     def poll(self, kh: int | None) -> int:
         revents = _WRITABLE
         if self._readable():
@@ -190,9 +256,6 @@ class LearnerHandle:
 
     def flush(self, request: Request) -> None:
         request.reply()
-
-    def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
-        raise RequestError(errno.ENOTTY)
 
     def release(self) -> None:
         self._unsubscribe()
@@ -227,10 +290,16 @@ class LearnerHandle:
         return self._index < self._log.next_index or self._log.closed
 
     def _skip_empty(self) -> None:
-        # An empty value adds no bytes to a stream; a record still reports its iid.
-        if self._mode is ReadMode.RECORD:
-            return
         log = self._log
+        if self._floor is not None and log.first_index <= self._index < log.next_index:
+            # Values decided after a START at a position to come may lie below it.
+            floor = max(self._floor, log.oldest_position)
+            self._index = max(self._index, log.index_of(floor))
+            if self._index < log.next_index:
+                self._floor = None
+        # An empty value adds no bytes to a stream; a record or a frame still counts.
+        if self._mode is ReadMode.RECORD or self._mode is ReadMode.FRAMED:
+            return
         while self._offset == 0 and log.first_index <= self._index < log.next_index:
             if log.is_gap(self._index) or log.value_at(self._index):
                 return
@@ -239,11 +308,20 @@ class LearnerHandle:
     def _try_answer(self, request: Request, size: int) -> bool:
         """Answer ``request`` if there is anything to say; False if it must wait."""
         try:
-            data = self._take_record() if self._mode is ReadMode.RECORD else self._take(size)
+            self._skip_empty()
+            if self._mode is ReadMode.RECORD:
+                data = self._take_record()
+            elif self._mode is ReadMode.FRAMED:
+                data = self._take_frames(size)
+            else:
+                data = self._take(size)
         except ReaderTooFarBehind as exc:
             logger.warning("a learner reader lost values: %s", exc)
-            self._index, self._offset = exc.first_index, 0
+            self._index, self._offset, self._floor = exc.first_index, 0, None
             request.fail(errno.EPIPE)
+            return True
+        except RequestError as exc:
+            request.fail(exc.errno)
             return True
         if data or self._log.closed:
             request.reply(data)  # b"" after close: EOF
@@ -298,6 +376,34 @@ class LearnerHandle:
                 if room == 0:
                     break
         self._index, self._offset = index, offset
+        return b"".join(pieces)
+
+    def _take_frames(self, size: int) -> bytes:
+        """Whole frames from the cursor on, as many as fit in ``size`` bytes.
+
+        Raises:
+            ReaderTooFarBehind: the cursor was trimmed away or is at a gap.
+            RequestError: EINVAL, the next frame does not fit in ``size``.
+        """
+        log = self._log
+        pieces: list[bytes] = []
+        room, index = size, self._index
+        while index < log.next_index:
+            if pieces and log.is_gap(index):
+                break  # the frames before the gap now, its error on the next read
+            for value in log.values_from(index, _TAKE_CHUNK):
+                need = FRAME_HEAD.size + len(value)
+                if need > room:
+                    if not pieces:
+                        raise RequestError(errno.EINVAL, "the read buffer cannot hold "
+                                                         "the next frame")
+                    self._index = index
+                    return b"".join(pieces)
+                pieces.append(FRAME_HEAD.pack(log.position_at(index), len(value)))
+                pieces.append(value)
+                room -= need
+                index += 1
+        self._index = index
         return b"".join(pieces)
 
     def _take_record(self) -> bytes:

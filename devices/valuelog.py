@@ -226,10 +226,14 @@ class ValueLog:
         silently); ``next_index`` if everything delivered lies before it.
 
         Raises:
-            ReaderTooFarBehind: ``position`` is older than what is retained.
+            ReaderTooFarBehind: ``position`` is older than what is retained (and the
+                log does not hold everything from instance 1 on).
         """
         oldest = self.oldest_position
-        if position < oldest:
+        # Before the first instance nothing ever was: only a log that let values go,
+        # or that began later, is missing what lies below its oldest position.
+        whole = self._first_index == 0 and iid_of(oldest) <= 1
+        if position < oldest and not whole:
             raise ReaderTooFarBehind(self._first_index - 1, self._first_index, oldest)
         start = self._dead
         slot = bisect_left(self._positions, position, start)

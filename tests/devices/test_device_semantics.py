@@ -17,6 +17,17 @@ from devices.ports import ProposalTimeout
 from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle, ReadMode
 from devices.valuelog import ValueLog
 from tests.devices.helpers import FakeProposals
+from wire.device import (
+    BOUNDS_ARG,
+    FRAME_HEAD,
+    IOCTL_BOUNDS,
+    IOCTL_FRAMED,
+    IOCTL_START,
+    START_ARG,
+    StartAt,
+    position_of,
+)
+from wire.original import VALUE_SIZE_WRITE
 
 
 class FakeRequest:
@@ -37,6 +48,10 @@ class FakeRequest:
     def reply_written(self, count: int) -> None:
         assert self.answer is None
         self.answer = ("written", count)
+
+    def reply_ioctl(self, result: int, out: bytes = b"") -> None:
+        assert self.answer is None
+        self.answer = ("ioctl", (result, out))
 
     def fail(self, err: int) -> None:
         if self.answer is None:
@@ -393,3 +408,124 @@ def test_client_reads_say_einval() -> None:
     with pytest.raises(RequestError) as info:
         handle.read(FakeRequest(), 10, False)  # type: ignore[arg-type]
     assert info.value.errno == errno.EINVAL
+
+
+# -- positions: START, BOUNDS, FRAMED ---------------------------------------------------
+
+
+def ioctl(handle: LearnerHandle, cmd: int, data: bytes = b"") -> FakeRequest:
+    request = FakeRequest()
+    try:
+        handle.ioctl(request, cmd, data, 16)  # type: ignore[arg-type]
+    except RequestError as exc:
+        request.fail(exc.errno)
+    return request
+
+
+def start(handle: LearnerHandle, how: StartAt, position: int = 0) -> FakeRequest:
+    return ioctl(handle, IOCTL_START, START_ARG.pack(position, how, 0))
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    found, at = [], 0
+    while at < len(data):
+        position, length = FRAME_HEAD.unpack_from(data, at)
+        found.append((position, data[at + FRAME_HEAD.size : at + FRAME_HEAD.size + length]))
+        at += FRAME_HEAD.size + length
+    return found
+
+
+def framed(log: ValueLog) -> LearnerHandle:
+    handle = reader(log)
+    assert ioctl(handle, IOCTL_FRAMED).answer == ("ioctl", (0, b""))
+    return handle
+
+
+def test_frames_carry_each_value_with_its_position_empty_ones_too() -> None:
+    log = ValueLog()
+    log.append(1, b"a")
+    log.append(2, b"", place=0)
+    log.append(2, b"bc", place=5)
+    handle = framed(log)
+    request = read(handle, 1000)
+    assert request.answer is not None and request.answer[0] == "data"
+    assert frames(request.answer[1]) == [
+        (position_of(1, 0), b"a"), (position_of(2, 0), b""), (position_of(2, 5), b"bc")]
+
+
+def test_frames_are_whole_and_a_buffer_too_small_for_the_next_is_einval() -> None:
+    handle = framed(filled(b"x" * 10, b"y" * 10))
+    request = read(handle, FRAME_HEAD.size + 15)  # the first frame and part of the second
+    assert request.answer is not None
+    assert frames(request.answer[1]) == [(position_of(1, 0), b"x" * 10)]
+    assert read(handle, FRAME_HEAD.size + 9).answer == ("error", errno.EINVAL)
+    assert read(handle, FRAME_HEAD.size + 10).answer is not None  # nothing was taken
+
+
+def test_start_from_after_oldest_and_now() -> None:
+    log = filled(b"1", b"2", b"3")
+    handle = framed(log)
+    assert start(handle, StartAt.FROM, position_of(2, 0)).answer == ("ioctl", (0, b""))
+    assert frames(read(handle, 100).answer[1]) == [  # type: ignore[index]
+        (position_of(2, 0), b"2"), (position_of(3, 0), b"3")]
+    start(handle, StartAt.AFTER, position_of(2, 0))
+    assert frames(read(handle, 100).answer[1]) == [(position_of(3, 0), b"3")]  # type: ignore[index]
+    start(handle, StartAt.FROM, position_of(1, 1))  # names no value: the next one
+    assert frames(read(handle, 100).answer[1])[0] == (position_of(2, 0), b"2")  # type: ignore[index]
+    start(handle, StartAt.OLDEST)
+    assert len(frames(read(handle, 100).answer[1])) == 3  # type: ignore[index]
+    start(handle, StartAt.NOW)
+    assert read(handle, 100, nonblocking=True).answer == ("error", errno.EAGAIN)
+    log.append(4, b"4")
+    assert frames(read(handle, 100).answer[1]) == [(position_of(4, 0), b"4")]  # type: ignore[index]
+
+
+def test_a_start_at_a_position_to_come_passes_over_values_below_it() -> None:
+    log = filled(b"1")
+    handle = framed(log)
+    start(handle, StartAt.NOW)
+    waiting = FakeRequest()
+    handle.read(waiting, 100, False)  # type: ignore[arg-type]
+    start(handle, StartAt.FROM, position_of(5, 0))  # the waiting read waits for 5 now
+    log.append(3, b"3")
+    log.append(4, b"4")
+    assert waiting.answer is None
+    log.append(5, b"5")
+    assert waiting.answer is not None and frames(waiting.answer[1]) == [(position_of(5, 0), b"5")]
+
+
+def test_a_start_before_what_is_retained_is_erange_and_bounds_say_the_oldest() -> None:
+    log = filled(b"1", b"2", b"3")
+    log.trim_before(1)
+    handle = framed(log)
+    assert start(handle, StartAt.FROM, position_of(1, 0)).answer == ("error", errno.ERANGE)
+    bounds = ioctl(handle, IOCTL_BOUNDS).answer
+    assert bounds == ("ioctl", (0, BOUNDS_ARG.pack(position_of(2, 0), position_of(3, 1))))
+    # A log holding everything from instance 1 on has nothing older to miss.
+    assert start(reader(filled(b"1")), StartAt.FROM, 0).answer == ("ioctl", (0, b""))
+
+
+def test_a_start_inside_a_gap_reads_the_gap_error_first() -> None:
+    log = filled(b"1")
+    log.add_gap(2, 9)
+    log.append(9, b"9")
+    handle = framed(log)
+    start(handle, StartAt.FROM, position_of(4, 0))
+    assert read(handle, 100).answer == ("error", errno.EPIPE)
+    assert frames(read(handle, 100).answer[1]) == [(position_of(9, 0), b"9")]  # type: ignore[index]
+
+
+def test_ioctls_the_learner_does_not_know_or_cannot_do_now() -> None:
+    handle = reader(filled(b"abc"))
+    assert ioctl(handle, IOCTL_START, b"short").answer == ("error", errno.EINVAL)
+    assert ioctl(handle, IOCTL_START, START_ARG.pack(0, 9, 0)).answer == ("error", errno.EINVAL)
+    assert ioctl(handle, IOCTL_START, START_ARG.pack(0, 0, 1)).answer == ("error", errno.EINVAL)
+    assert ioctl(handle, 0x1234).answer == ("error", errno.ENOTTY)
+    read(handle, 1)  # in the middle of a value
+    assert ioctl(handle, IOCTL_FRAMED).answer == ("error", errno.EINVAL)
+    record = reader(filled(b"abc"))
+    write = FakeRequest()
+    record.write(write, VALUE_SIZE_WRITE.build(8), False)  # type: ignore[arg-type]
+    assert record.mode is ReadMode.RECORD
+    assert start(record, StartAt.OLDEST).answer == ("error", errno.EINVAL)
+    assert ioctl(record, IOCTL_FRAMED).answer == ("error", errno.EINVAL)
