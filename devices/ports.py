@@ -39,7 +39,8 @@ class Proposals(Protocol):
         ...
 
     async def propose(self, value: bytes) -> int:
-        """Propose ``value`` and return the iid that decided it.
+        """Propose ``value`` and return the log position it was decided at
+        (:mod:`wire.device`: its instance and its place in it).
 
         Raises:
             ValueTooLarge: the value cannot be carried in a datagram.

@@ -31,8 +31,11 @@ in a newline is continued by the next write on the same open file, or ended by i
 close, because that is how stdio (``echo``, ``printf``) writes one long value: such a
 write is answered at once, and the write (or, through FUSE, the close) that ends the
 value answers for all of it. An interrupted write answers EINTR at once and withdraws
-our interest, but the value may still be decided. Reads fail with EINVAL: there is
-nothing to read. A shell's ``>`` (O_TRUNC) is fine; poll reports POLLOUT.
+our interest, but the value may still be decided. A read returns write receipts: the
+position each value written on this open file was decided at, in decimal and a
+newline, in the order written (none for a write that failed); it waits while a value
+written is undecided, and reads EOF when no receipt is due. A shell's ``>`` (O_TRUNC)
+is fine; poll reports POLLOUT, and POLLIN with a receipt to read or at EOF.
 
 Nothing here knows the kernel ABI: handles answer through :class:`devices.engine.Request`.
 """
@@ -61,6 +64,7 @@ from wire.device import (
     IOCTL_START,
     START_ARG,
     StartAt,
+    iid_of,
 )
 from wire.original import (
     RECORD_HEADER_SIZE,
@@ -448,15 +452,57 @@ class ClientDevice:
         return ClientHandle(self._proposals, services)
 
 
+class _Receipt:
+    """The place of one write in its file's receipts: where it was decided, once known."""
+
+    __slots__ = ("position",)
+
+    def __init__(self) -> None:
+        self.position: int | None = None
+
+
 class ClientHandle:
     def __init__(self, proposals: Proposals, services: FileServices) -> None:
         self._proposals = proposals
         self._services = services
         #: The start of a value written in pieces (see :data:`CONTINUED_BLOCK`).
         self._held = b""
+        # Write receipts: one per value written, in the order written, until its
+        # decision's position joins the text readers get; reads waiting for them.
+        self._receipts: deque[_Receipt] = deque()
+        self._receipt_text = bytearray()
+        self._reads: deque[tuple[Request, int]] = deque()
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
-        raise RequestError(errno.EINVAL, "the client device cannot be read")
+        """A receipt: the position of each value written on this file, in decimal and a
+        newline, in the order written; EOF when none is due (nothing to wait for)."""
+        self._reads = deque(item for item in self._reads if not item[0].answered)
+        if self._reads or not self._answer_read(request, size):
+            if nonblocking:
+                raise RequestError(errno.EAGAIN)
+            self._reads.append((request, size))
+
+    def _answer_read(self, request: Request, size: int) -> bool:
+        if self._receipt_text:
+            data = bytes(self._receipt_text[:size])
+            del self._receipt_text[:size]
+            request.reply(data)
+            return True
+        if not self._receipts:
+            request.reply(b"")  # nothing written waits for its decision: EOF
+            return True
+        return False
+
+    def _receipts_changed(self) -> None:
+        receipts = self._receipts
+        while receipts and (position := receipts[0].position) is not None:
+            receipts.popleft()
+            self._receipt_text += b"%d\n" % position
+        while self._reads:
+            request, size = self._reads[0]
+            if not request.answered and not self._answer_read(request, size):
+                break
+            self._reads.popleft()
 
     def write(self, request: Request, data: bytes, nonblocking: bool) -> None:
         if not data:
@@ -469,17 +515,21 @@ class ClientHandle:
             request.reply_written(len(data))
             return
         self._held = b""
-        self._services.start_soon(self._propose, request, value, len(data))
+        receipt = _Receipt()
+        self._services.start_soon(self._propose, request, value, len(data), receipt)
+        self._receipts.append(receipt)  # the proposal is under way: its receipt is due
 
     def poll(self, kh: int | None) -> int:
-        return _WRITABLE
+        # Readable with a receipt, or at EOF; a poller waiting for one is not told.
+        readable = bool(self._receipt_text) or not self._receipts
+        return _WRITABLE | (_READABLE if readable else 0)
 
     def flush(self, request: Request) -> None:
         # close(2) of a value whose last write was a whole block: propose it now, and
         # let close return the outcome.
         value, self._held = self._held, b""
         if value:
-            self._services.start_soon(self._propose, request, value, None)
+            self._services.start_soon(self._propose, request, value, None, None)
         else:
             request.reply()
 
@@ -497,38 +547,50 @@ class ClientHandle:
                 logger.warning("a value of %d bytes ended by close was not proposed: "
                                "the device is stopping", len(value))
 
-    async def _propose(self, request: Request, value: bytes, written: int | None) -> None:
-        """Propose ``value``; answer ``request`` with ``written`` bytes (None: a FLUSH)."""
-        with trio.CancelScope() as scope:
-            request.on_interrupt = scope.cancel
-            try:
-                iid = await self._proposals.propose(value)
-            except ProposalError as exc:
-                logger.debug("proposal of %d bytes failed: %r", len(value), exc)
-                request.fail(exc.errno)
-                return
-            except Exception:
-                logger.exception("proposal of %d bytes failed", len(value))
-                request.fail(errno.EIO)
-                return
-            logger.debug("proposal of %d bytes decided in instance %d", len(value), iid)
-            if written is None:
-                request.reply()
-            else:
-                request.reply_written(written)
-        # Cancelled: by an interrupt (already answered EINTR) or because the engine
-        # stops (it answers every pending request with EIO).
+    async def _propose(self, request: Request, value: bytes, written: int | None,
+                       receipt: _Receipt | None) -> None:
+        """Propose ``value``; answer ``request`` with ``written`` bytes (None: a FLUSH)
+        and, once decided, give the write its ``receipt``."""
+        try:
+            with trio.CancelScope() as scope:
+                request.on_interrupt = scope.cancel
+                try:
+                    position = await self._proposals.propose(value)
+                except ProposalError as exc:
+                    logger.debug("proposal of %d bytes failed: %r", len(value), exc)
+                    request.fail(exc.errno)
+                    return
+                except Exception:
+                    logger.exception("proposal of %d bytes failed", len(value))
+                    request.fail(errno.EIO)
+                    return
+                logger.debug("proposal of %d bytes decided in instance %d",
+                             len(value), iid_of(position))
+                if receipt is not None:
+                    receipt.position = position
+                    receipt = None
+                if written is None:
+                    request.reply()
+                else:
+                    request.reply_written(written)
+            # Cancelled: by an interrupt (already answered EINTR) or because the engine
+            # stops (it answers every pending request with EIO).
+        finally:
+            if receipt is not None:  # the writer was told an error: no receipt is due
+                self._receipts.remove(receipt)
+            self._receipts_changed()
 
     async def _propose_at_close(self, value: bytes) -> None:
         try:
-            iid = await self._proposals.propose(value)
+            position = await self._proposals.propose(value)
         except ProposalError as exc:
             logger.warning("a value of %d bytes ended by close was not decided: %s",
                            len(value), exc)
         except Exception:
             logger.exception("proposal of %d bytes failed", len(value))
         else:
-            logger.debug("proposal of %d bytes decided in instance %d", len(value), iid)
+            logger.debug("proposal of %d bytes decided in instance %d", len(value),
+                         iid_of(position))
 
 
 __all__ = ["ClientDevice", "ClientHandle", "LearnerDevice", "LearnerHandle", "ReadMode"]

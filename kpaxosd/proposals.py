@@ -24,6 +24,7 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, Message, wrap
+from wire.device import position_of
 
 log = logging.getLogger("kpaxos.client")
 
@@ -31,11 +32,11 @@ Origin = tuple[int, int]
 
 
 class _Waiter:
-    __slots__ = ("decided", "iid")
+    __slots__ = ("decided", "position")
 
     def __init__(self) -> None:
         self.decided = trio.Event()
-        self.iid: int | None = None
+        self.position: int | None = None
 
 
 class ClientProposals:
@@ -111,13 +112,13 @@ class ClientProposals:
                     log.debug("value %s not decided yet, sending it again", origin)
         finally:
             self._done(origin)
-        if waiter.iid is None:
+        if waiter.position is None:
             if self._stopping:
                 raise NodeStopping("the node stopped before the value was decided")
             raise ProposalTimeout(f"no decision within {self._timeout:g} s")
         if self._observe_latency is not None:
             self._observe_latency(trio.current_time() - started)
-        return waiter.iid
+        return waiter.position
 
     async def _wait_for_room(self) -> None:
         """Until the oldest undecided value is less than seq_window numbers back."""
@@ -141,16 +142,17 @@ class ClientProposals:
             return
         for decision in decisions:
             if isinstance(decision, Deliver):
-                for origin in decision.origins:
-                    self.decided(decision.iid, origin)
+                first = position_of(decision.iid, 0)
+                for k, origin in enumerate(decision.origins):
+                    self.decided(first + decision.place(k), origin)
 
-    def decided(self, iid: int, origin: Origin | None) -> None:
-        """The learner delivered ``origin`` at ``iid``."""
+    def decided(self, position: int, origin: Origin | None) -> None:
+        """The learner delivered ``origin`` at ``position``."""
         if origin is None:
             return
         waiter = self._waiting.get(origin)
-        if waiter is not None and waiter.iid is None:
-            waiter.iid = iid
+        if waiter is not None and waiter.position is None:
+            waiter.position = position
             waiter.decided.set()
 
     def stop(self) -> None:

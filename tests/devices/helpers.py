@@ -24,6 +24,7 @@ from devices import Backend, DeviceInfo, EngineStatistics, serve_devices
 from devices.mounts import MNT_DETACH, mounts_at, umount2
 from devices.ports import ProposalError, ValueTooLarge
 from devices.valuelog import ValueLog
+from wire.device import position_of
 
 #: Set to 1 only inside the test VM (tests/vm), whose kernel has CUSE: there the
 #: ``cuse`` cases run and nothing else; everywhere else they are deselected.
@@ -81,7 +82,7 @@ class FakeProposals:
             raise self.fail_with
         self._iid += 1
         self.log.append(self._iid, value)
-        return self._iid
+        return position_of(self._iid, 0)
 
     async def wait_proposed(self, count: int) -> None:
         while len(self.proposed) < count:

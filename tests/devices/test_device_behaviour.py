@@ -288,18 +288,26 @@ async def test_an_interrupted_write_returns_at_once(served: Served) -> None:
     assert served.log.next_index == 0
 
 
-async def test_wrong_directions_say_einval(served: Served) -> None:
+async def test_a_write_to_the_learner_says_einval(served: Served) -> None:
     result = await run(python(f"""
         import errno, os
-        for path, op in [({served.learner!r}, lambda fd: os.write(fd, b"x")),
-                         ({served.client!r}, lambda fd: os.read(fd, 10))]:
-            fd = os.open(path, os.O_RDWR)
-            try:
-                op(fd)
-            except OSError as exc:
-                print(errno.errorcode[exc.errno])
+        fd = os.open({served.learner!r}, os.O_RDWR)
+        try:
+            os.write(fd, b"x")
+        except OSError as exc:
+            print(errno.errorcode[exc.errno])
     """))
-    assert result.stdout == b"EINVAL\nEINVAL\n"
+    assert result.stdout == b"EINVAL\n"
+
+
+async def test_a_writer_reads_where_each_of_its_values_was_decided(served: Served) -> None:
+    # The README's shell idiom: one open file, a write, then its receipt.
+    script = (f'exec 3<>"{served.client}"; echo one >&3; echo two >&3; read a <&3; '
+              f'read b <&3; echo "$a $b"; read c <&3 || echo eof')
+    result = await run(["bash", "-c", script])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{1 << 16} {2 << 16}\neof\n".encode()
+    assert [served.log.get(i).value for i in range(2)] == [b"one\n", b"two\n"]
 
 
 async def test_stopping_ends_blocked_readers_and_removes_the_devices(served: Served) -> None:

@@ -14,7 +14,7 @@ import trio.testing
 
 from devices.engine import RequestError
 from devices.ports import ProposalTimeout
-from devices.semantics import ClientDevice, LearnerDevice, LearnerHandle, ReadMode
+from devices.semantics import ClientDevice, ClientHandle, LearnerDevice, LearnerHandle, ReadMode
 from devices.valuelog import ValueLog
 from tests.devices.helpers import FakeProposals
 from wire.device import (
@@ -75,7 +75,8 @@ def reader(log: ValueLog, services: FakeServices | None = None) -> LearnerHandle
     return LearnerDevice(log).open(0, services or FakeServices())
 
 
-def read(handle: LearnerHandle, size: int, nonblocking: bool = False) -> FakeRequest:
+def read(handle: LearnerHandle | ClientHandle, size: int, nonblocking: bool = False
+         ) -> FakeRequest:
     request = FakeRequest()
     try:
         handle.read(request, size, nonblocking)  # type: ignore[arg-type]
@@ -381,7 +382,9 @@ async def test_client_writes_are_proposals() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert too_big.answer == ("error", errno.EMSGSIZE)
     assert proposals.proposed == [b"value", b"v", b"x" * 101]
-    assert handle.poll(None) == select.POLLOUT | select.POLLWRNORM
+    # Writable, and readable: the receipt of "value".
+    assert handle.poll(None) == (select.POLLOUT | select.POLLWRNORM
+                                 | select.POLLIN | select.POLLRDNORM)
 
 
 async def test_an_interrupt_withdraws_the_client_write() -> None:
@@ -403,11 +406,47 @@ async def test_an_interrupt_withdraws_the_client_write() -> None:
     assert log.next_index == 0
 
 
-def test_client_reads_say_einval() -> None:
-    handle = ClientDevice(FakeProposals(ValueLog())).open(0, FakeServices())
-    with pytest.raises(RequestError) as info:
-        handle.read(FakeRequest(), 10, False)  # type: ignore[arg-type]
-    assert info.value.errno == errno.EINVAL
+async def test_client_reads_give_each_write_its_position_in_the_order_written() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    async with trio.open_nursery() as nursery:
+        handle = ClientDevice(proposals).open(0, FakeServices(nursery))
+        assert read(handle, 10).answer == ("data", b"")  # nothing written: EOF
+        first_held = proposals.hold(b"first")
+        writes = [FakeRequest() for _ in range(3)]
+        for request, value in zip(writes, [b"first", b"second", b"third"], strict=True):
+            handle.write(request, value, False)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        assert [w.answer for w in writes] == [None, ("written", 6), ("written", 5)]
+        assert read(handle, 10, nonblocking=True).answer == ("error", errno.EAGAIN)
+        waiting = read(handle, 100)
+        assert waiting.answer is None  # the first write's receipt comes first
+        first_held.set()
+        await trio.testing.wait_all_tasks_blocked()
+        # "second" and "third" were decided first; the receipts follow the writes.
+        at = {log.get(i).value: log.get(i).position for i in range(3)}
+        assert at[b"first"] == position_of(3, 0)
+        assert waiting.answer == ("data", b"%d\n%d\n%d\n" % (
+            at[b"first"], at[b"second"], at[b"third"]))
+        assert read(handle, 10).answer == ("data", b"")
+
+
+async def test_a_failed_write_has_no_receipt() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    async with trio.open_nursery() as nursery:
+        handle = ClientDevice(proposals).open(0, FakeServices(nursery))
+        proposals.fail_with = ProposalTimeout("no decision")
+        failed = FakeRequest()
+        handle.write(failed, b"lost", False)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        assert failed.answer == ("error", errno.ETIMEDOUT)
+        proposals.fail_with = None
+        done = FakeRequest()
+        handle.write(done, b"kept", False)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        partial = read(handle, 3)
+        assert (partial.answer, read(handle, 10).answer) == (("data", b"655"), ("data", b"36\n"))
 
 
 # -- positions: START, BOUNDS, FRAMED ---------------------------------------------------

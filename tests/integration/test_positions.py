@@ -6,7 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.harness import Cluster, Kpaxosd, cluster, loopback_config, wait_until
+from tests.integration.harness import (
+    Cluster,
+    Kpaxosd,
+    cluster,
+    loopback_config,
+    read_lines,
+    wait_until,
+)
 from wire.device import PLACES_PER_INSTANCE
 from wire.original import CLIENT_VALUE_HEADER_SIZE
 
@@ -77,3 +84,24 @@ def test_every_learner_and_every_restart_names_each_value_by_the_same_position(
     assert positions == sorted(set(positions))
     assert any(p % PLACES_PER_INSTANCE for p in positions), "no batch: the test tested little"
     assert a == b_before == b_after
+
+
+def test_a_writer_learns_where_its_value_was_decided_and_a_reader_finds_it_there(
+    tmp_path: Path,
+) -> None:
+    with cluster(tmp_path) as running:
+        _, link_dir, device_args = running.devices("node")
+        running.start("node", *device_args)
+        client, learner = link_dir / "kpaxos-client", link_dir / "kpaxos-learner"
+        # The README's idiom, twice on one open file, then a reader at each position.
+        told = subprocess.run(
+            ["bash", "-c", f'exec 3<>"{client}"; for v in first second; do echo $v >&3; '
+                           f'read pos <&3; echo $pos; done'],
+            capture_output=True, timeout=60, check=True).stdout.split()
+        assert len(told) == 2 and int(told[0]) < int(told[1])
+        for position, value in zip(told, [b"first", b"second"], strict=True):
+            reader = running.spawn([BIN / "kpaxos-cat", "--device", learner, "--from",
+                                    position.decode()], stdout=subprocess.PIPE)
+            assert read_lines(reader.stdout, 1, timeout=30) == [value]
+            reader.kill()
+            reader.wait()
