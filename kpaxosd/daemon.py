@@ -20,7 +20,7 @@ from devices.valuelog import ValueLog
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
-from kpaxosd.decisions import Decisions, DeviceLogFeed
+from kpaxosd.decisions import Decisions, DeviceLogFeed, DurableLogFeed
 from kpaxosd.endpoint import (
     IPV4_UDP_HEADERS,
     LocalBus,
@@ -37,7 +37,7 @@ from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.statistics import DaemonStatistics, DecidedCounters
-from kpaxosd.storage import AcceptorStore
+from kpaxosd.storage import AcceptorStore, LearnerStore, LoggedValue
 from wire import MAX_VALUE_SIZE
 from wire.datagram import MAX_DATAGRAM_SIZE
 
@@ -250,8 +250,9 @@ class Daemon:
         #: kclient once bind() makes them.
         self.decisions = Decisions()
         self.decisions.subscribe(self.decided)
-        self.decisions.subscribe(DeviceLogFeed(self.values, retain=spec.retain,
-                                               retain_bytes=spec.retain_bytes))
+        self._device_feed = DeviceLogFeed(self.values, retain=spec.retain,
+                                          retain_bytes=spec.retain_bytes)
+        self.decisions.subscribe(self._device_feed)
         self.device_info: DeviceInfo | None = None
         self.registry, self.latency = make_registry(self.statistics)
         self.bus = LocalBus() if spec.local_delivery else None
@@ -300,6 +301,8 @@ class Daemon:
                                now)
         self._log_trimming()
         if self.learner_endpoint is not None:
+            if self.spec.storage is not None:
+                self._open_learner_log(self.learner_endpoint.node, now)
             self._add_client_proposals(self.learner_endpoint, auth, seed_source)
 
     def _open_metrics_socket(self) -> None:
@@ -440,6 +443,30 @@ class Daemon:
             aid, path, len(records), trim_iid,
         )
         return store
+
+    def _open_learner_log(self, node: Node, now: float) -> None:
+        """The learner's durable log: what it delivered comes back to the device log,
+        and the learner goes on where it stopped, with the same exactly-once memory."""
+        assert self.spec.storage is not None
+        path = Path(self.spec.storage) / "learner"
+        store = LearnerStore(path)
+        self._stack.callback(store.close)
+        logged = store.load()
+        values = [entry for entry in logged.entries if isinstance(entry, LoggedValue)]
+        self._device_feed.restore(logged.entries)
+        if logged.next_iid:
+            node.restore_learner(logged.next_iid, [entry.origin for entry in values], now)
+        learner = node.learner
+        assert learner is not None
+        self.decisions.subscribe_before(
+            self._device_feed, DurableLogFeed(store, self.values, lambda: learner.next_iid))
+        if logged.next_iid:
+            log.info("the learner keeps its log in %s: %d values restored (positions %d "
+                     "to %d), delivery goes on at instance %d", path, len(values),
+                     self.values.oldest_position, self.values.end_position - 1,
+                     logged.next_iid)
+        else:
+            log.info("the learner keeps its log in %s", path)
 
     def statistics(self) -> DaemonStatistics:
         """A snapshot of what the daemon has done (for the metrics)."""

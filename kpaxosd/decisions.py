@@ -10,11 +10,12 @@ so the daemon wires them up without knowing what each does with a decision.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from devices.valuelog import ValueLog
 from kpaxosd.paxos.effects import Decision, Deliver, Trimmed
+from kpaxosd.storage import LearnerStore, LogEntry, LoggedGap, LoggedValue, StorageError
 from wire.device import position_of
 
 log = logging.getLogger("kpaxos")
@@ -33,6 +34,11 @@ class Decisions:
 
     def subscribe(self, subscriber: DecisionSubscriber) -> None:
         self._subscribers.append(subscriber)
+
+    def subscribe_before(self, later: DecisionSubscriber, subscriber: DecisionSubscriber,
+                         ) -> None:
+        """Subscribe ``subscriber`` to be called just before ``later``."""
+        self._subscribers.insert(self._subscribers.index(later), subscriber)
 
     def publish(self, decisions: Sequence[Decision]) -> None:
         for subscriber in self._subscribers:
@@ -68,6 +74,20 @@ class DeviceLogFeed:
             self._lost(decision)
         self._append(positions, values)
 
+    def restore(self, entries: Sequence[LogEntry]) -> None:
+        """Put back what the learner's durable log held, before any decision."""
+        positions: list[int] = []
+        values: list[bytes] = []
+        for entry in entries:
+            if isinstance(entry, LoggedValue):
+                positions.append(entry.position)
+                values.append(entry.value)
+                continue
+            self._append(positions, values)
+            positions, values = [], []
+            self._values.add_gap(entry.first_iid, entry.next_iid)
+        self._append(positions, values)
+
     def _append(self, positions: list[int], values: list[bytes]) -> None:
         self._values.extend_raw(positions, values)
         self._forget_beyond_retain()
@@ -88,3 +108,50 @@ class DeviceLogFeed:
         )
         self._values.add_gap(trimmed.first_iid, trimmed.next_iid)
         self._forget_beyond_retain()
+
+
+class DurableLogFeed:
+    """Commits the decided values (and gaps) to the learner's store before readers see
+    them: subscribed just before the :class:`DeviceLogFeed`.
+
+    A commit that fails (disk full) is logged, and what it held goes with the next
+    one; readers see those values meanwhile, and a restart before a commit succeeds
+    learns them again from the acceptors, at the same positions.
+    """
+
+    def __init__(self, store: LearnerStore, values: ValueLog,
+                 next_iid: Callable[[], int | None]) -> None:
+        self._store = store
+        self._values = values
+        self._next_iid = next_iid
+        self._pending: list[LogEntry] = []
+        self._failing = False
+
+    def on_decisions(self, decisions: Sequence[Decision]) -> None:
+        pending = self._pending
+        for decision in decisions:
+            if isinstance(decision, Deliver):
+                first = position_of(decision.iid, 0)
+                for k, (value, origin) in enumerate(zip(decision.values, decision.origins,
+                                                        strict=True)):
+                    pending.append(LoggedValue(first + decision.place(k), value, origin))
+            else:
+                pending.append(LoggedGap(position_of(decision.first_iid, 0),
+                                         decision.first_iid, decision.next_iid))
+        next_iid = self._next_iid()
+        if next_iid is None:
+            return
+        # What the device log let go of (--retain) goes from the disk too.
+        forget_below = self._values.oldest_position
+        try:
+            self._store.commit(pending, next_iid, forget_below)
+        except StorageError as exc:
+            if not self._failing:
+                log.error("%s; readers get the values all the same, and the next commit "
+                          "takes them along", exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("the learner log at %s takes writes again", self._store.path)
+            self._failing = False
+        pending.clear()

@@ -1,26 +1,39 @@
-"""Durable acceptor state in LMDB, as libpaxos3 keeps it.
+"""Durable state in LMDB: the acceptor's, as libpaxos3 keeps it, and the learner's log.
 
 The endpoint hands over every Persist effect of one batch of received datagrams in
 one call: they are written in one transaction, synced to disk, before any message
 of that batch leaves (group commit). A restarted acceptor loads its records back.
+
+The learner's log (:class:`LearnerStore`) keeps the values the learner delivered,
+by position, with the origin each carried, its gaps, and the instance it delivers
+next: committed before readers see them, and bounded as the device log is.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
 
 from kpaxosd.paxos.effects import Persist
+from wire.identity import Origin
 from wire.storage import (
+    LOG_GAP,
+    NEXT_KEY,
+    NEXT_RECORD,
     TRIM_KEY,
     TRIM_RECORD,
     iid_of_key,
     instance_key,
+    log_key,
     pack_instance,
+    pack_log_value,
+    position_of_key,
     unpack_instance,
+    unpack_log_value,
 )
 
 log = logging.getLogger("kpaxos.storage")
@@ -151,3 +164,102 @@ class AcceptorStore:
 
     def close(self) -> None:
         self._env.close()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedValue:
+    position: int
+    value: bytes
+    origin: Origin | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedGap:
+    position: int
+    first_iid: int
+    next_iid: int
+
+
+LogEntry = LoggedValue | LoggedGap
+
+
+@dataclass
+class LearnerLog:
+    """What a learner store holds: its entries in position order, and the instance the
+    learner delivers next (0: it never delivered anything)."""
+
+    entries: list[LogEntry] = field(default_factory=list)
+    next_iid: int = 0
+
+
+class LearnerStore:
+    """The learner's delivered values (and gaps) by position, in LMDB."""
+
+    def __init__(self, path: str | Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._env = lmdb.open(str(self.path), map_size=map_size, subdir=True, sync=True,
+                                  metasync=True, max_dbs=2)
+            self._values = self._env.open_db(b"values")
+            self._gaps = self._env.open_db(b"gaps")
+        except (OSError, lmdb.Error) as exc:
+            raise StorageError(f"cannot open the learner log at {self.path}: {exc}") from None
+
+    def load(self) -> LearnerLog:
+        """Every entry kept, in position order, and the next instance.
+
+        Raises:
+            StorageError: the store cannot be read.
+        """
+        try:
+            with self._env.begin() as txn:
+                raw_next = txn.get(NEXT_KEY)
+                found = LearnerLog(next_iid=NEXT_RECORD.parse(raw_next).next_iid
+                                   if raw_next else 0)
+                entries: list[LogEntry] = []
+                for key, data in txn.cursor(db=self._values):
+                    origin, value = unpack_log_value(data)
+                    entries.append(LoggedValue(position_of_key(key), value, origin))
+                for key, data in txn.cursor(db=self._gaps):
+                    gap = LOG_GAP.parse(data)
+                    entries.append(LoggedGap(position_of_key(key), gap.first_iid,
+                                             gap.next_iid))
+        except (OSError, lmdb.Error, ValueError) as exc:
+            raise StorageError(f"reading the learner log at {self.path} failed: {exc}") from None
+        found.entries = sorted(entries, key=lambda entry: entry.position)
+        return found
+
+    def commit(self, entries: Iterable[LogEntry], next_iid: int, forget_below: int) -> None:
+        """Write ``entries`` and ``next_iid`` durably, and forget every entry below the
+        position ``forget_below``, in one transaction.
+
+        Raises:
+            StorageError: the write failed (disk full, map full).
+        """
+        try:
+            with self._env.begin(write=True) as txn:
+                for entry in entries:
+                    if isinstance(entry, LoggedValue):
+                        txn.put(log_key(entry.position),
+                                pack_log_value(entry.origin, entry.value), db=self._values)
+                    else:
+                        txn.put(log_key(entry.position),
+                                LOG_GAP.build({"first_iid": entry.first_iid,
+                                               "next_iid": entry.next_iid}), db=self._gaps)
+                txn.put(NEXT_KEY, NEXT_RECORD.build({"next_iid": next_iid}))
+                for db in (self._values, self._gaps):
+                    _delete_below(txn.cursor(db=db), log_key(forget_below))
+        except (OSError, lmdb.Error) as exc:
+            raise StorageError(f"writing the learner log at {self.path} failed: {exc}") from None
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def _delete_below(cursor: lmdb.Cursor, key: bytes) -> None:
+    if not cursor.first():
+        return
+    while cursor.key() and bytes(cursor.key()) < key:
+        if not cursor.delete():
+            break

@@ -1,4 +1,4 @@
-"""How a durable acceptor lays out its records on disk (LMDB keys and values).
+"""How a durable acceptor, and a durable learner, lay out their records on disk (LMDB).
 
 Keys are big-endian so that LMDB's byte order is iid order, which lets a trim
 delete a prefix with one cursor walk.
@@ -6,7 +6,7 @@ delete a prefix with one cursor walk.
 
 from __future__ import annotations
 
-from construct import GreedyBytes, Int32ub, Struct
+from construct import GreedyBytes, Int8ub, Int32ub, Int64sb, Int64ub, Struct
 
 from wire.layout import fast_struct
 
@@ -42,3 +42,45 @@ def pack_instance(promised_ballot: int, accepted_ballot: int, value: bytes) -> b
 def unpack_instance(data: bytes) -> tuple[int, int, bytes]:
     promised, accepted = _RECORD_HEAD.unpack_from(data)
     return promised, accepted, bytes(data[_RECORD_HEAD.size :])
+
+
+# -- the durable learner log (kpaxosd.storage.LearnerStore)
+
+#: The key of a delivered value, or of a gap, in the learner's log: its position.
+LOG_KEY = Struct("position" / Int64ub)
+#: A delivered value, with the origin its exactly-once memory was shown.
+LOG_VALUE = Struct(
+    "has_origin" / Int8ub,
+    "client_id" / Int64sb,
+    "seq" / Int64sb,
+    "value" / GreedyBytes,
+)
+#: A gap (instances trimmed before the learner learned them), at its position.
+LOG_GAP = Struct("first_iid" / Int32ub, "next_iid" / Int32ub)
+#: The value under :data:`NEXT_KEY`: the instance the learner delivers next.
+NEXT_RECORD = Struct("next_iid" / Int32ub)
+NEXT_KEY = b"next"
+
+_LOG_KEY = fast_struct(LOG_KEY)
+_LOG_VALUE_HEAD = fast_struct(LOG_VALUE)
+
+
+def log_key(position: int) -> bytes:
+    return _LOG_KEY.pack(position)
+
+
+def position_of_key(key: bytes) -> int:
+    (position,) = _LOG_KEY.unpack(key)
+    return int(position)
+
+
+def pack_log_value(origin: tuple[int, int] | None, value: bytes) -> bytes:
+    if origin is None:
+        return _LOG_VALUE_HEAD.pack(0, 0, 0) + value
+    return _LOG_VALUE_HEAD.pack(1, *origin) + value
+
+
+def unpack_log_value(data: bytes) -> tuple[tuple[int, int] | None, bytes]:
+    has_origin, client_id, seq = _LOG_VALUE_HEAD.unpack_from(data)
+    value = bytes(data[_LOG_VALUE_HEAD.size :])
+    return ((client_id, seq) if has_origin else None), value

@@ -200,6 +200,20 @@ class Learner:
             self._send_repeat()
             self._arm_repeat(now)
 
+    def restore(self, next_iid: int, origins: list[Origin | None], now: float) -> None:
+        """Go on from ``next_iid``, as a learner that delivered up to just before it
+        and was shown ``origins`` (its durable log's, in order), before any input.
+
+        What a restarted learner with a durable log does: the same sequence follows as
+        if it had never stopped (its exactly-once memory is a pure function of the
+        origins shown). It asks the acceptors for what follows at once.
+        """
+        self._origins.first_times(origins)
+        self._next = next_iid
+        self._repair = Repair.PROBING
+        self._send_repeat()
+        self._arm_repeat(now)
+
     @property
     def next_iid(self) -> int | None:
         """The next instance to deliver (None: waiting for a first one, no catch-up)."""

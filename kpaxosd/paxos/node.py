@@ -15,6 +15,7 @@ from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.paxos.proposer import Proposer
 from kpaxosd.paxos.senders import Refusal, Senders
 from kpaxosd.paxos.stats import NodeStatistics
+from wire.identity import Origin
 from wire.messages import (
     MESSAGE_TYPES,
     Accept,
@@ -137,6 +138,18 @@ class Node:
         if self.acceptor is None:
             raise RoleNotHosted("this node hosts no acceptor")
         return self.acceptor.restore(records, trim_iid)
+
+    def restore_learner(self, next_iid: int, origins: list[Origin | None], now: float,
+                        ) -> None:
+        """Give a restarted learner its durable log's next instance and origins, before
+        any input (:meth:`Learner.restore`).
+
+        Raises:
+            RoleNotHosted: the node hosts no learner.
+        """
+        if self.learner is None:
+            raise RoleNotHosted("this node hosts no learner")
+        self.learner.restore(next_iid, origins, now)
 
     def revert_acceptor(self, forget: Iterable[int], durable: Iterable[Persist],
                         trim_iid: int) -> None:

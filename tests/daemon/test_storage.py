@@ -4,9 +4,26 @@ from pathlib import Path
 
 import pytest
 
-from kpaxosd.paxos.effects import Persist
-from kpaxosd.storage import AcceptorStore, StorageError
-from wire.storage import INSTANCE_RECORD, instance_key, pack_instance
+from devices.valuelog import ValueLog
+from kpaxosd.decisions import DurableLogFeed
+from kpaxosd.paxos.effects import Deliver, Persist
+from kpaxosd.storage import (
+    AcceptorStore,
+    LearnerLog,
+    LearnerStore,
+    LoggedGap,
+    LoggedValue,
+    StorageError,
+)
+from wire.device import position_of
+from wire.storage import (
+    INSTANCE_RECORD,
+    LOG_VALUE,
+    instance_key,
+    pack_instance,
+    pack_log_value,
+    unpack_log_value,
+)
 
 
 def test_records_survive_reopening(tmp_path: Path) -> None:
@@ -60,3 +77,52 @@ def test_a_commit_to_a_full_store_fails_and_the_store_goes_on(tmp_path: Path) ->
     store.commit([Persist(2, 11, 11, b"second")])  # a commit that fits succeeds again
     assert store.load() == ([Persist(1, 11, 11, b"first"), Persist(2, 11, 11, b"second")], 0)
     store.close()
+
+
+# -- the learner's log
+
+
+def test_the_learner_log_keeps_values_gaps_and_the_next_instance(tmp_path: Path) -> None:
+    store = LearnerStore(tmp_path / "learner")
+    assert store.load() == LearnerLog([], 0)
+    first = [LoggedValue(position_of(1, 0), b"a", (7, 1)), LoggedValue(position_of(1, 1), b"b",
+                                                                       None)]
+    store.commit(first, 2, 0)
+    store.commit([LoggedGap(position_of(2, 0), 2, 5), LoggedValue(position_of(5, 0), b"e",
+                                                                  (-3, 10**15))], 6, 0)
+    store.close()
+    store = LearnerStore(tmp_path / "learner")
+    logged = store.load()
+    assert logged == LearnerLog([*first, LoggedGap(position_of(2, 0), 2, 5),
+                                 LoggedValue(position_of(5, 0), b"e", (-3, 10**15))], 6)
+    # What the device log let go of goes from the disk too.
+    store.commit([], 6, position_of(5, 0))
+    assert store.load() == LearnerLog([LoggedValue(position_of(5, 0), b"e", (-3, 10**15))], 6)
+    store.close()
+
+
+def test_the_learner_log_layout_is_the_declared_one() -> None:
+    assert LOG_VALUE.build({"has_origin": 1, "client_id": 7, "seq": 2, "value": b"v"}) \
+        == pack_log_value((7, 2), b"v")
+    assert unpack_log_value(pack_log_value(None, b"w")) == (None, b"w")
+
+
+def test_a_full_learner_log_fails_its_commit_and_the_next_takes_the_values_along(
+    tmp_path: Path,
+) -> None:
+    store = LearnerStore(tmp_path / "learner", map_size=64 << 10)
+    values = ValueLog()
+    feed = DurableLogFeed(store, values, lambda: 3)
+    feed.on_decisions([Deliver(1, [bytes(200_000)], [None])])  # over the map: fails
+    assert store.load() == LearnerLog([], 0)
+    feed.on_decisions([Deliver(2, [b"small"], [(9, 1)])])  # still over: fails again
+    assert store.load() == LearnerLog([], 0)
+    big = LearnerStore(tmp_path / "bigger")
+    feed = DurableLogFeed(big, values, lambda: 3)
+    feed.on_decisions([Deliver(1, [b"one"], [None]), Deliver(2, [b"two", b"three"],
+                                                                [(9, 1), (9, 3)], [0, 2])])
+    assert big.load() == LearnerLog([LoggedValue(position_of(1, 0), b"one", None),
+                                     LoggedValue(position_of(2, 0), b"two", (9, 1)),
+                                     LoggedValue(position_of(2, 2), b"three", (9, 3))], 3)
+    store.close()
+    big.close()

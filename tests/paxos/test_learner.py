@@ -482,3 +482,17 @@ def test_one_acceptors_trim_point_far_ahead_costs_only_the_hole_it_could_not_fil
     assert delivered(out) == [Deliver(6, [b"f"], [None]), Deliver(7, [b"g"], [None]),
                               Deliver(8, [b"h"], [None])]
     assert (learner.next_iid, learner.trimmed) == (9, 1)
+
+
+def test_a_restored_learner_goes_on_where_it_stopped_with_its_exactly_once_memory() -> None:
+    learner, out = make(catch_up=False)
+    out.drain()
+    learner.restore(7, [(5, 1), None, (5, 2)], now=0.0)
+    assert learner.next_iid == 7
+    # It asks for what follows at once (the probe), and delivers from 7 on only.
+    assert Send(ACCEPTORS[0], Repeat(7, 7 + PaxosOptions().repeat_max - 1)) in out.drain()
+    vote(learner, 6, wrap(5, 3, b"old"))
+    vote(learner, 7, wrap(5, 2, b"y"))  # a resend of a value delivered before the restart
+    vote(learner, 8, wrap(5, 3, b"z"))
+    assert delivered(out) == [Deliver(8, [b"z"], [(5, 3)])]
+    assert learner.duplicates == 1

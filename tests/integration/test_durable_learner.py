@@ -1,0 +1,131 @@
+"""A learner with --storage keeps its log: a consumer that resumes after the position
+it saved gets exactly the next values, across kill -9 of itself and of the learner."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.harness import cluster, loopback_config, wait_until
+
+VALUES = 10_000
+#: Values written before the consumer and the learner are killed.
+FIRST = 6_000
+WRITERS = 4
+
+#: Writes values first to end - 1, one open file per thread.
+WRITER = """
+import sys, threading
+device, writers, first, end = sys.argv[1], *map(int, sys.argv[2:5])
+def write(w):
+    with open(device, "wb", buffering=0) as f:
+        for n in range(first + w, end, writers):
+            f.write(b"value-%06d\\n" % n)
+threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+#: A consumer that applies each value to its output and saves, with each one, the
+#: position it read and the output's length, atomically: after a crash it cuts the
+#: output back to what it saved and resumes after that position.
+CONSUMER = """
+import os, sys
+from clients.log import LogReader
+device, out_path, state_path = sys.argv[1:4]
+after, length = None, 0
+if os.path.exists(state_path):
+    after, length = map(int, open(state_path).read().split())
+out = os.open(out_path, os.O_WRONLY | os.O_CREAT)
+os.ftruncate(out, length)
+os.lseek(out, length, os.SEEK_SET)
+with LogReader.open(device, after=after) if after is not None else LogReader.open(device) as log:
+    for entry in log:
+        length += os.write(out, entry.value)
+        with open(state_path + ".new", "w") as state:
+            state.write(f"{entry.position} {length}")
+        os.replace(state_path + ".new", state_path)
+"""
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def end_of(device: Path) -> int:
+    """The position after the newest value the learner behind ``device`` delivered."""
+    done = subprocess.run([sys.executable, "-c", BOUNDS, str(device)], capture_output=True,
+                          text=True, timeout=30, check=True)
+    return int(done.stdout)
+
+
+BOUNDS = "import sys; from clients.log import reader_bounds; print(reader_bounds(sys.argv[1])[1])"
+
+
+def test_a_consumer_resumes_exactly_after_kill_9_of_itself_and_of_its_learner(
+    tmp_path: Path,
+) -> None:
+    config = loopback_config(tmp_path / "paxos.conf")
+    with config.open("a") as conf:
+        conf.write("learner-catch-up yes\n")
+    reference_out, consumed, state = (tmp_path / "reference", tmp_path / "consumed",
+                                      tmp_path / "consumer-state")
+    with cluster(tmp_path) as running:
+        for aid in range(3):
+            running.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
+        running.start("proposer", "-c", str(config), "--proposer", "0")
+        # The reference learner trims: the acceptors keep only the last 500 to 1,000
+        # instances, so what the consumer has not read yet when it dies survives only
+        # in the durable learner's own log.
+        _, reference_dir, reference_args = running.devices("reference")
+        running.start("reference", "-c", str(config), "--learner", "--trim", "500",
+                      *reference_args)
+        with open(reference_out, "wb") as sink:
+            running.spawn(["cat", reference_dir / "kpaxos-learner"], stdout=sink)
+        _, durable_dir, durable_args = running.devices("durable")
+        learner_args = ("-c", str(config), "--learner", "--storage", str(tmp_path / "store"),
+                        *durable_args)
+        durable = running.start("durable", *learner_args)
+
+        def consumer() -> subprocess.Popen[bytes]:
+            return running.spawn([sys.executable, "-c", CONSUMER,
+                                  str(durable_dir / "kpaxos-learner"), str(consumed),
+                                  str(state)])
+
+        def write(first: int, end: int, writers: int) -> None:
+            writer = running.spawn([sys.executable, "-c", WRITER,
+                                    str(reference_dir / "kpaxos-client"), str(writers),
+                                    str(first), str(end)])
+            assert writer.wait(300) == 0
+
+        # 6,000 values one at a time (an instance each); the consumer dies early on.
+        reader = consumer()
+        writer = running.spawn([sys.executable, "-c", WRITER,
+                                str(reference_dir / "kpaxos-client"), "1", "0", str(FIRST)])
+        wait_until(lambda: lines(consumed) >= 1000, 120, "the consumer to start")
+        reader.send_signal(signal.SIGKILL)
+        reader.wait(10)
+        assert writer.wait(300) == 0
+        wait_until(lambda: end_of(durable_dir / "kpaxos-learner")
+                   == end_of(reference_dir / "kpaxos-learner"), 120,
+                   "the durable learner to deliver the first values")
+        durable.proc.send_signal(signal.SIGKILL)
+        durable.proc.wait(10)
+
+        # A learner without a log of its own could not give the consumer what it missed.
+        _, _, fresh_args = running.devices("fresh")
+        fresh = running.start("fresh", "-c", str(config), "--learner", *fresh_args)
+        wait_until(lambda: "are lost to this learner" in fresh.log, 60,
+                   "the acceptors to say they trimmed the history")
+
+        again = running.start("durable-again", *learner_args)
+        assert f"{FIRST} values restored" in again.log, again.log
+        reader = consumer()
+        write(FIRST, VALUES, WRITERS)  # the rest, four writers at a time
+        wait_until(lambda: lines(reference_out) >= VALUES, 120, "the reference reader")
+        wait_until(lambda: lines(consumed) >= VALUES, 120, "the consumer to catch up")
+        reader.kill()
+    assert lines(reference_out) == VALUES
+    assert consumed.read_bytes() == reference_out.read_bytes()
