@@ -9,8 +9,8 @@ Trimming. Acceptors forget instances up to their trim point (TRIM) and report it
 that still needs such an instance may never get it. It says so with a
 :class:`Trimmed` effect and goes on after the trim point:
 
-- at once when so many acceptors report a trim point at or beyond its next instance
-  that the others are fewer than a quorum (no majority can answer any more);
+- at once when a quorum of acceptors report a trim point at or beyond its next
+  instance (then the others are fewer than a quorum: no majority can answer any more);
 - otherwise when one acceptor reported it and TRIM_PATIENCE rounds of REPEAT to all
   acceptors brought nothing (those that did not trim could not decide it either);
   then only for the hole it waits on, never past the highest instance it knows was
@@ -351,8 +351,11 @@ class Learner:
             return
         self._trims[msg.aid] = msg.trim_iid
         # The trim point that leaves fewer than a quorum of acceptors holding an
-        # instance: the (n - quorum + 1)-th highest reported.
-        enough = len(self._cluster.acceptors) - self._quorum + 1
+        # instance: the (n - quorum + 1)-th highest reported; and never fewer than a
+        # quorum of reports (with an even n the first is one less), so that a point
+        # believed at once is one that a quorum of acceptors says it trimmed.
+        acceptors = len(self._cluster.acceptors)
+        enough = max(acceptors - self._quorum + 1, self._quorum)
         reported = sorted(self._trims.values(), reverse=True)
         if len(reported) >= enough:
             self._give_up_through(reported[enough - 1])

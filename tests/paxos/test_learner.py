@@ -496,3 +496,18 @@ def test_a_restored_learner_goes_on_where_it_stopped_with_its_exactly_once_memor
     vote(learner, 8, wrap(5, 3, b"z"))
     assert delivered(out) == [Deliver(8, [b"z"], [(5, 3)])]
     assert learner.duplicates == 1
+
+
+def test_with_four_acceptors_two_trim_points_are_not_a_quorum_to_believe_at_once() -> None:
+    acceptors = {aid: (f"10.0.0.{aid + 1}", 3003) for aid in range(4)}
+    out = Outbox()
+    learner = Learner(Cluster(acceptors, {0: ("10.0.0.9", 3002)}),
+                      PaxosOptions(learner_catch_up=True), out, now=0.0)
+    learner.on_accepted(Accepted(0, 9, 10, 10, b"later"), 0.0)  # instance 9 exists
+    out.drain()
+    learner.on_acceptor_state(AcceptorState(0, 5))
+    learner.on_acceptor_state(AcceptorState(1, 5))
+    # The two others could not decide 1 to 5 (a quorum is 3), but two may be lying.
+    assert [e for e in out.drain() if isinstance(e, Trimmed)] == []
+    learner.on_acceptor_state(AcceptorState(2, 5))
+    assert [e for e in out.drain() if isinstance(e, Trimmed)] == [Trimmed(1, 6)]
