@@ -279,17 +279,23 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR091
         names = [*cluster.names, "client"]
         timeline: list[dict[str, object]] = []
         next_sample = started + options.rss_every if options.rss_every else math.inf
+        def sample() -> dict[str, object]:
+            return {"at_s": round(time.monotonic() - started),
+                    "peak_rss_mb": _rss_by_process(names, watched, "VmHWM:"),
+                    "rss_mb": _rss_by_process(names, watched, "VmRSS:"),
+                    **({"storage_mb": _disk_usage_mb(storage)} if storage is not None else {})}
+
         while driver.poll() is None and time.monotonic() < deadline:
             cpu_after = sum(_cpu_seconds(proc.pid) for proc in watched)
             rss = max(_peak_rss_mb(proc.pid) for proc in watched)
             if time.monotonic() >= next_sample:
-                timeline.append({"at_s": round(time.monotonic() - started),
-                                 "peak_rss_mb": _rss_by_process(names, watched, "VmHWM:"),
-                                 "rss_mb": _rss_by_process(names, watched, "VmRSS:"),
-                                 **({"storage_mb": _disk_usage_mb(storage)}
-                                    if storage is not None else {})})
+                timeline.append(sample())
                 next_sample += options.rss_every
             time.sleep(0.2)
+        if options.rss_every:
+            # The cluster as the load left it (the driver is done, the daemons run on):
+            # the last minute's sample would otherwise fall after the driver's end.
+            timeline.append(sample())
         output, _ = driver.communicate(timeout=30)
         cat_bytes = cat.stop() if cat is not None else None
         if cpu_after == 0.0:
