@@ -114,6 +114,19 @@ def _peak_rss_mb(pid: int, field: str = "VmHWM:") -> float:
     return 0.0
 
 
+def _disk_usage_mb(root: Path) -> dict[str, float]:
+    """What each directory under ``root`` takes on disk, in MB, as ``du`` counts it
+    (allocated blocks: an LMDB file's unused map is not counted)."""
+    usage = {}
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        blocks = 0
+        for path in directory.rglob("*"):
+            with contextlib.suppress(OSError):
+                blocks += path.lstat().st_blocks
+        usage[directory.name] = round(blocks * 512 / 1e6, 1)
+    return usage
+
+
 def _rss_by_process(
     names: list[str], procs: list[subprocess.Popen[bytes]], field: str
 ) -> dict[str, float]:
@@ -182,7 +195,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -
         time.sleep(0.02)
 
 
-def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str]) -> Cluster:
+def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str],
+                  storage: Path | None = None) -> Cluster:
     config = workdir / "paxos.conf"
     lines = [f"acceptor {i} 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}" for i in range(3)]
     lines.append(f"proposer 0 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}")
@@ -192,10 +206,11 @@ def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str])
     device_args = (["--device-backend", "fuse", "--mount-dir", str(workdir / "mnt"),
                     "--link-dir", str(link_dir)] if devices else ["--no-devices"])
     base = ["-c", str(config), *extra]
+    durable = ["--storage", str(storage)] if storage is not None else []
     if topology == "single":
-        plans = [("node", [*base, *device_args])]
+        plans = [("node", [*base, *durable, *device_args])]
     else:
-        plans = [(f"acceptor{i}", [*base, "--acceptor", str(i)]) for i in range(3)]
+        plans = [(f"acceptor{i}", [*base, *durable, "--acceptor", str(i)]) for i in range(3)]
         plans.append(("proposer", [*base, "--proposer", "0"]))
         if devices:
             plans.append(("learner", [*base, "--learner", *device_args]))
@@ -218,8 +233,10 @@ def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str])
 def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915
     floor = udp_floor()
     workdir = Path(tempfile.mkdtemp(prefix="kpaxos-bench-"))
+    storage = workdir / "storage" if options.storage else None
     cluster = start_cluster(options.topology, not options.no_device, workdir,
-                            ["--retain", str(options.retain), *options.kpaxosd_option])
+                            ["--retain", str(options.retain), *options.kpaxosd_option],
+                            storage)
     try:
         common = ["-o", str(options.outstanding), "-v", str(options.value_size),
                   "-b", str(options.values_per_datagram)]
@@ -262,15 +279,23 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR091
         names = [*cluster.names, "client"]
         timeline: list[dict[str, object]] = []
         next_sample = started + options.rss_every if options.rss_every else math.inf
+        def sample() -> dict[str, object]:
+            return {"at_s": round(time.monotonic() - started),
+                    "peak_rss_mb": _rss_by_process(names, watched, "VmHWM:"),
+                    "rss_mb": _rss_by_process(names, watched, "VmRSS:"),
+                    **({"storage_mb": _disk_usage_mb(storage)} if storage is not None else {})}
+
         while driver.poll() is None and time.monotonic() < deadline:
             cpu_after = sum(_cpu_seconds(proc.pid) for proc in watched)
             rss = max(_peak_rss_mb(proc.pid) for proc in watched)
             if time.monotonic() >= next_sample:
-                timeline.append({"at_s": round(time.monotonic() - started),
-                                 "peak_rss_mb": _rss_by_process(names, watched, "VmHWM:"),
-                                 "rss_mb": _rss_by_process(names, watched, "VmRSS:")})
+                timeline.append(sample())
                 next_sample += options.rss_every
             time.sleep(0.2)
+        if options.rss_every:
+            # The cluster as the load left it (the driver is done, the daemons run on):
+            # the last minute's sample would otherwise fall after the driver's end.
+            timeline.append(sample())
         output, _ = driver.communicate(timeout=30)
         cat_bytes = cat.stop() if cat is not None else None
         if cpu_after == 0.0:
@@ -345,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECONDS",
                         help="record every process's peak RSS this often (JSON: "
                              "rss_timeline; default: only the overall maximum)")
+    parser.add_argument("--storage", action="store_true",
+                        help="the acceptors keep their state durably (kpaxosd --storage, "
+                             "in the bench's temporary directory); with --rss-every, each "
+                             "store's size on disk goes in rss_timeline too (storage_mb)")
     parser.add_argument("--cat-reader", action="store_true",
                         help="also run `cat` on the learner device and report what it read "
                              "(cat_reader_bytes) beside the bytes decided")

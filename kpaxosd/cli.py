@@ -24,6 +24,8 @@ from kpaxosd.arguments import (
 from kpaxosd.auth import AuthKeyError, load_key
 from kpaxosd.config import Config, ConfigError, default_config, describe, load_config
 from kpaxosd.daemon import Daemon, DaemonError, DaemonSpec, DeviceOptions, KClientOptions
+from kpaxosd.paxos.cluster import Cluster
+from kpaxosd.paxos.options import DEFAULT_TRIM_EVERY
 from kpaxosd.storage import StorageError
 
 LOG_LEVELS = {
@@ -66,7 +68,8 @@ def _group(text: str) -> int:
 _role_id = integer_in(0, None, "an id from 0")
 #: What a bare ``--learner`` stands for: a learner, whichever the configuration allows.
 _ANY_LEARNER = -1
-_trim_count = integer_in(1, 1_000_000_000, "a count of instances from 1 to 1000000000")
+_trim_count = integer_in(0, 1_000_000_000,
+                         "a count of instances from 0 (no trimming) to 1000000000")
 _values_per_instance = integer_in(1, 100_000, "1 to 100000 values (1: no batching)")
 
 
@@ -106,12 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--trim", metavar="N", type=_trim_count,
                        help="the learner hosted here lets the acceptors forget: every N "
                             "delivered instances it sends TRIM, and they drop all but the "
-                            "last N to 2N instances (the original's cantrim). One learner of "
-                            "a cluster should trim (acceptors keep the highest TRIM). A learner "
-                            "further behind than what the acceptors keep cannot catch up: "
-                            "it logs an error naming the instances it lost, its device "
-                            "readers get EPIPE there, and it goes on after them "
-                            "(default: the configuration's trim, else no trimming)")
+                            "last N to 2N instances (the original's cantrim), or all but the "
+                            "last --trim-bytes to twice that if that is less; 0: no trimming. "
+                            "One learner of a cluster should trim (acceptors keep the highest "
+                            "TRIM). A learner further behind than what the acceptors keep "
+                            "cannot catch up: it logs an error naming the instances it lost, "
+                            "its device readers get EPIPE there, and it goes on after them "
+                            "(default: the configuration's trim, else 100000 for the learner "
+                            "that should trim: learner 0 where the configuration lists "
+                            "learners, else the lowest replica's, else any learner; others "
+                            "do not trim)")
+    roles.add_argument("--trim-bytes", metavar="N", type=positive_int,
+                       help="with trimming, also send TRIM each time N bytes were delivered "
+                            "since the last, so the acceptors keep at most 2N bytes of "
+                            "delivered instances (default: the configuration's trim-bytes, "
+                            "else 67108864, 64 MiB)")
     roles.add_argument("--learner-address", metavar="HOST:PORT", type=listen_address,
                        help="where the learner listens for acceptors; an empty HOST or "
                             "0.0.0.0 is every interface, port 0 a free one (default: the "
@@ -217,6 +229,10 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         acceptors, proposers, replicas = args.acceptor, args.proposer, args.replica
         learner = args.learner is not None or args.client
         learner_id = None if args.learner in (None, _ANY_LEARNER) else args.learner
+    if args.trim is None and not config.trim_set and _trims_by_default(
+        cluster, learner, learner_id, replicas
+    ):
+        config = _with_default_trim(config)
     return DaemonSpec(
         config=config,
         acceptors=acceptors,
@@ -248,6 +264,37 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         if args.client
         else None,
     )
+
+
+def _trims_by_default(cluster: Cluster, learner: bool, learner_id: int | None,
+                      replicas: Sequence[int]) -> bool:
+    """Whether the learner hosted here trims when neither --trim nor ``trim`` says.
+
+    Bounded by default (README, "Durability, authentication, metrics"): acceptors
+    that never trim fill up at acceptor_max_held_bytes and stop the cluster. But the
+    acceptors take the highest TRIM of any learner, and a learner behind the tail
+    they keep loses values (Trimmed: a gap, EPIPE for its readers), so one learner of
+    a configuration trims by default, the one that reads all of it: learner 0 where
+    the file lists learners (only they may trim then), else the lowest replica's
+    (replicas host the learners), else, in the original's open layout, any learner,
+    as no configuration says which is the one.
+    """
+    if not (learner or replicas):  # a replica hosts a learner
+        return False
+    if cluster.learners:
+        return learner_id == min(cluster.learners)
+    replica_ids = [i for i, address in cluster.acceptors.items()
+                   if cluster.proposers.get(i) == address]
+    if replica_ids:
+        return min(replica_ids) in replicas
+    return True
+
+
+def _with_default_trim(config: Config) -> Config:
+    """``config`` trimming as by default: every DEFAULT_TRIM_EVERY instances, or
+    trim_bytes (default DEFAULT_TRIM_BYTES) bytes of them."""
+    options = dataclasses.replace(config.options, trim_every=DEFAULT_TRIM_EVERY)
+    return dataclasses.replace(config, options=options)
 
 
 def _compat_learner_id(args: argparse.Namespace) -> int | None:
@@ -336,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%s:%d: %r has no effect in kpaxos", config.source, number, text)
     try:
         spec = spec_from_args(args, config)
+        if spec.config.options.trim_every is not None and config.options.trim_every is None:
+            log.info("trimming by default, keeping the last %d to %d instances or %d to %d "
+                     "bytes of them, whichever is less (--trim 0: no trimming)",
+                     DEFAULT_TRIM_EVERY, 2 * DEFAULT_TRIM_EVERY,
+                     spec.config.options.trim_bytes, 2 * spec.config.options.trim_bytes)
         return trio.run(_run, spec)
     except KeyboardInterrupt:
         return 0
@@ -347,7 +399,10 @@ def _with_flags(args: argparse.Namespace, config: Config) -> Config:
     """``config`` with the options that flags override."""
     options = config.options
     if args.trim is not None:
-        options = dataclasses.replace(options, trim_every=args.trim)
+        # --trim 0: no trimming, not even the default (_with_default_trim).
+        options = dataclasses.replace(options, trim_every=args.trim or None)
+    if args.trim_bytes is not None:
+        options = dataclasses.replace(options, trim_bytes=args.trim_bytes)
     if args.values_per_instance is not None:
         options = dataclasses.replace(options, max_values_per_instance=args.values_per_instance)
     if args.learner_max_held_bytes is not None:
@@ -363,7 +418,7 @@ def _print_check(args: argparse.Namespace, config: Config) -> None:
     print(f"{config.source}: ok")
     if key_file is not None:
         print(f"  every datagram is authenticated with the key in {key_file}")
-    for line in describe(config):
+    for line in describe(spec_from_args(args, config).config):
         print(f"  {line}")
     for number, text in config.ignored:
         print(f"  line {number} ignored: {text}")

@@ -11,6 +11,7 @@ One directive a line, ``#`` starts a comment::
     proposer-timeout 1
     proposer-preexec-window 128
     trim 100000                    # the original's cantrim: this learner trims (see below)
+    trim-bytes 67108864            # ours: and keeps at most this many bytes (see below)
     proposer-values-per-instance 1024  # ours: client values batched in one instance
     storage /var/lib/kpaxos        # ours: acceptors keep their state in LMDB here
     auth-key-file /etc/kpaxos/key  # ours: every datagram carries a keyed MAC
@@ -18,8 +19,11 @@ One directive a line, ``#`` starts a comment::
     acceptor-max-held-bytes 1073741824 # ours: records an acceptor holds (bytes)
 
 ``trim N`` makes every learner that reads the file send TRIM to the acceptors every N
-delivered instances (PaxosOptions.trim_every); one learner of a cluster should trim,
-so it belongs in that learner's own file (or use ``kpaxosd --trim``).
+delivered instances (PaxosOptions.trim_every), and ``trim-bytes B`` also every B bytes
+of them (PaxosOptions.trim_bytes); one learner of a cluster should trim, so it belongs
+in that learner's own file (or use ``kpaxosd --trim``). ``trim 0`` turns trimming
+off. Without ``trim`` the daemon trims by default where its learner is the one that
+should (kpaxosd/cli.py, _with_default_trim).
 
 ``learner`` lines are ours (libpaxos has learners find the acceptors): where a file
 lists learners, the acceptors take the learners' messages — registering, REPEAT,
@@ -85,6 +89,9 @@ class Config:
     source: str = "<built-in>"
     #: Lines that were accepted but have no effect, as (line, text), for the log.
     ignored: tuple[tuple[int, str], ...] = field(default=())
+    #: Whether the file says ``trim`` (``trim 0``: options.trim_every None): then the
+    #: daemon's default trimming does not apply (kpaxosd/cli.py, _with_default_trim).
+    trim_set: bool = False
 
 
 def default_config() -> Config:
@@ -169,8 +176,9 @@ def _parse_window(word: str) -> int:
 
 def _parse_trim(word: str) -> int:
     every = int(word)
-    if not 1 <= every <= 1_000_000_000:
-        raise ValueError(f"expected a count of 1 to 1000000000 instances, got {word}")
+    if not 0 <= every <= 1_000_000_000:
+        raise ValueError(f"expected a count of 0 (no trimming) to 1000000000 instances, "
+                         f"got {word}")
     return every
 def _parse_bytes(word: str) -> int:
     count = int(word)
@@ -201,6 +209,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
     "proposer-timeout": ("proposer_timeout", _parse_seconds),
     "proposer-preexec-window": ("preexec_window", _parse_window),
     "trim": ("trim_every", _parse_trim),
+    "trim-bytes": ("trim_bytes", _parse_bytes),
     "proposer-values-per-instance": ("max_values_per_instance", _parse_values_per_instance),
     "learner-max-held-bytes": ("learner_max_held_bytes", _parse_bytes),
     "acceptor-max-held-bytes": ("acceptor_max_held_bytes", _parse_bytes),
@@ -297,6 +306,10 @@ class _Parser:
         verbosity = str(self.settings.pop("verbosity", "info"))
         storage = self.settings.pop("storage", None)
         auth_key_file = self.settings.pop("auth_key_file", None)
+        trim_set = "trim_every" in self.settings
+        if trim_set:
+            # trim 0: no trimming, not even the daemon's default.
+            self.settings["trim_every"] = self.settings["trim_every"] or None
         try:
             cluster = Cluster(
                 acceptors={i: a for i, (a, _) in sorted(self.acceptors.items())},
@@ -314,6 +327,7 @@ class _Parser:
             auth_key_file=None if auth_key_file is None else str(auth_key_file),
             source=self.source,
             ignored=tuple(self.ignored),
+            trim_set=trim_set,
         )
 
     def check_ids(self, kind: str, table: dict[int, tuple[Address, int]]) -> None:
@@ -342,4 +356,5 @@ def describe(config: Config) -> Iterable[str]:
     trim_every = config.options.trim_every
     if trim_every is not None:
         yield (f"a learner hosted here trims the acceptors every {trim_every} delivered "
-               f"instances (trim {trim_every})")
+               f"instances (trim {trim_every}), or every {config.options.trim_bytes} bytes "
+               f"of them")

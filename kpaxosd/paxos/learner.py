@@ -18,7 +18,8 @@ that still needs such an instance may never get it. It says so with a
 
 Values it holds decided inside a trimmed range are delivered, not given up.
 
-A learner with ``trim_every`` sends that TRIM itself (see PaxosOptions).
+A learner with ``trim_every`` sends that TRIM itself, bounded by instances and by
+bytes (``trim_bytes``; see PaxosOptions and _trim_acceptors).
 
 Stuck instances. The acceptors may all answer and still be unable to decide an
 instance for a learner: a quorum accepted it, then one acceptor of that quorum was
@@ -180,6 +181,12 @@ class Learner:
         self._fruitless_rounds = 0
         # The last TRIM this learner sent (trim_every), resent with the keepalives.
         self._trim_sent = 0
+        # The byte rule (trim_bytes): the last instance delivered when the bytes
+        # delivered since the mark before reached trim_bytes, the bytes delivered
+        # since, and the mark before it (where the byte rule trims to).
+        self._byte_mark = 0
+        self._bytes_since_mark = 0
+        self._byte_point = 0
         self.deliveries = 0
         self.duplicates = 0
         self.noops = 0
@@ -396,7 +403,12 @@ class Learner:
         while (value := self._decided.pop(self._next, None)) is not None:
             iid = self._next
             self._next = iid + 1
-            self._held_bytes -= len(value) + HELD_RECORD_COST
+            cost = len(value) + HELD_RECORD_COST
+            self._held_bytes -= cost
+            self._bytes_since_mark += cost
+            if self._bytes_since_mark >= self._options.trim_bytes:
+                self._byte_point, self._byte_mark = self._byte_mark, iid
+                self._bytes_since_mark = 0
             self._deliver(iid, value)
         self._trim_acceptors()
 
@@ -489,12 +501,24 @@ class Learner:
 
     def _trim_acceptors(self) -> None:
         """trim_every: let the acceptors forget what we delivered, but the last
-        trim_every instances."""
+        trim_every instances, or the last trim_bytes of them if that is less.
+
+        The count rule trims to trim_every below the next instance once that is
+        trim_every beyond the last TRIM; the byte rule to the byte mark before the
+        last (see _deliver_in_order), each time a mark is made. The TRIM goes to the
+        higher of the two points, so the acceptors keep the shorter tail: at most
+        2 * trim_every instances and at most 2 * trim_bytes bytes (and one instance)
+        of what this learner delivered.
+        """
         every = self._options.trim_every
         if every is None or self._next is None:
             return
-        point = self._next - 1 - every
-        if point - self._trim_sent >= every:
+        point = self._trim_sent
+        by_count = self._next - 1 - every
+        if by_count - self._trim_sent >= every:
+            point = by_count
+        point = max(point, self._byte_point)
+        if point > self._trim_sent:
             self._trim_sent = point
             for address in self._cluster.acceptors.values():
                 self._out.send(address, Trim(point))

@@ -12,6 +12,14 @@ from wire.datagram import MAX_VALUE_SIZE
 #: would cost memory and count nothing.
 HELD_RECORD_COST = 256
 
+#: The trimming a daemon's learner does when nothing says otherwise: the original
+#: klearner's cantrim of 100,000 instances (trim_every) ...
+DEFAULT_TRIM_EVERY = 100_000
+#: ... and no more than this many bytes of them (trim_bytes): the acceptors then
+#: hold 64 to 128 MiB of delivered instances, an eighth of acceptor_max_held_bytes
+#: at most, whatever the size of the values.
+DEFAULT_TRIM_BYTES = 64 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class PaxosOptions:
@@ -99,8 +107,19 @@ class PaxosOptions:
     #: The original klearner's cantrim: every this many delivered instances, send
     #: TRIM to every acceptor so that they forget what this learner delivered, all
     #: but the last trim_every instances (learners a little behind still catch up by
-    #: REPEAT). One learner of a cluster trims; None: this one does not.
+    #: REPEAT). One learner of a cluster trims; None: this one does not (nor by
+    #: trim_bytes). The daemon trims by default (DEFAULT_TRIM_EVERY; kpaxosd/cli.py).
     trim_every: int | None = None
+    #: With trim_every, a TRIM also goes out each time the instances delivered since
+    #: the last such mark take this many bytes (their values, plus HELD_RECORD_COST
+    #: each, as the acceptors count them), down to the previous mark: the acceptors
+    #: keep the last trim_bytes to 2 * trim_bytes of delivered instances (one
+    #: instance more at most), or the last trim_every to 2 * trim_every instances,
+    #: whichever is less. A count alone is no bound on bytes: 100,000 instances of
+    #: 60 KB batches are 6 GB, and the acceptors would fill up (at
+    #: acceptor_max_held_bytes) and stop the cluster before the first TRIM. Keep it
+    #: well under half of acceptor_max_held_bytes.
+    trim_bytes: int = DEFAULT_TRIM_BYTES
     # -- acceptor
     #: ACCEPTED messages sent in answer to one REPEAT.
     repeat_reply_max: int = 1024

@@ -18,7 +18,7 @@ import trio
 
 from devices.semantics import LearnerDevice, LearnerHandle
 from devices.valuelog import ReaderTooFarBehind, ValueLog, ValuesLost
-from kpaxosd.cli import build_parser, main, spec_from_args
+from kpaxosd.cli import _with_flags, build_parser, main, spec_from_args
 from kpaxosd.config import Config, ConfigError, load_config, parse_config
 from kpaxosd.daemon import Daemon, DaemonSpec
 from kpaxosd.endpoint import UdpEndpoint, open_udp_socket
@@ -240,7 +240,11 @@ def load_config_text(extra: str) -> Config:
 def test_trim_in_the_configuration_sets_the_learners_trim_every() -> None:
     assert parse_config(ROLES).options.trim_every is None
     assert parse_config(ROLES + "trim 500\n").options.trim_every == 500
-    for bad in ("trim 0", "trim many", "trim 1 2"):
+    off = parse_config(ROLES + "trim 0\n")
+    assert off.options.trim_every is None and off.trim_set
+    assert not parse_config(ROLES).trim_set
+    assert parse_config(ROLES + "trim-bytes 4096\n").options.trim_bytes == 4096
+    for bad in ("trim -1", "trim many", "trim 1 2"):
         with pytest.raises(ConfigError) as caught:
             parse_config(ROLES + bad + "\n", "paxos.conf")
         assert str(caught.value).startswith("paxos.conf:3: trim")
@@ -255,14 +259,53 @@ def test_the_trim_option_overrides_the_configuration(
     assert "trims the acceptors every 500 delivered instances" in capsys.readouterr().out
     assert main(["-c", str(config), "--check-config", "--trim", "100"]) == 0
     assert "every 100 delivered instances (trim 100)" in capsys.readouterr().out
+    assert main(["-c", str(config), "--check-config", "--trim", "0"]) == 0
+    assert "trims" not in capsys.readouterr().out
     config.write_text(ROLES)
+    # No trim anywhere: the whole cluster's learner trims by default.
+    assert main(["-c", str(config), "--check-config"]) == 0
+    assert "every 100000 delivered instances (trim 100000), or every 67108864 bytes" in (
+        capsys.readouterr().out)
+    assert main(["-c", str(config), "--check-config", "--trim", "0"]) == 0
+    assert "trims" not in capsys.readouterr().out
+    config.write_text(ROLES + "trim 0\n")
     assert main(["-c", str(config), "--check-config"]) == 0
     assert "trims" not in capsys.readouterr().out
-    for bad in ("0", "-5", "x"):
+    for bad in ("-5", "x"):
         with pytest.raises(SystemExit) as exited:
             main(["-c", str(config), "--trim", bad])
         assert exited.value.code == 2
         assert "--trim: expected a count of instances" in capsys.readouterr().err
+
+
+def default_trim_of(config_text: str, *flags: str) -> int | None:
+    """The trim_every a daemon started with ``flags`` on ``config_text`` gets."""
+    args = build_parser().parse_args(list(flags))
+    config = _with_flags(args, parse_config(config_text))
+    return spec_from_args(args, config).config.options.trim_every
+
+
+def test_one_learner_of_a_configuration_trims_by_default() -> None:
+    # The original's open layout: any learner (no configuration says which).
+    assert default_trim_of(ROLES) == 100_000
+    assert default_trim_of(ROLES, "--learner") == 100_000
+    # Where learners are listed, learner 0 only.
+    listed = ROLES + "learner 0 127.0.0.1 3005\nlearner 1 127.0.0.1 3006\n"
+    assert default_trim_of(listed, "--learner", "0") == 100_000
+    assert default_trim_of(listed, "--learner", "1") is None
+    assert default_trim_of(listed) == 100_000
+    # With replicas, the lowest replica's learner.
+    replicas = "".join(f"replica {i} 127.0.0.1 {3010 + i}\n" for i in range(3))
+    assert default_trim_of(replicas, "--replica", "0") == 100_000
+    assert default_trim_of(replicas, "--replica", "1") is None
+    assert default_trim_of(replicas) == 100_000
+    # A process without a learner, a trim said, or trimming turned off.
+    assert default_trim_of(ROLES, "--acceptor", "0") is None
+    assert default_trim_of(ROLES, "--trim", "7") == 7
+    assert default_trim_of(ROLES + "trim 9\n", "--learner", "0") == 9
+    assert default_trim_of(ROLES, "--trim", "0") is None
+    assert default_trim_of(ROLES + "trim 0\n") is None
+    assert default_trim_of(listed, "--learner", "1", "--trim", "5") == 5
 
 
 def test_the_client_device_defaults_to_a_proposer_of_this_process(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from kpaxosd.paxos.learner import (
     Registration,
     Repair,
 )
-from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
 from kpaxosd.paxos.values import NOOP
 from wire import (
     Accepted,
@@ -313,6 +313,64 @@ def test_trim_every_keeps_the_last_trim_every_instances() -> None:
     assert out.drain() == [Deliver(5, [b"x"], [None])]
     vote(learner, 6, b"x")
     assert out.drain() == [Deliver(6, [b"x"], [None]), *to_all(Trim(4))]
+
+
+def trims(out: Outbox) -> list[int]:
+    """The trim points of the TRIMs sent (once per acceptor each)."""
+    sent = [e.msg.iid for e in out.drain() if isinstance(e, Send) and isinstance(e.msg, Trim)]
+    points = sent[:: len(ACCEPTORS)]
+    assert sent == [point for point in points for _ in ACCEPTORS]
+    return points
+
+
+def test_trim_bytes_trims_big_values_long_before_trim_every() -> None:
+    # Each instance costs 1000 + HELD_RECORD_COST bytes: a mark every 4 instances.
+    budget = 4 * (1000 + HELD_RECORD_COST)
+    learner, out = make(catch_up=True, trim_every=100_000, trim_bytes=budget)
+    out.drain()
+    points = []
+    for iid in range(1, 21):
+        vote(learner, iid, b"v" * 1000)
+        points.extend(trims(out))
+    # Marks at 4, 8, 12, 16, 20; each trims to the mark before (the first: nothing).
+    assert points == [4, 8, 12, 16]
+    # What the acceptors keep after the last TRIM: the last one to two budgets' worth.
+    assert 20 - points[-1] == 4
+
+
+def test_trim_bytes_and_trim_every_keep_the_shorter_tail() -> None:
+    learner, out = make(catch_up=True, trim_every=3, trim_bytes=10**9)
+    out.drain()
+    points = []
+    for iid in range(1, 13):
+        vote(learner, iid, b"x")
+        points.extend(trims(out))
+    assert points == [3, 6, 9]  # the count rule alone, as before
+
+
+def test_the_acceptors_keep_at_most_two_trim_bytes_of_uneven_values() -> None:
+    budget = 50_000
+    learner, out = make(catch_up=True, trim_every=100_000, trim_bytes=budget)
+    out.drain()
+    sizes = [(iid * 7919) % 9000 for iid in range(1, 2001)]
+    trimmed_to = 0
+    for iid, size in enumerate(sizes, start=1):
+        vote(learner, iid, bytes([iid % 251]) * size)
+        for point in trims(out):
+            assert point > trimmed_to
+            trimmed_to = point
+        kept = sum(s + HELD_RECORD_COST for s in sizes[trimmed_to:iid])
+        largest = max(s + HELD_RECORD_COST for s in sizes[:iid])
+        assert kept < 2 * budget + largest
+    assert trimmed_to > 0
+
+
+def test_no_trim_every_means_no_trim_whatever_the_bytes() -> None:
+    learner, out = make(catch_up=True, trim_bytes=1)
+    out.drain()
+    for iid in range(1, 10):
+        vote(learner, iid, b"x" * 100)
+    assert trims(out) == []
 
 
 def test_the_last_trim_goes_again_with_each_keepalive() -> None:

@@ -139,6 +139,10 @@ class Scenario:
     original_clients: int = 0
     #: PaxosOptions.trim_every of the last learner (None: nobody trims).
     trim_every: int | None = None
+    #: PaxosOptions.trim_bytes of the last learner, when it trims: 1 makes every
+    #: instance a byte mark (it keeps one instance), a few hundred bytes a mark every
+    #: few instances.
+    trim_bytes: int = DEFAULT_OPTIONS.trim_bytes
     #: PaxosOptions.stable_leader.
     stable_leader: bool = True
     #: Crash the host of proposer 0 (the leader) for good at this time (None: never).
@@ -278,6 +282,9 @@ class Scenario:
         if profile == "stranger":
             # After every other draw, so that the base shape of the seed is mixed's.
             sc = replace(sc, strangers=r.uniform(50.0, 500.0), list_learners=r.random() < 0.5)
+        if sc.trim_every is not None:
+            # Drawn after every other: the seeds' other fields stay what they were.
+            sc = replace(sc, trim_bytes=r.choice([sc.trim_bytes, sc.trim_bytes, 1, 2000]))
         return sc
 
 
@@ -450,7 +457,8 @@ class Simulation:
         for host in self.hosts:
             host.options = options
         if scenario.trim_every is not None:
-            self.learner_hosts[-1].options = replace(options, trim_every=scenario.trim_every)
+            self.learner_hosts[-1].options = replace(
+                options, trim_every=scenario.trim_every, trim_bytes=scenario.trim_bytes)
         # The oracle: (iid, ballot) -> aid -> value, from the acceptors' Persist.
         self.accepted: dict[tuple[int, int], dict[int, bytes]] = {}
         self.chosen: dict[int, bytes] = {}

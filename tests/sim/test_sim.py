@@ -135,7 +135,7 @@ def replay(result: Result) -> str:
     """The command that runs ``result``'s seed again with the small bounds."""
     sc = result.scenario
     overrides = ", ".join(f"{name}={getattr(sc, name)!r}"
-                          for name in ("trim_every", *SMALL_BOUNDS))
+                          for name in ("trim_every", "trim_bytes", *SMALL_BOUNDS))
     return (f'python -c "from tests.sim.simulator import simulate; '
             f'print(simulate({sc.seed}, {sc.profile!r}, {overrides}).failures)"')
 
@@ -148,6 +148,21 @@ def test_small_byte_bounds_keep_safety_and_liveness(profile: str, count: int) ->
                 for r in results if not r.ok]
     assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures)
     assert sum(r.learner_shed for r in results) > 0
+    assert sum(r.acceptor_refused_full for r in results) > 0
+
+
+@pytest.mark.parametrize(("profile", "count"), [("mixed", 200), ("long", 60)])
+def test_trimming_by_bytes_keeps_small_acceptors_live_where_the_count_would_not(
+    profile: str, count: int
+) -> None:
+    # trim_every alone would not trim before the acceptors are full (1000 instances
+    # of some 300 bytes are far above 8192): the byte rule must do it. With
+    # trim_bytes out of the way (10**9), 7 of the 60 long seeds fail on progress.
+    results = [simulate(seed, profile, trim_every=1000, trim_bytes=2000, **SMALL_BOUNDS)
+               for seed in range(count)]
+    failures = [f"seed {r.scenario.seed}: {r.failures[0][:500]}\n    replay: {replay(r)}"
+                for r in results if not r.ok]
+    assert not failures, f"{len(failures)} of {count} seeds failed:\n" + "\n".join(failures)
     assert sum(r.acceptor_refused_full for r in results) > 0
 
 
