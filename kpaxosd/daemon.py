@@ -388,11 +388,14 @@ class Daemon:
         log.info("%s listening on %s:%d", plan.describe(), host, port)
 
     def _log_trimming(self) -> None:
-        trim_every = self.spec.config.options.trim_every
+        options = self.spec.config.options
+        trim_every = options.trim_every
         if trim_every is not None and self.learner_endpoint is not None:
             log.info(
-                "the learner trims the acceptors every %d delivered instances; they keep at "
-                "least the last %d for learners behind it", trim_every, trim_every,
+                "the learner trims the acceptors every %d delivered instances or %d bytes; "
+                "they keep the last %d to %d instances, or %d to %d bytes of them if that "
+                "is less, for learners behind it", trim_every, options.trim_bytes,
+                trim_every, 2 * trim_every, options.trim_bytes, 2 * options.trim_bytes,
             )
         elif trim_every is not None:
             log.info("trim %d has no effect here: this process hosts no learner", trim_every)
