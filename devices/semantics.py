@@ -475,7 +475,8 @@ class ClientHandle:
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
         """A receipt: the position of each value written on this file, in decimal and a
-        newline, in the order written; EOF when none is due (nothing to wait for)."""
+        newline, in the order written, one line a read at most; EOF when none is due
+        (nothing to wait for)."""
         self._reads = deque(item for item in self._reads if not item[0].answered)
         if self._reads or not self._answer_read(request, size):
             if nonblocking:
@@ -484,8 +485,11 @@ class ClientHandle:
 
     def _answer_read(self, request: Request, size: int) -> bool:
         if self._receipt_text:
-            data = bytes(self._receipt_text[:size])
-            del self._receipt_text[:size]
+            # One line a read at most: a CUSE device "seeks" (noop_llseek), so a shell's
+            # read builtin takes a buffer, keeps one line and seeks back for nothing.
+            end = self._receipt_text.find(b"\n") + 1
+            data = bytes(self._receipt_text[: min(size, end)])
+            del self._receipt_text[: len(data)]
             request.reply(data)
             return True
         if not self._receipts:

@@ -54,7 +54,8 @@ async def test_kpaxos_cat_from_now_gets_only_what_is_decided_after_it_started(
     fill(served)
     reader = await served.start([KPAXOS_CAT, "--device", served.learner, "--from-now",
                                  "--positions"])
-    await served.wait_stats(lambda s: s.open_handles == 1)
+    # Started (START then FRAMED) and blocked in its first read: "now" is behind it.
+    await served.wait_stats(lambda s: s.pending == 1)
     served.log.append(3, b"four\n")
     assert reader.stdout is not None
     expected = f"{position_of(3, 0)}\tfour\n".encode()

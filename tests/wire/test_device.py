@@ -31,7 +31,9 @@ def test_positions_name_instance_and_place_and_increase_along_the_log(
 ) -> None:
     position = position_of(iid, place)
     assert (iid_of(position), position % PLACES_PER_INSTANCE) == (iid, place)
-    assert position < position_of(iid, place + 1) <= position_of(iid + 1, 0)
+    following = (position_of(iid, place + 1) if place + 1 < PLACES_PER_INSTANCE
+                 else position_of(iid + 1, 0))
+    assert position < following <= position_of(iid + 1, 0)
     assert position < 2**64
 
 
