@@ -228,9 +228,52 @@ def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str],
                    [name for name, _ in plans])
 
 
+def _start_driver(options: argparse.Namespace, cluster: Cluster, workdir: Path,
+                  ) -> subprocess.Popen[bytes]:
+    """The load: kpaxos-client on the learner device, the device writers, or the kclient
+    role (a client and its own learner inside a daemon)."""
+    common = ["-o", str(options.outstanding), "-v", str(options.value_size),
+              "-b", str(options.values_per_datagram)]
+    if options.writers:
+        # Applications' way: N writers of the client device, blocking writes.
+        assert cluster.learner_device is not None
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "clients.device_writers",
+             str(cluster.learner_device.with_name("kpaxos-client")), str(options.writers),
+             str(options.value_size), str(options.duration)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+    elif cluster.learner_device is not None:
+        how = "-d" if options.record_mode else "--stream"
+        driver = subprocess.Popen(
+            [str(BIN / "kpaxos-client"), "--config", str(cluster.config), how,
+             "--learner-device", str(cluster.learner_device), *common,
+             "--duration", str(options.duration)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+    else:  # the kclient role: a client and its own learner inside a daemon
+        driver_log = workdir / "client.log"
+        with open(driver_log, "wb") as log:
+            driver = subprocess.Popen(
+                [str(BIN / "kpaxosd"), "-c", str(cluster.config), "--client",
+                 "--no-devices", "--verbosity", "info",
+                 "--outstanding", str(options.outstanding),
+                 "--value-size", str(options.value_size)],
+                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+            )
+        # Its SIGINT handler, which prints the totals, is there once it is ready.
+        try:
+            _wait_ready(driver, driver_log)
+        except SystemExit:
+            driver.kill()
+            driver.wait()
+            raise
+    return driver
+
+
 # One measurement from start to report, read top to bottom: splitting it would scatter
 # the order the numbers are taken in.
-def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR0915
+def run_bench(options: argparse.Namespace) -> dict[str, object]:
     floor = udp_floor()
     workdir = Path(tempfile.mkdtemp(prefix="kpaxos-bench-"))
     storage = workdir / "storage" if options.storage else None
@@ -238,33 +281,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR091
                             ["--retain", str(options.retain), *options.kpaxosd_option],
                             storage)
     try:
-        common = ["-o", str(options.outstanding), "-v", str(options.value_size),
-                  "-b", str(options.values_per_datagram)]
-        if cluster.learner_device is not None:
-            how = "-d" if options.record_mode else "--stream"
-            driver = subprocess.Popen(
-                [str(BIN / "kpaxos-client"), "--config", str(cluster.config), how,
-                 "--learner-device", str(cluster.learner_device), *common,
-                 "--duration", str(options.duration)],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )
-        else:  # the kclient role: a client and its own learner inside a daemon
-            driver_log = workdir / "client.log"
-            with open(driver_log, "wb") as log:
-                driver = subprocess.Popen(
-                    [str(BIN / "kpaxosd"), "-c", str(cluster.config), "--client",
-                     "--no-devices", "--verbosity", "info",
-                     "--outstanding", str(options.outstanding),
-                     "--value-size", str(options.value_size)],
-                    stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                )
-            # Its SIGINT handler, which prints the totals, is there once it is ready.
-            try:
-                _wait_ready(driver, driver_log)
-            except SystemExit:
-                driver.kill()
-                driver.wait()
-                raise
+        driver = _start_driver(options, cluster, workdir)
         cat: _CountingReader | None = None
         if options.cat_reader and cluster.learner_device is not None:
             cat = _CountingReader(["cat", str(cluster.learner_device)])
@@ -305,6 +322,8 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR091
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     text = output.decode(errors="replace")
+    if options.writers:
+        return _writers_result(options, text, cpu_after - cpu_before, rss, floor)
     total = TOTAL.search(text)
     if total is None:
         raise SystemExit(f"kpaxos-bench: the driver printed no totals:\n{text}")
@@ -337,6 +356,36 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:  # noqa: PLR091
     }
 
 
+def _writers_result(options: argparse.Namespace, text: str, cpu: float, rss: float,
+                    floor: int) -> dict[str, object]:
+    """What --writers measured, in the fields of the other modes (plus ``writers``)."""
+    try:
+        measured = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SystemExit(f"kpaxos-bench: the device writers printed no result:\n{text}"
+                         ) from None
+    values, seconds = int(measured["values"]), float(measured["seconds"])
+    return {
+        "topology": options.topology,
+        "writers": options.writers,
+        "outstanding": options.writers,
+        "value_size": options.value_size,
+        "values_per_datagram": options.values_per_datagram,
+        "device": True,
+        "read_mode": None,
+        "duration_s": seconds,
+        "values": values,
+        "failed": int(measured["failed"]),
+        "values_per_s": round(values / seconds, 1) if seconds else 0.0,
+        "p50_us": int(measured["p50_us"]),
+        "p99_us": int(measured["p99_us"]),
+        "avg_us": int(measured["avg_us"]),
+        "cpu_us_per_value": round(cpu * 1e6 / values, 1) if values else None,
+        "max_rss_mb": round(rss, 1),
+        "udp_floor_dgrams_per_s": floor,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="kpaxos-bench", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -355,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "datagram, as a TCP client's writes share segments (default: 0)")
     parser.add_argument("--duration", type=positive_seconds, default=10.0, metavar="SECONDS",
                         help="how long to drive the cluster (default: 10)")
+    parser.add_argument("--writers", type=positive_int, default=0, metavar="N",
+                        help="propose through the client device instead, as applications "
+                             "do: N writer threads, each with its own open file, writing "
+                             "-v-byte values with blocking writes (each returns once "
+                             "decided); -o and -b do not apply")
     parser.add_argument("--no-device", action="store_true",
                         help="learn decisions inside a daemon (the kclient role) instead of "
                              "reading the learner device")
@@ -383,13 +437,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.writers and (options.no_device or options.record_mode):
+        parser.error("--writers writes to the client device: not with --no-device or "
+                     "--record-mode")
     if os.geteuid() != 0 and not options.no_device:
         print("kpaxos-bench: reading the learner device needs root (or use --no-device)",
               file=sys.stderr)
         return 2
     result = run_bench(options)
-    print(f"{result['topology']}, {result['outstanding']} outstanding, "
+    load = (f"{result['writers']} device writers" if options.writers
+            else f"{result['outstanding']} outstanding")
+    print(f"{result['topology']}, {load}, "
           f"{result['value_size']}-byte values, "
           f"{'device' if result['device'] else 'in-daemon learner'}: "
           f"{result['values_per_s']} values/s, p50 {result['p50_us']} us, "

@@ -33,3 +33,22 @@ def test_the_bench_reports_its_numbers_as_json(topology: str, extra: list[str]) 
     if "--cat-reader" in extra:
         assert result["values_per_datagram"] == 2
         assert result["cat_reader_bytes"] > 0
+
+
+def test_the_bench_drives_the_client_device_with_writers() -> None:
+    done = subprocess.run([BENCH, "--writers", "3", "--duration", "2", "--json"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 device writers" in done.stdout
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert set(result) >= FIELDS | {"writers", "failed"}
+    assert (result["writers"], result["failed"]) == (3, 0)
+    assert result["values"] > 0 and result["values_per_s"] > 0
+    assert 0 < result["p50_us"] <= result["p99_us"]
+
+
+def test_writers_need_the_device() -> None:
+    done = subprocess.run([BENCH, "--writers", "3", "--no-device"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--writers writes to the client device" in done.stderr
