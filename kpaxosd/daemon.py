@@ -418,6 +418,7 @@ class Daemon:
             overhead=0 if auth is None else AUTH_TRAILER_SIZE,
             observe_latency=self.latency.observe,
             seq_window=spec.config.options.dedupe_window,
+            send_many=learner.send_messages,
         )
         self.decisions.subscribe(self.proposals)
         if spec.kclient is None:

@@ -297,6 +297,23 @@ class UdpEndpoint:
             store_failing=self.store is not None and self.store_health is not StoreHealth.OK,
         )
 
+    def send_messages(self, messages: list[tuple[Message, Address]]) -> None:
+        """Send each ``(msg, dest)`` from this endpoint, as :meth:`send_message` does, but
+        let the endpoints of this process take them together: one batch, not a round
+        of the whole protocol per message."""
+        bus = self._bus
+        if bus is None:
+            for msg, dest in messages:
+                self.send_message(msg, dest)
+            return
+        bus.hold()
+        try:
+            for msg, dest in messages:
+                self.send_message(msg, dest)
+        finally:
+            bus.release()
+        bus.pump()
+
     def send_message(self, msg: Message, dest: Address) -> None:
         """Send ``msg`` from this endpoint; loss is UDP's, never an error.
 

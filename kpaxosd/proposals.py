@@ -53,8 +53,12 @@ class ClientProposals:
         overhead: int = 0,
         observe_latency: Callable[[float], None] | None = None,
         seq_window: int = PaxosOptions().dedupe_window,
+        send_many: Callable[[list[tuple[Message, Address]]], None] | None = None,
     ) -> None:
         self._send = send
+        self._send_many = send_many
+        # First sends of this scheduler tick, gone out together (see _send_first).
+        self._first_sends: list[tuple[Message, Address]] = []
         self._proposer = proposer
         self._client_id = client_id
         self._timeout = timeout
@@ -103,13 +107,14 @@ class ClientProposals:
         self._waiting[origin] = waiter
         try:
             with trio.move_on_at(deadline):
+                await self._send_first(message)
                 while True:
-                    self._send(message, self._proposer)
                     with trio.move_on_after(self._resend_interval):
                         await waiter.decided.wait()
                     if waiter.decided.is_set():
                         break
                     log.debug("value %s not decided yet, sending it again", origin)
+                    self._send(message, self._proposer)
         finally:
             self._done(origin)
         if waiter.position is None:
@@ -119,6 +124,28 @@ class ClientProposals:
         if self._observe_latency is not None:
             self._observe_latency(trio.current_time() - started)
         return waiter.position
+
+    async def _send_first(self, message: Message) -> None:
+        """Send a value for the first time, with every other first send of this tick.
+
+        The writers of the client device propose from tasks that all run in the same
+        scheduler tick; sent one at a time, each would run a whole round of the
+        protocol in this process before the next (the LocalBus delivers at once), and
+        the proposer would never see two values together to pack into one instance.
+        So the first of a tick waits one checkpoint for the others, then sends them all.
+        """
+        queued = self._first_sends
+        queued.append((message, self._proposer))
+        if len(queued) > 1 or self._send_many is None:
+            if self._send_many is None:
+                queued.clear()
+                self._send(message, self._proposer)
+            return
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            batch, self._first_sends = queued, []
+            self._send_many(batch)
 
     async def _wait_for_room(self) -> None:
         """Until the oldest undecided value is less than seq_window numbers back."""

@@ -166,3 +166,35 @@ async def test_a_value_waiting_for_room_times_out_or_stops(
         assert sent.origins()[-1] == (7, 2)
         proposals.stop()
     assert outcomes == [ProposalTimeout, ProposalTimeout, NodeStopping]
+
+
+async def test_the_first_sends_of_one_tick_go_out_together(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Writers' tasks started together: their values reach the proposer in one batch,
+    # which it can pack into one instance, instead of a whole round each.
+    sent = Sent()
+    batches: list[list[tuple[int, int]]] = []
+
+    def send_many(messages: list[tuple[Message, Address]]) -> None:
+        batches.append([])
+        for msg, dest in messages:
+            assert dest == PROPOSER
+            sent(msg, dest)
+            batches[-1].append(sent.origins()[-1])
+
+    proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=2.5,
+                                resend_interval=1.0, send_many=send_many)
+    async with trio.open_nursery() as nursery:
+        for value in (b"a", b"b", b"c"):
+            nursery.start_soon(proposals.propose, value)
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches == [[(7, 1), (7, 2), (7, 3)]]
+        proposals.decided(1, (7, 1))
+        proposals.decided(2, (7, 2))
+        proposals.decided(3, (7, 3))
+    # A resend goes alone: nothing is waiting to go with it.
+    with pytest.raises(ProposalTimeout):
+        await proposals.propose(b"lost")
+    assert batches[1:] == [[(7, 4)]]
+    assert sent.origins()[3:] == [(7, 4)] * 3
