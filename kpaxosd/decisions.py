@@ -62,11 +62,7 @@ class DeviceLogFeed:
         values: list[bytes] = []
         for decision in decisions:
             if isinstance(decision, Deliver):
-                first = position_of(decision.iid, 0)
-                if decision.places is None:
-                    positions.extend(range(first, first + len(decision.values)))
-                else:
-                    positions.extend(first + place for place in decision.places)
+                positions.extend(decision.positions())
                 values.extend(decision.values)
                 continue
             self._append(positions, values)
@@ -131,10 +127,8 @@ class DurableLogFeed:
         pending = self._pending
         for decision in decisions:
             if isinstance(decision, Deliver):
-                first = position_of(decision.iid, 0)
-                for k, (value, origin) in enumerate(zip(decision.values, decision.origins,
-                                                        strict=True)):
-                    pending.append(LoggedValue(first + decision.place(k), value, origin))
+                pending.extend(map(LoggedValue, decision.positions(), decision.values,
+                                   decision.origins))
             else:
                 pending.append(LoggedGap(position_of(decision.first_iid, 0),
                                          decision.first_iid, decision.next_iid))

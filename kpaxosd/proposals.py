@@ -24,7 +24,6 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, Message, wrap
-from wire.device import position_of
 
 log = logging.getLogger("kpaxos.client")
 
@@ -169,9 +168,9 @@ class ClientProposals:
             return
         for decision in decisions:
             if isinstance(decision, Deliver):
-                first = position_of(decision.iid, 0)
-                for k, origin in enumerate(decision.origins):
-                    self.decided(first + decision.place(k), origin)
+                for position, origin in zip(decision.positions(), decision.origins,
+                                            strict=True):
+                    self.decided(position, origin)
 
     def decided(self, position: int, origin: Origin | None) -> None:
         """The learner delivered ``origin`` at ``position``."""

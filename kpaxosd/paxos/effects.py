@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kpaxosd.paxos.cluster import Address
+from wire.device import position_of
 from wire.identity import Origin
 from wire.messages import Message
 
@@ -43,9 +45,12 @@ class Deliver:
     origins: list[Origin | None]
     places: list[int] | None = None
 
-    def place(self, k: int) -> int:
-        """Where ``values[k]`` sits among the client values of the instance."""
-        return k if self.places is None else self.places[k]
+    def positions(self) -> Sequence[int]:
+        """The log position of each of ``values`` (:mod:`wire.device`)."""
+        first = position_of(self.iid, 0)
+        if self.places is None:
+            return range(first, first + len(self.values))
+        return [first + place for place in self.places]
 
 
 @dataclass(frozen=True, slots=True)
