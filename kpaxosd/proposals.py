@@ -133,18 +133,19 @@ class ClientProposals:
         the proposer would never see two values together to pack into one instance.
         So the first of a tick waits one checkpoint for the others, then sends them all.
         """
+        send_many = self._send_many
+        if send_many is None:
+            self._send(message, self._proposer)
+            return
         queued = self._first_sends
         queued.append((message, self._proposer))
-        if len(queued) > 1 or self._send_many is None:
-            if self._send_many is None:
-                queued.clear()
-                self._send(message, self._proposer)
-            return
+        if len(queued) > 1:
+            return  # the first of this tick sends it
         try:
             await trio.lowlevel.checkpoint()
         finally:
-            batch, self._first_sends = queued, []
-            self._send_many(batch)
+            self._first_sends = []
+            send_many(queued)
 
     async def _wait_for_room(self) -> None:
         """Until the oldest undecided value is less than seq_window numbers back."""
