@@ -104,6 +104,12 @@ class Cluster:
         self.daemons.append(daemon)
         return daemon.wait_ready() if ready else daemon
 
+    def start_acceptors_and_proposer(self, config: Path) -> None:
+        """acceptor0..2 and proposer 0 of ``config`` (a loopback_config), a process each."""
+        for aid in range(3):
+            self.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
+        self.start("proposer", "-c", str(config), "--proposer", "0")
+
     def devices(self, name: str) -> tuple[Path, Path, list[str]]:
         """Mount dir, link dir and the kpaxosd options placing both under the workdir."""
         mount_dir = self.workdir / f"{name}-mnt"
@@ -140,10 +146,14 @@ def cluster(workdir: Path) -> Iterator[Cluster]:
         running.close()
 
 
-def loopback_config(path: Path, acceptors: int = 3, host: str = "127.0.0.1") -> Path:
-    """A paxos.conf with ``acceptors`` acceptors and one proposer on free ports."""
+def loopback_config(path: Path, acceptors: int = 3, host: str = "127.0.0.1", *,
+                    catch_up: bool = False) -> Path:
+    """A paxos.conf with ``acceptors`` acceptors and one proposer on free ports (and
+    ``learner-catch-up yes`` with ``catch_up``)."""
     lines = [f"acceptor {i} {host} {free_udp_port(host)}" for i in range(acceptors)]
     lines.append(f"proposer 0 {host} {free_udp_port(host)}")
+    if catch_up:
+        lines.append("learner-catch-up yes")
     path.write_text("\n".join(lines) + "\n")
     return path
 

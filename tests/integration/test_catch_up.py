@@ -9,13 +9,9 @@ from tests.integration.harness import cluster, loopback_config, read_lines
 
 
 def test_a_late_learner_delivers_the_whole_history_then_follows_live(tmp_path: Path) -> None:
-    config = loopback_config(tmp_path / "paxos.conf")
-    with config.open("a") as conf:
-        conf.write("learner-catch-up yes\n")
+    config = loopback_config(tmp_path / "paxos.conf", catch_up=True)
     with cluster(tmp_path) as running:
-        for aid in range(3):
-            running.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
-        running.start("proposer", "-c", str(config), "--proposer", "0")
+        running.start_acceptors_and_proposer(config)
         _, early_dir, early_args = running.devices("early")
         running.start("early", "-c", str(config), "--learner", *early_args)
         early = running.spawn(["cat", str(early_dir / "kpaxos-learner")], stdout=subprocess.PIPE)

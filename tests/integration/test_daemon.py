@@ -121,9 +121,7 @@ def test_help_explains_roles_and_devices() -> None:
 def test_separate_processes_decide_a_thousand_values_in_one_order(tmp_path: Path) -> None:
     config = loopback_config(tmp_path / "paxos.conf")
     with cluster(tmp_path) as running:
-        for aid in range(3):
-            running.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
-        running.start("proposer", "-c", str(config), "--proposer", "0")
+        running.start_acceptors_and_proposer(config)
         _, link_dir, device_args = running.devices("learner")
         running.start("learner", "-c", str(config), "--learner", *device_args)
         learner, client = link_dir / "kpaxos-learner", link_dir / "kpaxos-client"

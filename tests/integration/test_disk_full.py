@@ -76,9 +76,7 @@ def lines_of(path: Path) -> list[bytes]:
 
 
 def test_a_full_disk_loses_nothing_decided(tmp_path: Path) -> None:
-    config = loopback_config(tmp_path / "paxos.conf")
-    with open(config, "a") as f:
-        f.write("learner-catch-up yes\n")
+    config = loopback_config(tmp_path / "paxos.conf", catch_up=True)
     with small_disk(tmp_path / "disk", "8m") as disk, cluster(tmp_path) as running:
         storage = disk / "store"
         link_dir, node = start_node(running, "node", config, storage)

@@ -67,15 +67,11 @@ BOUNDS = "import sys; from clients.log import reader_bounds; print(reader_bounds
 def test_a_consumer_resumes_exactly_after_kill_9_of_itself_and_of_its_learner(
     tmp_path: Path,
 ) -> None:
-    config = loopback_config(tmp_path / "paxos.conf")
-    with config.open("a") as conf:
-        conf.write("learner-catch-up yes\n")
+    config = loopback_config(tmp_path / "paxos.conf", catch_up=True)
     reference_out, consumed, state = (tmp_path / "reference", tmp_path / "consumed",
                                       tmp_path / "consumer-state")
     with cluster(tmp_path) as running:
-        for aid in range(3):
-            running.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
-        running.start("proposer", "-c", str(config), "--proposer", "0")
+        running.start_acceptors_and_proposer(config)
         # The reference learner trims: the acceptors keep only the last 500 to 1,000
         # instances, so what the consumer has not read yet when it dies survives only
         # in the durable learner's own log.

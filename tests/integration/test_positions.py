@@ -52,13 +52,9 @@ def positions_of(output: bytes) -> list[int]:
 def test_every_learner_and_every_restart_names_each_value_by_the_same_position(
     tmp_path: Path,
 ) -> None:
-    config = loopback_config(tmp_path / "paxos.conf")
-    with config.open("a") as conf:
-        conf.write("learner-catch-up yes\n")
+    config = loopback_config(tmp_path / "paxos.conf", catch_up=True)
     with cluster(tmp_path) as running:
-        for aid in range(3):
-            running.start(f"acceptor{aid}", "-c", str(config), "--acceptor", str(aid))
-        running.start("proposer", "-c", str(config), "--proposer", "0")
+        running.start_acceptors_and_proposer(config)
         # No trimming (however fast the machine): the restarted learner must find the
         # whole history at the acceptors.
         learners = {}
