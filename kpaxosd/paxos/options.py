@@ -46,6 +46,13 @@ class PaxosOptions:
     #: instance, in the original format), for clusters with original kernel learners,
     #: which deliver a batch as one opaque value.
     max_values_per_instance: int = 1024
+    #: Instances carrying client values through phase 2 at once. With that many
+    #: accepting, client values wait in the queue and the next instance takes them
+    #: together: a sender keeping thousands of values in flight, one per datagram
+    #: (the client device's pipelined writes), gets a few large instances rather than
+    #: one round each. One value at a time never waits. Filling a hole and values a
+    #: quorum's promises oblige are not held back.
+    max_accepting: int = 16
     #: The largest batch envelope proposed: a datagram's room for a value, less what
     #: the wrapper adds to every datagram (an authentication trailer).
     max_batch_bytes: int = MAX_VALUE_SIZE

@@ -197,6 +197,9 @@ class Proposer:
         # READY iids, lowest first (lazy: entries of instances that moved on stay
         # until popped or compacted).
         self._ready: list[int] = []
+        # Instances in phase 2 with client values or no-ops (at most max_accepting
+        # of them were given client values when they started).
+        self._accepting: set[int] = set()
         # (due, iid, timer id) with lazy cancellation through _Instance.timer.
         self._timers: list[tuple[float, int, int]] = []
         self._timer_ids = 0
@@ -485,6 +488,7 @@ class Proposer:
         self._heartbeat(now)
         self._update_role(now)
         timers = self._timers
+        retried = False
         while timers and timers[0][0] <= now:
             _, iid, timer = heapq.heappop(timers)
             inst = self._instances.get(iid)
@@ -494,6 +498,9 @@ class Proposer:
             if inst.phase is not Phase.BACKOFF:
                 self.retries += 1
             self._prepare_higher(inst, now)
+            retried = True
+        if retried:
+            self._assign(now)  # an instance accepting no more: room for queued values
 
     def next_deadline(self) -> float | None:
         """When handle_timer wants to run. ``now`` is not needed: the leader view's
@@ -542,6 +549,7 @@ class Proposer:
             values.append(taken[0])
         self._next_iid = self.decided_below
         self._instances.clear()
+        self._accepting.clear()
         self._reopened.clear()
         self._ready.clear()
         self._timers.clear()
@@ -620,7 +628,10 @@ class Proposer:
             self._assign_due = True
             return
         queue, ready = self._queue, self._ready
+        accepting, limit = self._accepting, self._options.max_accepting
         while ready and (queue or ready[0] < self._holes_below):
+            if len(accepting) >= limit and not ready[0] < self._holes_below:
+                break  # the values wait to go together, when an instance closes
             inst = self._instances.get(heapq.heappop(ready))
             if inst is None or inst.phase is not Phase.READY:
                 continue
@@ -684,6 +695,7 @@ class Proposer:
 
     def _accept(self, inst: _Instance, value: bytes, now: float) -> None:
         self._move(inst, Phase.ACCEPTING)
+        self._accepting.add(inst.iid)
         inst.value = value
         inst.accept_ballot = inst.ballot
         self._set_timer(inst, now + self._options.proposer_timeout)
@@ -691,6 +703,7 @@ class Proposer:
 
     def _close(self, inst: _Instance, decided: bytes | None, now: float) -> None:
         del self._instances[inst.iid]
+        self._accepting.discard(inst.iid)
         self._reopened.discard(inst.iid)
         ours = inst.client_value is not None and inst.client_value == decided
         if decided is not None:
@@ -712,6 +725,8 @@ class Proposer:
 
     def _move(self, inst: _Instance, phase: Phase) -> None:
         assert phase in TRANSITIONS[inst.phase], f"{inst.phase} -> {phase}"
+        if inst.phase is Phase.ACCEPTING:
+            self._accepting.discard(inst.iid)
         inst.phase = phase
 
     def _set_timer(self, inst: _Instance, due: float) -> None:

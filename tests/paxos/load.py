@@ -55,7 +55,9 @@ def run_trimmed_load(
     sample_every: int = 10_000,
 ) -> LoadResult:
     cluster = Cluster(ACCEPTORS, {0: PROPOSER})
-    options = PaxosOptions(preexec_window=window, proposer_first_round=1)
+    # One value per instance: the load is counted in instances.
+    options = PaxosOptions(preexec_window=window, proposer_first_round=1,
+                           max_values_per_instance=1)
     nodes = [
         Node(address, cluster, acceptor_id=aid, options=options, rng=random.Random(aid), now=0.0)
         for aid, address in ACCEPTORS.items()
