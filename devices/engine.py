@@ -412,6 +412,7 @@ class Engine:
         if request._state is not _RequestState.PENDING:
             return
         request._state = _RequestState.ANSWERED
+        request.on_interrupt = None  # it may hold what holds this request: no cycle
         self._pending.pop(request.unique, None)
         # Header and body in one writev: one message, without copying the body (a
         # learner read's can be 128 KiB) behind the header first.
@@ -575,9 +576,10 @@ class Engine:
         if target is None:
             return
         self._interrupts += 1
+        withdraw = target.on_interrupt  # answering the request lets go of it
         target.fail(errno.EINTR)
-        if target.on_interrupt is not None:
-            target.on_interrupt()
+        if withdraw is not None:
+            withdraw()
 
     def _destroy(self, request: Request, body: memoryview) -> bool:
         request.reply()

@@ -4,11 +4,15 @@ The devices need a way to propose a value and be told where it was decided; the
 daemon's proposals (:mod:`kpaxosd.proposals`) implement this protocol, raising these
 errors. The port lives here, with the package that needs it, so that ``devices``
 imports nothing of ``kpaxosd`` (docs/architecture.md, "Dependencies").
+
+Proposing is a call and a callback, not a task per value: a device write is one FUSE
+request among thousands a second, and the daemon answers it from the decision itself.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -30,28 +34,53 @@ class NodeStopping(ProposalError):
     errno = errno.EIO
 
 
+#: What a proposal's callback is given: the log position it was decided at
+#: (:mod:`wire.device`), or why it was not.
+Outcome = int | ProposalError
+
+
+class Proposal(Protocol):
+    """One submitted value."""
+
+    def withdraw(self) -> None:
+        """Nobody waits for the outcome any more: the callback will not be called.
+        A value already sent may still be decided; one still queued never is sent."""
+        ...
+
+
 class Proposals(Protocol):
     """The proposal entry point of a node hosting a learner."""
 
     @property
     def max_value_size(self) -> int:
-        """The largest value, in bytes, that ``propose`` accepts."""
+        """The largest value, in bytes, that ``submit`` accepts."""
         ...
 
-    async def propose(self, value: bytes) -> int:
-        """Propose ``value`` and return the log position it was decided at
-        (:mod:`wire.device`: its instance and its place in it).
+    @property
+    def has_room(self) -> bool:
+        """Would a value submitted now be sent at once (not queued for room)?"""
+        ...
+
+    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> Proposal:
+        """Propose ``value``; ``done`` is called once, later, with its outcome: the
+        position, :class:`ProposalTimeout` (no decision within the node's client
+        timeout) or :class:`NodeStopping` (the node shut down first).
 
         Raises:
             ValueTooLarge: the value cannot be carried in a datagram.
-            ProposalTimeout: no decision within the node's client timeout.
-            NodeStopping: the node shut down before a decision.
+            NodeStopping: the node is shutting down.
         """
+        ...
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, as soon as :attr:`has_room` (or the node stops)."""
         ...
 
 
 __all__ = [
     "NodeStopping",
+    "Outcome",
+    "Proposal",
     "ProposalError",
     "ProposalTimeout",
     "Proposals",

@@ -31,11 +31,28 @@ in a newline is continued by the next write on the same open file, or ended by i
 close, because that is how stdio (``echo``, ``printf``) writes one long value: such a
 write is answered at once, and the write (or, through FUSE, the close) that ends the
 value answers for all of it. An interrupted write answers EINTR at once and withdraws
-our interest, but the value may still be decided. A read returns write receipts: the
-position each value written on this open file was decided at, in decimal and a
-newline, in the order written (none for a write that failed); it waits while a value
-written is undecided, and reads EOF when no receipt is due. A shell's ``>`` (O_TRUNC)
-is fine; poll reports POLLOUT, and POLLIN with a receipt to read or at EOF.
+our interest, but the value may still be decided.
+
+With O_NONBLOCK a write is answered as soon as its value is queued (EMSGSIZE at once
+for one too large), or EAGAIN while the node has no room for another value in flight;
+poll reports POLLOUT when there is room again. Its outcome comes in the receipts.
+
+A read returns write receipts: one line per value written on this open file, in the
+order written — the position it was decided at, in decimal, or for a non-blocking
+write that failed its negative errno (``-110`` for ETIMEDOUT) — and none for a
+blocking write that failed (its writer was told). A blocking read takes one line at
+most and waits while a value written is undecided; a non-blocking one takes every whole
+line that fits, or EAGAIN. A read with no receipt due is EOF. A file opened write-only
+keeps no receipts; one that leaves more than MAX_UNREAD_RECEIPTS unread loses the
+oldest, and its next read fails with EPIPE once. A shell's ``>`` (O_TRUNC) is fine;
+poll reports POLLIN with a receipt to read (or at EOF), and tells a waiting poller.
+
+FRAMED (``wire.device``) on a client file: from then on every write is whole frames,
+each a value to propose with its own receipt, many in one write(2) (at most
+LARGEST_WHOLE_WRITE bytes: the kernel cuts longer ones); a write is answered once all
+its values are queued (EAGAIN without room under O_NONBLOCK, else once there is room),
+and every outcome, failure too, comes in the receipts. A frame cut short or empty is
+EINVAL, one too large EMSGSIZE; either way nothing of that write is proposed.
 
 Nothing here knows the kernel ABI: handles answer through :class:`devices.engine.Request`.
 """
@@ -45,16 +62,18 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import os
 import select
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from itertools import accumulate, islice
 
 import trio
 
 from devices.engine import LARGEST_WHOLE_WRITE, FileServices, Request, RequestError
-from devices.ports import ProposalError, Proposals
+from devices.ports import Outcome, Proposal, ProposalError, Proposals
 from devices.valuelog import ReaderTooFarBehind, ValueLog
 from wire.device import (
     BOUNDS_ARG,
@@ -63,6 +82,7 @@ from wire.device import (
     IOCTL_FRAMED,
     IOCTL_START,
     START_ARG,
+    WRITE_FRAME_HEAD,
     StartAt,
     iid_of,
 )
@@ -442,6 +462,11 @@ def continues(data: bytes) -> bool:
     return len(data) % CONTINUED_BLOCK == 0 and not data.endswith(b"\n")
 
 
+#: Receipts a reader may leave unread: past this the oldest go, and its next read
+#: fails with EPIPE once (as a learner reader overtaken by trimming does).
+MAX_UNREAD_RECEIPTS = 1 << 16
+
+
 class ClientDevice:
     """The client file: every write is a proposal."""
 
@@ -449,48 +474,79 @@ class ClientDevice:
         self._proposals = proposals
 
     def open(self, flags: int, services: FileServices) -> ClientHandle:
-        return ClientHandle(self._proposals, services)
+        # A write-only file can never read its receipts: keep none.
+        receipts = flags & os.O_ACCMODE != os.O_WRONLY
+        return ClientHandle(self._proposals, services, receipts=receipts)
 
 
 class _Receipt:
-    """The place of one write in its file's receipts: where it was decided, once known."""
+    """The place of one write in its file's receipts: its line, once known (b"" for a
+    blocking write that failed: its writer was told, no line is due)."""
 
-    __slots__ = ("position",)
+    __slots__ = ("line",)
 
     def __init__(self) -> None:
-        self.position: int | None = None
+        self.line: bytes | None = None
 
 
 class ClientHandle:
-    def __init__(self, proposals: Proposals, services: FileServices) -> None:
+    def __init__(self, proposals: Proposals, services: FileServices, *,
+                 receipts: bool = True) -> None:
         self._proposals = proposals
         self._services = services
         #: The start of a value written in pieces (see :data:`CONTINUED_BLOCK`).
         self._held = b""
-        # Write receipts: one per value written, in the order written, until its
-        # decision's position joins the text readers get; reads waiting for them.
+        self._keeps_receipts = receipts
+        # Write receipts: one per value written, in the order written, until its line
+        # joins the lines readers get (the first maybe partly read); reads waiting.
         self._receipts: deque[_Receipt] = deque()
-        self._receipt_text = bytearray()
-        self._reads: deque[tuple[Request, int]] = deque()
+        self._lines: deque[bytes] = deque()
+        self._line_offset = 0
+        self._lines_lost = False
+        self._reads: deque[tuple[Request, int, bool]] = deque()
+        # The kernel's poll handle while a poller waits for a receipt or for room.
+        self._poll_kh: int | None = None
+        self._room_asked = False
+        self._released = False
+        # FRAMED: every write is whole frames of values (wire.device.WRITE_FRAME).
+        self._framed = False
 
     def read(self, request: Request, size: int, nonblocking: bool) -> None:
-        """A receipt: the position of each value written on this file, in decimal and a
-        newline, in the order written, one line a read at most; EOF when none is due
-        (nothing to wait for)."""
+        """Receipts: the position of each value written on this file, in decimal and a
+        newline, in the order written; EOF when none is due (nothing to wait for). A
+        blocking read takes one line at most, a non-blocking one every whole line that
+        fits."""
         self._reads = deque(item for item in self._reads if not item[0].answered)
-        if self._reads or not self._answer_read(request, size):
+        if self._reads or not self._answer_read(request, size, nonblocking):
             if nonblocking:
                 raise RequestError(errno.EAGAIN)
-            self._reads.append((request, size))
+            self._reads.append((request, size, nonblocking))
 
-    def _answer_read(self, request: Request, size: int) -> bool:
-        if self._receipt_text:
-            # One line a read at most: a CUSE device "seeks" (noop_llseek), so a shell's
-            # read builtin takes a buffer, keeps one line and seeks back for nothing.
-            end = self._receipt_text.find(b"\n") + 1
-            data = bytes(self._receipt_text[: min(size, end)])
-            del self._receipt_text[: len(data)]
-            request.reply(data)
+    def _answer_read(self, request: Request, size: int, nonblocking: bool) -> bool:
+        if self._lines_lost:
+            self._lines_lost = False
+            request.fail(errno.EPIPE)
+            return True
+        lines = self._lines
+        if lines:
+            first = lines[0]
+            offset = self._line_offset
+            if len(first) - offset > size:  # a line longer than the buffer: in pieces
+                self._line_offset += size
+                request.reply(first[offset:offset + size])
+                return True
+            pieces = [first[offset:] if offset else first]
+            lines.popleft()
+            self._line_offset = 0
+            # One line a read, unless non-blocking: a CUSE device "seeks"
+            # (noop_llseek), so a shell's read builtin takes a buffer, keeps one line
+            # and seeks back for nothing; a pipelined writer reads thousands a second.
+            if nonblocking:
+                room = size - len(pieces[0])
+                while lines and len(lines[0]) <= room:
+                    room -= len(lines[0])
+                    pieces.append(lines.popleft())
+            request.reply(b"".join(pieces))
             return True
         if not self._receipts:
             request.reply(b"")  # nothing written waits for its decision: EOF
@@ -498,19 +554,31 @@ class ClientHandle:
         return False
 
     def _receipts_changed(self) -> None:
-        receipts = self._receipts
-        while receipts and (position := receipts[0].position) is not None:
+        receipts, lines = self._receipts, self._lines
+        while receipts and (line := receipts[0].line) is not None:
             receipts.popleft()
-            self._receipt_text += b"%d\n" % position
+            if line:
+                if len(lines) == MAX_UNREAD_RECEIPTS:
+                    lines.popleft()
+                    self._line_offset = 0
+                    self._lines_lost = True
+                lines.append(line)
         while self._reads:
-            request, size = self._reads[0]
-            if not request.answered and not self._answer_read(request, size):
+            request, size, nonblocking = self._reads[0]
+            if not request.answered and not self._answer_read(request, size, nonblocking):
                 break
             self._reads.popleft()
+        if self._poll_kh is not None and self._readable():
+            self._notify_poll()
 
     def write(self, request: Request, data: bytes, nonblocking: bool) -> None:
+        """A proposal: blocking, answered once decided; with O_NONBLOCK, answered once
+        queued (EAGAIN while the node has no room), its outcome in the receipts."""
         if not data:
             request.reply_written(0)
+            return
+        if self._framed:
+            self._write_frames(request, self._frames(data), len(data), nonblocking)
             return
         value = self._held + data if self._held else data
         if continues(data) and len(value) < self._proposals.max_value_size:
@@ -518,83 +586,180 @@ class ClientHandle:
             self._held = value
             request.reply_written(len(data))
             return
+        if nonblocking and not self._proposals.has_room:
+            raise RequestError(errno.EAGAIN)  # nothing taken, what is held stays held
         self._held = b""
         receipt = _Receipt()
-        self._services.start_soon(self._propose, request, value, len(data), receipt)
-        self._receipts.append(receipt)  # the proposal is under way: its receipt is due
+        done = (partial(self._queued_over, receipt) if nonblocking
+                else partial(self._write_over, request, len(data), receipt))
+        if self._keeps_receipts:
+            self._receipts.append(receipt)  # due from now: reads wait for it
+        try:
+            proposal = self._proposals.submit(value, done)
+        except ProposalError as exc:
+            receipt.line = b""
+            self._receipts_changed()
+            raise RequestError(exc.errno, str(exc)) from None
+        if nonblocking:
+            request.reply_written(len(data))
+        else:
+            request.on_interrupt = partial(self._interrupted, proposal, receipt)
+
+    def _write_over(self, request: Request, written: int, receipt: _Receipt,
+                    outcome: Outcome) -> None:
+        if isinstance(outcome, ProposalError):
+            logger.debug("proposal of %d bytes failed: %r", written, outcome)
+            receipt.line = b""  # the writer is told: no receipt is due
+            request.fail(outcome.errno)
+        else:
+            receipt.line = b"%d\n" % outcome
+            request.reply_written(written)
+        self._receipts_changed()
+
+    def _queued_over(self, receipt: _Receipt, outcome: Outcome) -> None:
+        # Nobody waits in write(2): the receipt says what became of the value, a
+        # position or a negative errno.
+        if isinstance(outcome, ProposalError):
+            logger.debug("queued proposal failed: %r", outcome)
+            receipt.line = b"%d\n" % -outcome.errno
+        else:
+            receipt.line = b"%d\n" % outcome
+        self._receipts_changed()
+
+    def _interrupted(self, proposal: Proposal, receipt: _Receipt) -> None:
+        # The writer was told EINTR: nobody waits, no receipt is due (the value may
+        # still be decided).
+        proposal.withdraw()
+        receipt.line = b""
+        self._receipts_changed()
 
     def poll(self, kh: int | None) -> int:
-        # Readable with a receipt, or at EOF; a poller waiting for one is not told.
-        readable = bool(self._receipt_text) or not self._receipts
-        return _WRITABLE | (_READABLE if readable else 0)
+        revents = 0
+        if self._proposals.has_room:
+            revents |= _WRITABLE
+        elif kh is not None and not self._room_asked:
+            self._room_asked = True
+            self._proposals.when_room(self._room_again)
+        if self._readable():
+            revents |= _READABLE
+        if kh is not None and revents != _READABLE | _WRITABLE:
+            self._poll_kh = kh  # told when either comes
+        return revents
+
+    def _readable(self) -> bool:
+        # A receipt to read, the error of lost ones, or EOF.
+        return bool(self._lines) or self._lines_lost or not self._receipts
+
+    def _room_again(self) -> None:
+        self._room_asked = False
+        if self._poll_kh is not None:
+            self._notify_poll()
+
+    def _notify_poll(self) -> None:
+        kh, self._poll_kh = self._poll_kh, None
+        if kh is not None and not self._released:
+            self._services.notify_poll(kh)
 
     def flush(self, request: Request) -> None:
         # close(2) of a value whose last write was a whole block: propose it now, and
         # let close return the outcome.
         value, self._held = self._held, b""
-        if value:
-            self._services.start_soon(self._propose, request, value, None, None)
-        else:
+        if not value:
             request.reply()
+            return
+        try:
+            proposal = self._proposals.submit(value, partial(_flush_over, request))
+        except ProposalError as exc:
+            raise RequestError(exc.errno, str(exc)) from None
+        request.on_interrupt = proposal.withdraw
+
+    def _frames(self, data: bytes) -> list[bytes]:
+        """The values of a framed write, all checked before any is proposed."""
+        values = []
+        head, at, end = WRITE_FRAME_HEAD, 0, len(data)
+        limit = self._proposals.max_value_size
+        while at < end:
+            if end - at < head.size:
+                raise RequestError(errno.EINVAL, "a frame's length word is cut short")
+            (length,) = head.unpack_from(data, at)
+            at += head.size
+            if length > end - at:
+                raise RequestError(errno.EINVAL, f"a frame of {length} bytes is cut short")
+            if length == 0:
+                raise RequestError(errno.EINVAL, "a frame's value cannot be empty")
+            if length > limit:
+                raise RequestError(errno.EMSGSIZE, f"a value of {length} bytes exceeds "
+                                                   f"the limit of {limit}")
+            values.append(data[at:at + length])
+            at += length
+        return values
+
+    def _write_frames(self, request: Request, values: list[bytes], written: int,
+                      nonblocking: bool) -> None:
+        """Queue every value of a framed write, each with its receipt; answered once
+        queued. Without room: EAGAIN, or (blocking) answered once there is room."""
+        if request.answered:
+            return  # interrupted while it waited for room
+        if not self._proposals.has_room:
+            if nonblocking:
+                raise RequestError(errno.EAGAIN)
+            self._proposals.when_room(
+                partial(self._write_frames_later, request, values, written))
+            return
+        for value in values:
+            receipt = _Receipt()
+            if self._keeps_receipts:
+                self._receipts.append(receipt)
+            try:
+                self._proposals.submit(value, partial(self._queued_over, receipt))
+            except ProposalError as exc:  # the node is stopping
+                receipt.line = b"%d\n" % -exc.errno
+        self._receipts_changed()
+        request.reply_written(written)
+
+    def _write_frames_later(self, request: Request, values: list[bytes],
+                            written: int) -> None:
+        try:
+            self._write_frames(request, values, written, False)
+        except RequestError as exc:
+            request.fail(exc.errno)
 
     def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
-        raise RequestError(errno.ENOTTY)
+        if cmd != IOCTL_FRAMED:
+            raise RequestError(errno.ENOTTY)
+        if self._held:
+            raise RequestError(errno.EINVAL, "a value written in part is not ended")
+        self._framed = True
+        request.reply_ioctl(0)
 
     def release(self) -> None:
+        self._released = True
+        self._poll_kh = None
         # CUSE has no FLUSH: a value ended by close is proposed here, where nobody can
         # be told the outcome but the log.
         value, self._held = self._held, b""
         if value:
             try:
-                self._services.start_soon(self._propose_at_close, value)
-            except RequestError:
-                logger.warning("a value of %d bytes ended by close was not proposed: "
-                               "the device is stopping", len(value))
+                self._proposals.submit(value, partial(_close_over, len(value)))
+            except ProposalError as exc:
+                logger.warning("a value of %d bytes ended by close was not proposed: %s",
+                               len(value), exc)
 
-    async def _propose(self, request: Request, value: bytes, written: int | None,
-                       receipt: _Receipt | None) -> None:
-        """Propose ``value``; answer ``request`` with ``written`` bytes (None: a FLUSH)
-        and, once decided, give the write its ``receipt``."""
-        try:
-            with trio.CancelScope() as scope:
-                request.on_interrupt = scope.cancel
-                try:
-                    position = await self._proposals.propose(value)
-                except ProposalError as exc:
-                    logger.debug("proposal of %d bytes failed: %r", len(value), exc)
-                    request.fail(exc.errno)
-                    return
-                except Exception:
-                    logger.exception("proposal of %d bytes failed", len(value))
-                    request.fail(errno.EIO)
-                    return
-                logger.debug("proposal of %d bytes decided in instance %d",
-                             len(value), iid_of(position))
-                if receipt is not None:
-                    receipt.position = position
-                    receipt = None
-                if written is None:
-                    request.reply()
-                else:
-                    request.reply_written(written)
-            # Cancelled: by an interrupt (already answered EINTR) or because the engine
-            # stops (it answers every pending request with EIO).
-        finally:
-            if receipt is not None:  # the writer was told an error: no receipt is due
-                self._receipts.remove(receipt)
-            self._receipts_changed()
 
-    async def _propose_at_close(self, value: bytes) -> None:
-        try:
-            position = await self._proposals.propose(value)
-        except ProposalError as exc:
-            logger.warning("a value of %d bytes ended by close was not decided: %s",
-                           len(value), exc)
-        except Exception:
-            logger.exception("proposal of %d bytes failed", len(value))
-        else:
-            logger.debug("proposal of %d bytes decided in instance %d", len(value),
-                         iid_of(position))
+def _flush_over(request: Request, outcome: Outcome) -> None:
+    if isinstance(outcome, ProposalError):
+        request.fail(outcome.errno)
+    else:
+        request.reply()
+
+
+def _close_over(size: int, outcome: Outcome) -> None:
+    if isinstance(outcome, ProposalError):
+        logger.warning("a value of %d bytes ended by close was not decided: %s", size,
+                       outcome)
+    else:
+        logger.debug("a value of %d bytes ended by close decided in instance %d", size,
+                     iid_of(outcome))
 
 
 __all__ = ["ClientDevice", "ClientHandle", "LearnerDevice", "LearnerHandle", "ReadMode"]

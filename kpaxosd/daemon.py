@@ -489,6 +489,8 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 for endpoint in self.endpoints:
                     nursery.start_soon(endpoint.run)
+                if self.proposals is not None:
+                    nursery.start_soon(self.proposals.run)
                 if self.spec.devices is not None and self.proposals is not None:
                     self.device_info = await nursery.start(self._serve_devices, self.spec.devices)
                 if self._metrics_socket is not None:

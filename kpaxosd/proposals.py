@@ -7,19 +7,26 @@ so the node recognises its own decision and learners deliver a resent value once
 Learners tell a resend from a new value only within ``seq_window`` sequence numbers
 below the highest they delivered from this node (:class:`~kpaxosd.paxos.dedupe.
 OriginFilter`); anything older counts as delivered. So no value may still be waiting
-for its decision when the one ``seq_window`` numbers after it is sent: a write waits
-for room rather than risk its value being taken for a resend and never delivered.
+for its decision when the one ``seq_window`` numbers after it is sent: a value waits,
+queued and unsent, for room rather than risk being taken for a resend and never
+delivered.
+
+A value costs no task: :meth:`ClientProposals.submit` queues it and the decision calls
+its callback. One service task (:meth:`ClientProposals.run`) sends what was queued,
+resends and times out; everything submitted in one scheduler tick leaves together.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import trio
 
-from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
+from devices.ports import NodeStopping, Outcome, ProposalError, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
@@ -30,16 +37,39 @@ log = logging.getLogger("kpaxos.client")
 Origin = tuple[int, int]
 
 
-class _Waiter:
-    __slots__ = ("decided", "position")
+class _State(enum.Enum):
+    QUEUED = enum.auto()  # waiting for room, no sequence number yet
+    SENT = enum.auto()  # sent, undecided
+    OVER = enum.auto()  # decided, failed or withdrawn
 
-    def __init__(self) -> None:
-        self.decided = trio.Event()
-        self.position: int | None = None
+
+class Proposal:
+    """One submitted value, until its callback is called or it is withdrawn."""
+
+    __slots__ = ("_owner", "deadline", "done", "message", "origin", "resend_at", "started",
+                 "state", "value")
+
+    def __init__(self, owner: ClientProposals, value: bytes, done: Callable[[Outcome], None],
+                 started: float, deadline: float) -> None:
+        self._owner = owner
+        self.value = value
+        self.done = done
+        self.started = started
+        self.deadline = deadline
+        self.state = _State.QUEUED
+        self.resend_at = math.inf
+        self.origin: Origin | None = None
+        self.message: ClientValue | None = None
+
+    def withdraw(self) -> None:
+        self._owner._withdraw(self)
 
 
 class ClientProposals:
-    """The :class:`devices.ports.Proposals` of a node hosting a learner."""
+    """The :class:`devices.ports.Proposals` of a node hosting a learner.
+
+    :meth:`run` must be running for anything submitted to be sent.
+    """
 
     def __init__(
         self,
@@ -56,8 +86,6 @@ class ClientProposals:
     ) -> None:
         self._send = send
         self._send_many = send_many
-        # First sends of this scheduler tick, gone out together (see _send_first).
-        self._first_sends: list[tuple[Message, Address]] = []
         self._proposer = proposer
         self._client_id = client_id
         self._timeout = timeout
@@ -65,12 +93,20 @@ class ClientProposals:
         # Bytes the transport adds to every datagram (the authentication trailer).
         self._overhead = overhead
         self._observe_latency = observe_latency
-        self._next_seq = 1
-        # In sequence order (numbers only grow): the first is the oldest undecided.
-        self._waiting: dict[Origin, _Waiter] = {}
         self._seq_window = seq_window
-        # Set (and replaced) whenever the oldest undecided value is done.
-        self._room = trio.Event()
+        self._next_seq = 1
+        # At most the oldest undecided seq: checking room rarely needs the exact one.
+        self._oldest_seq_floor = 1
+        # Sent and undecided, in sequence order, which is the order submitted.
+        self._waiting: dict[Origin, Proposal] = {}
+        # Submitted after those, waiting for room.
+        self._queued: deque[Proposal] = deque()
+        # Sent since the service task last ran: it sends them together.
+        self._unsent: list[tuple[Message, Address]] = []
+        # No undecided value is due to be sent again before this.
+        self._next_resend = math.inf
+        self._room_callbacks: list[Callable[[], None]] = []
+        self._wakeup = trio.Event()
         self._stopping = False
 
     @property
@@ -79,91 +115,184 @@ class ClientProposals:
 
     @property
     def outstanding(self) -> int:
-        return len(self._waiting)
+        """Values submitted and not over yet (sent or queued)."""
+        return len(self._waiting) + len(self._queued)
 
-    async def propose(self, value: bytes) -> int:
+    @property
+    def has_room(self) -> bool:
+        return self._stopping or (not self._queued and self._room_for_one())
+
+    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> Proposal:
         if len(value) > self.max_value_size:
             raise ValueTooLarge(
                 f"a value of {len(value)} bytes exceeds the limit of {self.max_value_size}"
             )
         if self._stopping:
             raise NodeStopping("the node is stopping")
-        started = trio.current_time()
-        deadline = started + self._timeout if self._timeout > 0 else math.inf
-        with trio.move_on_at(deadline):
-            await self._wait_for_room()
-        if self._stopping:
-            raise NodeStopping("the node is stopping")
-        if trio.current_time() >= deadline:
-            raise ProposalTimeout(
-                f"not sent within {self._timeout:g} s: the value {self._seq_window} before "
-                f"it is still undecided"
-            )
+        now = trio.current_time()
+        deadline = now + self._timeout if self._timeout > 0 else math.inf
+        proposal = Proposal(self, value, done, now, deadline)
+        if self._queued or not self._room_for_one():
+            self._queued.append(proposal)
+        else:
+            self._send_first(proposal)
+        return proposal
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        if self.has_room:
+            callback()
+        else:
+            self._room_callbacks.append(callback)
+
+    async def propose(self, value: bytes) -> int:
+        """:meth:`submit`, awaited: the position, or the outcome's error raised."""
+        outcome: list[Outcome] = []
+        over = trio.Event()
+
+        def done(result: Outcome) -> None:
+            outcome.append(result)
+            over.set()
+
+        proposal = self.submit(value, done)
+        try:
+            await over.wait()
+        finally:
+            if not outcome:
+                proposal.withdraw()
+        result = outcome[0]
+        if isinstance(result, ProposalError):
+            raise result
+        return result
+
+    # -- the service task ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send what was submitted, resend what is undecided, time out what is late."""
+        while True:
+            self._wakeup = trio.Event()
+            now = trio.current_time()
+            self._time_out(now)
+            self._resend_due(now)
+            if self._unsent:
+                self._flush()
+            wake_at = self._next_resend
+            if self._waiting:
+                wake_at = min(wake_at, next(iter(self._waiting.values())).deadline)
+            elif self._queued:
+                wake_at = min(wake_at, self._queued[0].deadline)
+            with trio.move_on_at(wake_at):
+                await self._wakeup.wait()
+
+    def _send_first(self, proposal: Proposal) -> None:
         origin = (self._client_id, self._next_seq)
         self._next_seq += 1
-        message = ClientValue(wrap(*origin, value))
-        waiter = _Waiter()
-        self._waiting[origin] = waiter
-        try:
-            with trio.move_on_at(deadline):
-                await self._send_first(message)
-                while True:
-                    with trio.move_on_after(self._resend_interval):
-                        await waiter.decided.wait()
-                    if waiter.decided.is_set():
-                        break
-                    log.debug("value %s not decided yet, sending it again", origin)
-                    self._send(message, self._proposer)
-        finally:
-            self._done(origin)
-        if waiter.position is None:
-            if self._stopping:
-                raise NodeStopping("the node stopped before the value was decided")
-            raise ProposalTimeout(f"no decision within {self._timeout:g} s")
-        if self._observe_latency is not None:
-            self._observe_latency(trio.current_time() - started)
-        return waiter.position
+        proposal.origin = origin
+        proposal.message = ClientValue(wrap(*origin, proposal.value))
+        proposal.state = _State.SENT
+        self._waiting[origin] = proposal
+        proposal.resend_at = resend_at = trio.current_time() + self._resend_interval
+        if resend_at < self._next_resend:
+            self._next_resend = resend_at
+        if not self._unsent:
+            self._wakeup.set()
+        self._unsent.append((proposal.message, self._proposer))
 
-    async def _send_first(self, message: Message) -> None:
-        """Send a value for the first time, with every other first send of this tick.
+    def _flush(self) -> None:
+        """Send the values sent since the last time, together.
 
-        The writers of the client device propose from tasks that all run in the same
-        scheduler tick; sent one at a time, each would run a whole round of the
-        protocol in this process before the next (the LocalBus delivers at once), and
-        the proposer would never see two values together to pack into one instance.
-        So the first of a tick waits one checkpoint for the others, then sends them all.
+        The device's writes of one engine batch (and the writers' of one tick) are
+        submitted one after the other; sent one at a time, each would run a whole round
+        of the protocol in this process before the next (the LocalBus delivers at
+        once), and the proposer would never see two values together to pack into one
+        instance.
         """
-        send_many = self._send_many
-        if send_many is None:
-            self._send(message, self._proposer)
+        unsent, self._unsent = self._unsent, []
+        if self._send_many is not None:
+            self._send_many(unsent)
+        else:
+            for message, address in unsent:
+                self._send(message, address)
+
+    def _resend_due(self, now: float) -> None:
+        # A walk over the undecided values, about once per resend interval under load:
+        # a decided value is forgotten at once, not kept for a timer to find.
+        if now < self._next_resend:
             return
-        queued = self._first_sends
-        queued.append((message, self._proposer))
-        if len(queued) > 1:
-            return  # the first of this tick sends it
-        try:
-            await trio.lowlevel.checkpoint()
-        finally:
-            self._first_sends = []
-            send_many(queued)
+        again = now + self._resend_interval
+        next_resend = math.inf
+        count = 0
+        for proposal in self._waiting.values():
+            if proposal.resend_at <= now:
+                assert proposal.message is not None
+                count += 1
+                self._unsent.append((proposal.message, self._proposer))
+                proposal.resend_at = again
+            next_resend = min(next_resend, proposal.resend_at)
+        self._next_resend = next_resend
+        if count:
+            log.debug("%d values not decided yet, sending them again", count)
 
-    async def _wait_for_room(self) -> None:
-        """Until the oldest undecided value is less than seq_window numbers back."""
-        while not self._stopping and self._waiting:
-            oldest = next(iter(self._waiting))[1]
-            if self._next_seq - oldest < self._seq_window:
+    def _time_out(self, now: float) -> None:
+        waiting = self._waiting
+        while waiting:
+            proposal = next(iter(waiting.values()))
+            if proposal.deadline > now:
                 return
-            await self._room.wait()
+            self._over(proposal)
+            _tell(proposal, ProposalTimeout(f"no decision within {self._timeout:g} s"))
+        queued = self._queued
+        while queued and queued[0].deadline <= now:
+            proposal = queued.popleft()
+            proposal.state = _State.OVER
+            _tell(proposal, ProposalTimeout(
+                f"not sent within {self._timeout:g} s: the value {self._seq_window} before "
+                f"it is still undecided"))
+        self._admit()
 
-    def _done(self, origin: Origin) -> None:
-        oldest = next(iter(self._waiting)) == origin
-        del self._waiting[origin]
-        if oldest:
-            self._room.set()
-            self._room = trio.Event()
+    # -- room ---------------------------------------------------------------------------
+
+    def _room_for_one(self) -> bool:
+        """Is the oldest undecided value less than seq_window numbers back?"""
+        if self._next_seq - self._oldest_seq_floor < self._seq_window:
+            return True
+        if not self._waiting:
+            self._oldest_seq_floor = self._next_seq
+            return True
+        self._oldest_seq_floor = next(iter(self._waiting))[1]
+        return self._next_seq - self._oldest_seq_floor < self._seq_window
+
+    def _admit(self) -> None:
+        """Send queued values while there is room; tell whoever waits for room."""
+        queued = self._queued
+        while queued and self._room_for_one():
+            self._send_first(queued.popleft())
+        if self._room_callbacks and not queued:
+            self._call_room_callbacks()
+
+    def _call_room_callbacks(self) -> None:
+        callbacks, self._room_callbacks = self._room_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a callback waiting for room failed")
+
+    def _over(self, proposal: Proposal) -> None:
+        if proposal.state is _State.SENT:
+            assert proposal.origin is not None
+            del self._waiting[proposal.origin]
+        proposal.state = _State.OVER
+
+    def _withdraw(self, proposal: Proposal) -> None:
+        if proposal.state is _State.QUEUED:
+            self._queued.remove(proposal)
+        self._over(proposal)
+        self._admit()
+
+    # -- decisions ----------------------------------------------------------------------
 
     def on_decisions(self, decisions: Sequence[Decision]) -> None:
-        """Wake the writers whose values the learner delivered."""
+        """Tell the submitters whose values the learner delivered."""
         # Only the client device's own proposals wait for their origins.
         if not self._waiting:
             return
@@ -177,14 +306,32 @@ class ClientProposals:
         """The learner delivered ``origin`` at ``position``."""
         if origin is None:
             return
-        waiter = self._waiting.get(origin)
-        if waiter is not None and waiter.position is None:
-            waiter.position = position
-            waiter.decided.set()
+        proposal = self._waiting.pop(origin, None)
+        if proposal is None:
+            return
+        proposal.state = _State.OVER
+        if self._observe_latency is not None:
+            self._observe_latency(trio.current_time() - proposal.started)
+        _tell(proposal, position)
+        if self._queued or self._room_callbacks:
+            self._admit()
 
     def stop(self) -> None:
         """Fail every pending and future proposal with NodeStopping."""
         self._stopping = True
-        for waiter in self._waiting.values():
-            waiter.decided.set()
-        self._room.set()
+        over = [*self._waiting.values(), *self._queued]
+        self._waiting.clear()
+        self._queued.clear()
+        for proposal in over:
+            proposal.state = _State.OVER
+            _tell(proposal, NodeStopping("the node stopped before the value was decided"))
+        self._call_room_callbacks()
+
+
+def _tell(proposal: Proposal, outcome: Outcome) -> None:
+    # Callbacks run inside decisions and the service task: one failing must not stop
+    # the others being told.
+    try:
+        proposal.done(outcome)
+    except Exception:
+        log.exception("a proposal's callback failed")

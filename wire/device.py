@@ -25,6 +25,9 @@ encodes work through CUSE and FUSE alike):
   records are), then the value. Empty values count; a buffer too small for the
   next frame fails with EINVAL.
 
+On the client device ``FRAMED`` makes every later write whole frames of values to
+propose (``WRITE_FRAME``: length, then the value), many values in one write(2).
+
 Everything native-endian, like the original's records: these bytes never leave
 the host.
 """
@@ -82,8 +85,14 @@ FRAME = Struct(
     "position" / Int64un,
     "value" / Prefixed(Int32un, GreedyBytes),
 )
+#: One frame of a framed write to the client device: length, then the value.
+WRITE_FRAME = Struct(
+    "value" / Prefixed(Int32un, GreedyBytes),
+)
+
 #: The fast paths: a frame's position and length word; the ioctl arguments.
 FRAME_HEAD = fast_struct(FRAME)
+WRITE_FRAME_HEAD = fast_struct(WRITE_FRAME)
 START_ARG = fast_struct(START)
 BOUNDS_ARG = fast_struct(BOUNDS)
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
@@ -10,6 +13,18 @@ from kpaxosd.proposals import ClientProposals
 from wire import ClientEnvelope, ClientValue, Message, decode_untrusted, encode, unwrap_untrusted
 
 PROPOSER = ("127.0.0.2", 3002)
+
+
+@asynccontextmanager
+async def running(proposals: ClientProposals) -> AsyncIterator[None]:
+    """The proposals' service task runs inside (and is cancelled on the way out)."""
+    async with trio.open_nursery() as service:
+        service.start_soon(proposals.run)
+        await trio.testing.wait_all_tasks_blocked()  # as in a daemon: it waits for work
+        try:
+            yield
+        finally:
+            service.cancel_scope.cancel()
 
 
 class Sent:
@@ -42,7 +57,7 @@ async def test_a_value_is_sent_wrapped_and_returns_its_iid_when_decided(
     async def propose() -> None:
         result.append(await proposals.propose(b"hello"))
 
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         nursery.start_soon(propose)
         await trio.testing.wait_all_tasks_blocked()
         assert sent.origins() == [(7, 1)]
@@ -60,8 +75,9 @@ async def test_an_undecided_value_is_resent_every_second_until_the_timeout(
     sent = Sent()
     proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=3.5, resend_interval=1.0)
     start = trio.current_time()
-    with pytest.raises(ProposalTimeout):
-        await proposals.propose(b"lost")
+    async with running(proposals):
+        with pytest.raises(ProposalTimeout):
+            await proposals.propose(b"lost")
     assert trio.current_time() - start == pytest.approx(3.5)
     assert sent.origins() == [(7, 1)] * 4
     assert proposals.outstanding == 0
@@ -75,7 +91,7 @@ async def test_other_origins_do_not_wake_a_writer(autojump_clock: trio.testing.M
     async def propose() -> None:
         result.append(await proposals.propose(b"mine"))
 
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         nursery.start_soon(propose)
         await trio.testing.wait_all_tasks_blocked()
         proposals.decided(1, None)
@@ -97,7 +113,7 @@ async def test_stop_fails_pending_and_later_proposals() -> None:
         except NodeStopping as exc:
             failures.append(exc)
 
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         nursery.start_soon(propose)
         await trio.testing.wait_all_tasks_blocked()
         proposals.stop()
@@ -125,7 +141,7 @@ async def test_a_value_waits_while_the_one_a_window_before_it_is_undecided(
     async def propose(value: bytes) -> None:
         done.append(await proposals.propose(value))
 
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         for value in (b"one", b"two", b"three", b"four"):
             nursery.start_soon(propose, value)
             await trio.testing.wait_all_tasks_blocked()
@@ -154,7 +170,7 @@ async def test_a_value_waiting_for_room_times_out_or_stops(
         except (ProposalTimeout, NodeStopping) as exc:
             outcomes.append(type(exc))
 
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         nursery.start_soon(propose, b"first")
         await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(propose, b"second")  # no room while "first" waits
@@ -185,7 +201,7 @@ async def test_the_first_sends_of_one_tick_go_out_together(
 
     proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=2.5,
                                 resend_interval=1.0, send_many=send_many)
-    async with trio.open_nursery() as nursery:
+    async with running(proposals), trio.open_nursery() as nursery:
         for value in (b"a", b"b", b"c"):
             nursery.start_soon(proposals.propose, value)
         await trio.testing.wait_all_tasks_blocked()
@@ -193,8 +209,9 @@ async def test_the_first_sends_of_one_tick_go_out_together(
         proposals.decided(1, (7, 1))
         proposals.decided(2, (7, 2))
         proposals.decided(3, (7, 3))
-    # A resend goes alone: nothing is waiting to go with it.
-    with pytest.raises(ProposalTimeout):
-        await proposals.propose(b"lost")
-    assert batches[1:] == [[(7, 4)]]
+    # Resends leave through the batch sender too; these go alone: nothing else is due.
+    async with running(proposals):
+        with pytest.raises(ProposalTimeout):
+            await proposals.propose(b"lost")
+    assert batches[1:] == [[(7, 4)]] * 3
     assert sent.origins()[3:] == [(7, 4)] * 3

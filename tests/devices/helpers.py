@@ -22,7 +22,7 @@ import trio
 
 from devices import Backend, DeviceInfo, EngineStatistics, serve_devices
 from devices.mounts import MNT_DETACH, mounts_at, umount2
-from devices.ports import ProposalError, ValueTooLarge
+from devices.ports import Outcome, ProposalError, ValueTooLarge
 from devices.valuelog import ValueLog
 from wire.device import position_of
 
@@ -50,7 +50,8 @@ def fresh_name_prefix() -> str:
 class FakeProposals:
     """Decides a value by appending it to the log, optionally held at a gate.
 
-    ``gate`` holds every value; :meth:`hold` holds one value only.
+    ``gate`` holds every value; :meth:`hold` holds one value only; ``room`` False makes
+    the node report no room (what a full sequence window does).
     """
 
     max_value_size = 100
@@ -60,6 +61,8 @@ class FakeProposals:
         self.gate: trio.Event | None = None
         self.fail_with: ProposalError | None = None
         self.proposed: list[bytes] = []
+        self.room = True
+        self._room_callbacks: list[Callable[[], None]] = []
         self._proposed_changed = trio.Event()
         self._held: dict[bytes, trio.Event] = {}
         self._iid = 0
@@ -68,25 +71,64 @@ class FakeProposals:
         """Hold ``value`` undecided until the returned event is set."""
         return self._held.setdefault(value, trio.Event())
 
-    async def propose(self, value: bytes) -> int:
+    @property
+    def has_room(self) -> bool:
+        return self.room
+
+    def set_room(self, room: bool) -> None:
+        self.room = room
+        if room:
+            callbacks, self._room_callbacks = self._room_callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def when_room(self, callback: Callable[[], None]) -> None:
+        if self.room:
+            callback()
+        else:
+            self._room_callbacks.append(callback)
+
+    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> _FakeProposal:
         self.proposed.append(value)
         self._proposed_changed.set()
         self._proposed_changed = trio.Event()
         if len(value) > self.max_value_size:
             raise ValueTooLarge(f"{len(value)} bytes")
-        if self.gate is not None:
-            await self.gate.wait()
-        if value in self._held:
-            await self._held[value].wait()
+        proposal = _FakeProposal()
+        if self.gate is None and value not in self._held:
+            self._decided(value, done)  # in the order submitted, as a proposer would
+        else:
+            trio.lowlevel.spawn_system_task(self._decide, value, done, proposal.scope)
+        return proposal
+
+    async def _decide(self, value: bytes, done: Callable[[Outcome], None],
+                      scope: trio.CancelScope) -> None:
+        with scope:
+            if self.gate is not None:
+                await self.gate.wait()
+            if value in self._held:
+                await self._held[value].wait()
+            self._decided(value, done)
+
+    def _decided(self, value: bytes, done: Callable[[Outcome], None]) -> None:
         if self.fail_with is not None:
-            raise self.fail_with
+            done(self.fail_with)
+            return
         self._iid += 1
         self.log.append(self._iid, value)
-        return position_of(self._iid, 0)
+        done(position_of(self._iid, 0))
 
     async def wait_proposed(self, count: int) -> None:
         while len(self.proposed) < count:
             await self._proposed_changed.wait()
+
+
+class _FakeProposal:
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+
+    def withdraw(self) -> None:
+        self.scope.cancel()
 
 
 @dataclass

@@ -24,6 +24,7 @@ from wire.device import (
     IOCTL_FRAMED,
     IOCTL_START,
     START_ARG,
+    WRITE_FRAME_HEAD,
     StartAt,
     position_of,
 )
@@ -249,10 +250,11 @@ def test_release_unsubscribes_and_fails_what_still_waits() -> None:
 RECORD_KEY = "record_iid7_client0x11223344_t1500000000.123456_size8_abcdefg0"
 
 
-def write(handle: LearnerHandle, data: bytes) -> FakeRequest:
+def write(handle: LearnerHandle | ClientHandle, data: bytes, nonblocking: bool = False
+          ) -> FakeRequest:
     request = FakeRequest()
     try:
-        handle.write(request, data, False)  # type: ignore[arg-type]
+        handle.write(request, data, nonblocking)  # type: ignore[arg-type]
     except RequestError as exc:
         request.fail(exc.errno)
     return request
@@ -377,9 +379,7 @@ async def test_client_writes_are_proposals() -> None:
         handle.write(failing, b"v", False)  # type: ignore[arg-type]
         await trio.testing.wait_all_tasks_blocked()
         assert failing.answer == ("error", errno.ETIMEDOUT)
-        too_big = FakeRequest()
-        handle.write(too_big, b"x" * 101, False)  # type: ignore[arg-type]
-        await trio.testing.wait_all_tasks_blocked()
+        too_big = write(handle, b"x" * 101)
         assert too_big.answer == ("error", errno.EMSGSIZE)
     assert proposals.proposed == [b"value", b"v", b"x" * 101]
     # Writable, and readable: the receipt of "value".
@@ -449,6 +449,143 @@ async def test_a_failed_write_has_no_receipt() -> None:
         await trio.testing.wait_all_tasks_blocked()
         partial = read(handle, 3)
         assert (partial.answer, read(handle, 10).answer) == (("data", b"655"), ("data", b"36\n"))
+
+
+# -- pipelined writes: O_NONBLOCK ------------------------------------------------------
+
+
+_IN = select.POLLIN | select.POLLRDNORM
+_OUT = select.POLLOUT | select.POLLWRNORM
+
+
+async def test_a_nonblocking_write_returns_once_queued_and_its_receipt_follows() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    held = [proposals.hold(b"a"), proposals.hold(b"b"), proposals.hold(b"c")]
+    services = FakeServices()
+    handle = ClientDevice(proposals).open(0, services)
+    writes = [write(handle, value, nonblocking=True) for value in (b"a", b"b", b"c")]
+    assert [w.answer for w in writes] == [("written", 1)] * 3
+    assert read(handle, 100, nonblocking=True).answer == ("error", errno.EAGAIN)
+    assert handle.poll(7) == _OUT  # not readable yet: the poller is told later
+    held[1].set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert services.notified == []  # "b" is decided, but "a" comes first
+    held[0].set()
+    held[2].set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert services.notified == [7]
+    at = {log.get(i).value: log.get(i).position for i in range(3)}
+    # Non-blocking: every whole line that fits, in the order written.
+    assert read(handle, 100, nonblocking=True).answer == (
+        "data", b"%d\n%d\n%d\n" % (at[b"a"], at[b"b"], at[b"c"]))
+    assert read(handle, 100, nonblocking=True).answer == ("data", b"")  # none due: EOF
+
+
+async def test_a_nonblocking_write_is_eagain_without_room_and_poll_says_when_there_is() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    services = FakeServices()
+    handle = ClientDevice(proposals).open(0, services)
+    proposals.set_room(False)
+    assert write(handle, b"later", nonblocking=True).answer == ("error", errno.EAGAIN)
+    assert proposals.proposed == []
+    assert handle.poll(3) == _IN  # EOF to read, no room to write
+    proposals.set_room(True)
+    assert services.notified == [3]
+    assert handle.poll(None) == _IN | _OUT
+    assert write(handle, b"later", nonblocking=True).answer == ("written", 5)
+    assert proposals.proposed == [b"later"]
+
+
+async def test_a_nonblocking_write_that_fails_has_its_errno_in_the_receipts() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    handle = ClientDevice(proposals).open(0, FakeServices())
+    assert write(handle, b"first", nonblocking=True).answer == ("written", 5)
+    proposals.fail_with = ProposalTimeout("no decision")
+    assert write(handle, b"lost", nonblocking=True).answer == ("written", 4)
+    proposals.fail_with = None
+    assert write(handle, b"x" * 101, nonblocking=True).answer == ("error", errno.EMSGSIZE)
+    assert read(handle, 100, nonblocking=True).answer == (
+        "data", b"%d\n-%d\n" % (log.get(0).position, errno.ETIMEDOUT))
+
+
+async def test_a_write_only_file_keeps_no_receipts() -> None:
+    import os
+
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    handle = ClientDevice(proposals).open(os.O_WRONLY, FakeServices())
+    for n in range(5):
+        assert write(handle, b"v%d" % n, nonblocking=True).answer == ("written", 2)
+    assert log.next_index == 5
+    assert read(handle, 100, nonblocking=True).answer == ("data", b"")
+
+
+async def test_receipts_left_unread_past_the_limit_are_dropped_with_one_epipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from devices import semantics
+
+    monkeypatch.setattr(semantics, "MAX_UNREAD_RECEIPTS", 3)
+    log = ValueLog()
+    handle = ClientDevice(FakeProposals(log)).open(0, FakeServices())
+    for n in range(5):
+        write(handle, b"v%d" % n)
+    assert read(handle, 100).answer == ("error", errno.EPIPE)
+    kept = b"".join(b"%d\n" % log.get(i).position for i in (2, 3, 4))
+    assert read(handle, 100, nonblocking=True).answer == ("data", kept)
+
+
+def frames_of(*values: bytes) -> bytes:
+    return b"".join(WRITE_FRAME_HEAD.pack(len(value)) + value for value in values)
+
+
+async def test_a_framed_write_proposes_each_frame_with_its_own_receipt() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    handle = ClientDevice(proposals).open(0, FakeServices())
+    framed = FakeRequest()
+    handle.ioctl(framed, IOCTL_FRAMED, b"", 0)  # type: ignore[arg-type]
+    assert framed.answer == ("ioctl", (0, b""))
+    data = frames_of(b"one", b"two", b"three")
+    assert write(handle, data).answer == ("written", len(data))
+    assert proposals.proposed == [b"one", b"two", b"three"]
+    proposals.fail_with = ProposalTimeout("no decision")
+    assert write(handle, frames_of(b"lost")).answer == ("written", 8)
+    lines = b"".join(b"%d\n" % log.get(i).position for i in range(3))
+    assert read(handle, 100, nonblocking=True).answer == (
+        "data", lines + b"-%d\n" % errno.ETIMEDOUT)
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    (frames_of(b"ok") + b"\x05\x00", errno.EINVAL),  # a length word cut short
+    (frames_of(b"ok") + WRITE_FRAME_HEAD.pack(9) + b"short", errno.EINVAL),
+    (frames_of(b"ok", b""), errno.EINVAL),  # the empty value is no proposal
+    (frames_of(b"ok", b"x" * 101), errno.EMSGSIZE),
+])
+async def test_a_bad_framed_write_proposes_nothing_of_it(data: bytes, error: int) -> None:
+    proposals = FakeProposals(ValueLog())
+    handle = ClientDevice(proposals).open(0, FakeServices())
+    handle.ioctl(FakeRequest(), IOCTL_FRAMED, b"", 0)  # type: ignore[arg-type]
+    assert write(handle, data).answer == ("error", error)
+    assert proposals.proposed == []
+    assert read(handle, 100).answer == ("data", b"")  # no receipt is due
+
+
+async def test_a_blocking_framed_write_waits_for_room() -> None:
+    log = ValueLog()
+    proposals = FakeProposals(log)
+    handle = ClientDevice(proposals).open(0, FakeServices())
+    handle.ioctl(FakeRequest(), IOCTL_FRAMED, b"", 0)  # type: ignore[arg-type]
+    proposals.set_room(False)
+    assert write(handle, frames_of(b"a"), nonblocking=True).answer == ("error", errno.EAGAIN)
+    waiting = write(handle, frames_of(b"b"))
+    assert waiting.answer is None
+    proposals.set_room(True)
+    assert waiting.answer == ("written", 5)
+    assert proposals.proposed == [b"b"]
 
 
 # -- positions: START, BOUNDS, FRAMED ---------------------------------------------------
