@@ -2,9 +2,12 @@
 
 Starts a cluster on loopback (``single``: every role in one daemon; ``processes``: three
 acceptor processes, a proposer and a learner, as the original deployed them), drives it
-with the kpaxos-client engine for ``--duration`` seconds, and reports. In the same run
-it measures the machine's raw loopback rate of 64-byte datagrams between two plain
-Python sockets, so numbers from noisy machines compare as ratios.
+for ``--duration`` seconds — with the kpaxos-client engine, or through the client device
+(``--writers``: N blocking writers; ``--pipelined``: one program keeping -o values in
+flight) — and reports. In the same run it measures the machine's raw loopback rate of
+64-byte datagrams between two plain Python sockets (``udp_floor_dgrams_per_s``) and the
+p50 round trip of one such datagram between two Python processes (``udp_rtt_floor_us``,
+with ``p50_over_rtt_floor``), so numbers from noisy machines compare as ratios.
 """
 
 from __future__ import annotations
@@ -100,6 +103,43 @@ def udp_floor(seconds: float = 1.0) -> int:
     sender.join()
     receiver.join()
     return rate
+
+
+def _echo(port: int, ready: multiprocessing.Queue[int]) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(10)
+    ready.put(port)
+    try:
+        while (data := sock.recvfrom(64))[0] != b"stop":
+            sock.sendto(*data)
+    except TimeoutError:
+        pass
+
+
+def udp_rtt_floor(round_trips: int = 2000) -> float:
+    """The p50 round trip, in microseconds, of a 64-byte datagram between two plain
+    Python processes on loopback: the least a request and its answer can take here."""
+    port = _free_port(socket.SOCK_DGRAM)
+    context = multiprocessing.get_context("spawn")
+    ready: multiprocessing.Queue[int] = context.Queue()
+    echo = context.Process(target=_echo, args=(port, ready))
+    echo.start()
+    ready.get(timeout=30)
+    payload = b"x" * 64
+    times = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for n in range(round_trips + round_trips // 10):
+            started = time.perf_counter()
+            sock.sendto(payload, ("127.0.0.1", port))
+            sock.recv(64)
+            if n >= round_trips // 10:  # the first tenth warms up
+                times.append(time.perf_counter() - started)
+        sock.sendto(b"stop", ("127.0.0.1", port))
+    echo.join(10)
+    times.sort()
+    return times[len(times) // 2] * 1e6
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -243,6 +283,16 @@ def _start_driver(options: argparse.Namespace, cluster: Cluster, workdir: Path,
              str(options.value_size), str(options.duration)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
+    elif options.pipelined:
+        # One program, one open file, -o values in flight (O_NONBLOCK writes).
+        assert cluster.learner_device is not None
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "clients.device_pipeline",
+             str(cluster.learner_device.with_name("kpaxos-client")),
+             "--window", str(options.outstanding), "--per-write", str(options.per_write),
+             "--value-size", str(options.value_size), "--duration", str(options.duration)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
     elif cluster.learner_device is not None:
         how = "-d" if options.record_mode else "--stream"
         driver = subprocess.Popen(
@@ -275,6 +325,7 @@ def _start_driver(options: argparse.Namespace, cluster: Cluster, workdir: Path,
 # the order the numbers are taken in.
 def run_bench(options: argparse.Namespace) -> dict[str, object]:
     floor = udp_floor()
+    rtt_floor = udp_rtt_floor()
     workdir = Path(tempfile.mkdtemp(prefix="kpaxos-bench-"))
     storage = workdir / "storage" if options.storage else None
     cluster = start_cluster(options.topology, not options.no_device, workdir,
@@ -322,13 +373,14 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     text = output.decode(errors="replace")
-    if options.writers:
-        return _writers_result(options, text, cpu_after - cpu_before, rss, floor)
+    if options.writers or options.pipelined:
+        result = _device_driver_result(options, text, cpu_after - cpu_before, rss, floor)
+        return _with_rtt_floor(result, rtt_floor)
     total = TOTAL.search(text)
     if total is None:
         raise SystemExit(f"kpaxos-bench: the driver printed no totals:\n{text}")
     delivered, seconds = int(total.group(1)), float(total.group(2))
-    return {
+    return _with_rtt_floor({
         "topology": options.topology,
         "outstanding": options.outstanding,
         "value_size": options.value_size,
@@ -353,22 +405,34 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         **({"cat_reader_bytes": cat_bytes,
             "decided_value_bytes": delivered * (CLIENT_VALUE_HEADER_SIZE + options.value_size)}
            if cat_bytes is not None else {}),
-    }
+    }, rtt_floor)
 
 
-def _writers_result(options: argparse.Namespace, text: str, cpu: float, rss: float,
-                    floor: int) -> dict[str, object]:
-    """What --writers measured, in the fields of the other modes (plus ``writers``)."""
+def _with_rtt_floor(result: dict[str, object], rtt_floor: float) -> dict[str, object]:
+    """``result`` with the round-trip floor and its p50 in those floors."""
+    p50 = result["p50_us"]
+    assert isinstance(p50, int)
+    return {**result, "udp_rtt_floor_us": round(rtt_floor, 1),
+            "p50_over_rtt_floor": round(p50 / rtt_floor, 2) if rtt_floor else None}
+
+
+def _device_driver_result(options: argparse.Namespace, text: str, cpu: float, rss: float,
+                          floor: int) -> dict[str, object]:
+    """What --writers or --pipelined measured, in the fields of the other modes (plus
+    ``writers``, or ``pipelined`` and ``per_write``)."""
     try:
         measured = json.loads(text.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise SystemExit(f"kpaxos-bench: the device writers printed no result:\n{text}"
+        raise SystemExit(f"kpaxos-bench: the device driver printed no result:\n{text}"
                          ) from None
     values, seconds = int(measured["values"]), float(measured["seconds"])
+    load: dict[str, object] = (
+        {"writers": options.writers, "outstanding": options.writers} if options.writers
+        else {"pipelined": True, "outstanding": options.outstanding,
+              "per_write": options.per_write})
     return {
         "topology": options.topology,
-        "writers": options.writers,
-        "outstanding": options.writers,
+        **load,
         "value_size": options.value_size,
         "values_per_datagram": options.values_per_datagram,
         "device": True,
@@ -409,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "do: N writer threads, each with its own open file, writing "
                              "-v-byte values with blocking writes (each returns once "
                              "decided); -o and -b do not apply")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="propose through the client device from one program with one "
+                             "open file, keeping -o values in flight: O_NONBLOCK writes, "
+                             "receipts read as they come")
+    parser.add_argument("--per-write", type=positive_int, default=1, metavar="K",
+                        help="with --pipelined: values per write, above 1 as framed writes "
+                             "(default: 1, one value per write)")
     parser.add_argument("--no-device", action="store_true",
                         help="learn decisions inside a daemon (the kclient role) instead of "
                              "reading the learner device")
@@ -439,15 +510,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
-    if options.writers and (options.no_device or options.record_mode):
-        parser.error("--writers writes to the client device: not with --no-device or "
-                     "--record-mode")
+    if (options.writers or options.pipelined) and (options.no_device or options.record_mode):
+        parser.error("--writers and --pipelined write to the client device: not with "
+                     "--no-device or --record-mode")
+    if options.writers and options.pipelined:
+        parser.error("--writers or --pipelined, not both")
+    if options.per_write > 1 and not options.pipelined:
+        parser.error("--per-write goes with --pipelined")
     if os.geteuid() != 0 and not options.no_device:
         print("kpaxos-bench: reading the learner device needs root (or use --no-device)",
               file=sys.stderr)
         return 2
     result = run_bench(options)
     load = (f"{result['writers']} device writers" if options.writers
+            else f"pipelined, {result['outstanding']} outstanding, "
+                 f"{result['per_write']} per write" if options.pipelined
             else f"{result['outstanding']} outstanding")
     print(f"{result['topology']}, {load}, "
           f"{result['value_size']}-byte values, "
@@ -455,7 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{result['values_per_s']} values/s, p50 {result['p50_us']} us, "
           f"p99 {result['p99_us']} us, {result['cpu_us_per_value']} us CPU per value, "
           f"max RSS {result['max_rss_mb']} MB; UDP floor "
-          f"{result['udp_floor_dgrams_per_s']} datagrams/s")
+          f"{result['udp_floor_dgrams_per_s']} datagrams/s, round trip "
+          f"{result['udp_rtt_floor_us']} us (p50 = {result['p50_over_rtt_floor']} of them)")
     if options.json:
         print(json.dumps(result))
     return 0
