@@ -23,9 +23,9 @@ import errno
 import logging
 import os
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
@@ -172,8 +172,9 @@ class FileServices(Protocol):
         """Tell the kernel that the poll handle ``kh`` may be ready now."""
         ...
 
-    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run a task for the engine's lifetime (it is cancelled when the engine stops)."""
+    def at_batch_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the requests read together with this one are handled
+        (once, however often it is asked for meanwhile)."""
         ...
 
 
@@ -287,7 +288,8 @@ class Engine:
         self._pending: dict[int, Request] = {}
         self._handles: dict[int, FileHandle] = {}
         self._next_fh = 1
-        self._nursery: trio.Nursery | None = None
+        # Called once the requests read in one wake-up are handled (at_batch_end).
+        self._batch_end: list[Callable[[], None]] = []
         self._closed = False
         #: Set once the door has answered INIT; ``minor`` is then the protocol spoken.
         self.ready = trio.Event()
@@ -322,10 +324,7 @@ class Engine:
         handle released; nothing is written to the descriptor afterwards.
         """
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await self._serve()
-                nursery.cancel_scope.cancel()
+            await self._serve()
         finally:
             self._shut_down()
 
@@ -334,20 +333,23 @@ class Engine:
         view = memoryview(buffer)
         while True:
             await trio.lowlevel.wait_readable(fd)
-            for _ in range(_BATCH):
-                try:
-                    size = os.readv(fd, [buffer])
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.ENOENT:  # an interrupted request vanished
-                        continue
-                    if exc.errno == errno.ENODEV:  # unmounted or aborted
-                        logger.info("the kernel ended the FUSE connection")
+            try:
+                for _ in range(_BATCH):
+                    try:
+                        size = os.readv(fd, [buffer])
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno == errno.ENOENT:  # an interrupted request vanished
+                            continue
+                        if exc.errno == errno.ENODEV:  # unmounted or aborted
+                            logger.info("the kernel ended the FUSE connection")
+                            return
+                        raise
+                    if size == 0 or not self.feed(view[:size]):
                         return
-                    raise
-                if size == 0 or not self.feed(view[:size]):
-                    return
+            finally:
+                self._end_batch()
 
     def feed(self, data: memoryview) -> bool:
         """Handle one request as read from the descriptor; False once it is time to stop.
@@ -394,7 +396,6 @@ class Engine:
         return True
 
     def _shut_down(self) -> None:
-        self._nursery = None
         for request in list(self._pending.values()):
             request.fail(errno.EIO)
         handles, self._handles = list(self._handles.values()), {}
@@ -460,10 +461,17 @@ class Engine:
 
     # -- services for handles ---------------------------------------------------------
 
-    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        if self._nursery is None:
-            raise RequestError(errno.EIO, "the device engine is stopping")
-        self._nursery.start_soon(async_fn, *args)
+    def at_batch_end(self, callback: Callable[[], None]) -> None:
+        if callback not in self._batch_end:
+            self._batch_end.append(callback)
+
+    def _end_batch(self) -> None:
+        callbacks, self._batch_end = self._batch_end, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a callback at the end of a batch of requests failed")
 
     def initialized(self, minor: int) -> None:
         """Called by the door once it has answered INIT."""

@@ -61,15 +61,22 @@ class Proposals(Protocol):
         """Would a value submitted now be sent at once (not queued for room)?"""
         ...
 
-    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> Proposal:
+    def submit(self, value: bytes, done: Callable[[Outcome], None], *,
+               flush: bool = True, hold: float = 0.0) -> Proposal:
         """Propose ``value``; ``done`` is called once, later, with its outcome: the
         position, :class:`ProposalTimeout` (no decision within the node's client
-        timeout) or :class:`NodeStopping` (the node shut down first).
+        timeout) or :class:`NodeStopping` (the node shut down first). With ``flush``
+        False the value waits for :meth:`flush`, which the caller promises soon; with
+        ``hold`` it may wait that many seconds for others to travel with it.
 
         Raises:
             ValueTooLarge: the value cannot be carried in a datagram.
             NodeStopping: the node is shutting down.
         """
+        ...
+
+    def flush(self) -> None:
+        """Send the values submitted with ``flush=False``, together."""
         ...
 
     def when_room(self, callback: Callable[[], None]) -> None:

@@ -13,7 +13,13 @@ delivered.
 
 A value costs no task: :meth:`ClientProposals.submit` queues it and the decision calls
 its callback. One service task (:meth:`ClientProposals.run`) sends what was queued,
-resends and times out; everything submitted in one scheduler tick leaves together.
+resends and times out; everything submitted in one scheduler tick leaves together. A
+caller that submits many at once and says when it is done (``flush=False``, then
+:meth:`ClientProposals.flush`: the device, after each batch of requests) spares the
+task's turn. One that can wait a little (``hold``: a device's non-blocking write)
+waits up to that long for others to go with it: in one process a round of Paxos
+runs to its end before the next request is read, so values sent one at a time each
+cost a whole round.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, Message, wrap
 log = logging.getLogger("kpaxos.client")
 
 Origin = tuple[int, int]
+
+
+#: Values held (submit's ``hold``) that are sent at once whatever their time.
+MAX_HELD = 256
 
 
 class _State(enum.Enum):
@@ -101,12 +111,15 @@ class ClientProposals:
         self._waiting: dict[Origin, Proposal] = {}
         # Submitted after those, waiting for room.
         self._queued: deque[Proposal] = deque()
-        # Sent since the service task last ran: it sends them together.
+        # Sent since the service task last ran: it sends them together, by _flush_at.
         self._unsent: list[tuple[Message, Address]] = []
+        self._flush_at = math.inf
         # No undecided value is due to be sent again before this.
         self._next_resend = math.inf
         self._room_callbacks: list[Callable[[], None]] = []
         self._wakeup = trio.Event()
+        # Until when the service task sleeps (-inf: it is not asleep).
+        self._sleeping_until = -math.inf
         self._stopping = False
 
     @property
@@ -122,7 +135,8 @@ class ClientProposals:
     def has_room(self) -> bool:
         return self._stopping or (not self._queued and self._room_for_one())
 
-    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> Proposal:
+    def submit(self, value: bytes, done: Callable[[Outcome], None], *,
+               flush: bool = True, hold: float = 0.0) -> Proposal:
         if len(value) > self.max_value_size:
             raise ValueTooLarge(
                 f"a value of {len(value)} bytes exceeds the limit of {self.max_value_size}"
@@ -135,8 +149,13 @@ class ClientProposals:
         if self._queued or not self._room_for_one():
             self._queued.append(proposal)
         else:
-            self._send_first(proposal)
+            self._send_first(proposal, flush, hold)
         return proposal
+
+    def flush(self) -> None:
+        """Send what was submitted with ``flush=False``, together."""
+        if self._unsent:
+            self._flush()
 
     def when_room(self, callback: Callable[[], None]) -> None:
         if self.has_room:
@@ -173,29 +192,42 @@ class ClientProposals:
             now = trio.current_time()
             self._time_out(now)
             self._resend_due(now)
-            if self._unsent:
+            if self._unsent and now >= self._flush_at:
                 self._flush()
-            wake_at = self._next_resend
+            wake_at = min(self._next_resend, self._flush_at)
             if self._waiting:
                 wake_at = min(wake_at, next(iter(self._waiting.values())).deadline)
             elif self._queued:
                 wake_at = min(wake_at, self._queued[0].deadline)
+            self._sleeping_until = wake_at
             with trio.move_on_at(wake_at):
                 await self._wakeup.wait()
+            self._sleeping_until = -math.inf
 
-    def _send_first(self, proposal: Proposal) -> None:
+    def _send_first(self, proposal: Proposal, flush: bool = True, hold: float = 0.0) -> None:
         origin = (self._client_id, self._next_seq)
         self._next_seq += 1
         proposal.origin = origin
         proposal.message = ClientValue(wrap(*origin, proposal.value))
         proposal.state = _State.SENT
         self._waiting[origin] = proposal
-        proposal.resend_at = resend_at = trio.current_time() + self._resend_interval
+        now = trio.current_time()
+        proposal.resend_at = resend_at = now + self._resend_interval
         if resend_at < self._next_resend:
             self._next_resend = resend_at
-        if not self._unsent:
-            self._wakeup.set()
+        flush_by = now + hold
+        if flush_by < self._flush_at:
+            self._flush_at = flush_by
         self._unsent.append((proposal.message, self._proposer))
+        # The service task sends it (at once, or once held long enough), unless the
+        # caller flushes; either way its timers must cover this value.
+        due = min(resend_at, proposal.deadline)
+        if flush or hold:
+            due = min(due, flush_by)
+        if due < self._sleeping_until:
+            self._wakeup.set()
+        if hold and len(self._unsent) >= MAX_HELD:
+            self._flush()
 
     def _flush(self) -> None:
         """Send the values sent since the last time, together.
@@ -207,6 +239,7 @@ class ClientProposals:
         instance.
         """
         unsent, self._unsent = self._unsent, []
+        self._flush_at = math.inf
         if self._send_many is not None:
             self._send_many(unsent)
         else:
@@ -230,6 +263,7 @@ class ClientProposals:
             next_resend = min(next_resend, proposal.resend_at)
         self._next_resend = next_resend
         if count:
+            self._flush_at = min(self._flush_at, now)
             log.debug("%d values not decided yet, sending them again", count)
 
     def _time_out(self, now: float) -> None:

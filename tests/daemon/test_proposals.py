@@ -215,3 +215,44 @@ async def test_the_first_sends_of_one_tick_go_out_together(
             await proposals.propose(b"lost")
     assert batches[1:] == [[(7, 4)]] * 3
     assert sent.origins()[3:] == [(7, 4)] * 3
+
+
+async def test_values_submitted_for_a_later_flush_leave_when_flushed_and_are_resent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The device submits every write of a batch of requests with flush=False and
+    # flushes at its end: one send for all, and the service task still resends them.
+    sent = Sent()
+    batches: list[list[tuple[int, int]]] = []
+
+    def send_many(messages: list[tuple[Message, Address]]) -> None:
+        batches.append([])
+        for msg, dest in messages:
+            sent(msg, dest)
+            batches[-1].append(sent.origins()[-1])
+
+    proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=0,
+                                resend_interval=1.0, send_many=send_many)
+    outcomes: list[object] = []
+    async with running(proposals):
+        proposals.submit(b"x", outcomes.append)  # the service task's timers run
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches == [[(7, 1)]]
+        await trio.sleep(0.5)
+        for value in (b"a", b"b"):
+            proposals.submit(value, outcomes.append, flush=False)
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches == [[(7, 1)]]  # not woken: its timers already cover them
+        proposals.flush()
+        assert batches[1:] == [[(7, 2), (7, 3)]]
+        await trio.sleep(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches[2:] == [[(7, 1)]]
+        await trio.sleep(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        assert batches[3:] == [[(7, 2), (7, 3)]]
+        for position, seq in ((5, 3), (4, 2), (3, 1)):
+            proposals.decided(position, (7, seq))
+        assert outcomes == [5, 4, 3]
+        await trio.sleep(5)
+        assert len(batches) == 4  # nothing is resent once decided

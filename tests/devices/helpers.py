@@ -62,6 +62,7 @@ class FakeProposals:
         self.fail_with: ProposalError | None = None
         self.proposed: list[bytes] = []
         self.room = True
+        self.flushes = 0
         self._room_callbacks: list[Callable[[], None]] = []
         self._proposed_changed = trio.Event()
         self._held: dict[bytes, trio.Event] = {}
@@ -88,7 +89,11 @@ class FakeProposals:
         else:
             self._room_callbacks.append(callback)
 
-    def submit(self, value: bytes, done: Callable[[Outcome], None]) -> _FakeProposal:
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def submit(self, value: bytes, done: Callable[[Outcome], None], *,
+               flush: bool = True, hold: float = 0.0) -> _FakeProposal:
         self.proposed.append(value)
         self._proposed_changed.set()
         self._proposed_changed = trio.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import random
 import select
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -67,9 +67,8 @@ class FakeServices:
     def notify_poll(self, kh: int) -> None:
         self.notified.append(kh)
 
-    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        assert self.nursery is not None
-        self.nursery.start_soon(async_fn, *args)
+    def at_batch_end(self, callback: Callable[[], None]) -> None:
+        callback()
 
 
 def reader(log: ValueLog, services: FakeServices | None = None) -> LearnerHandle:
