@@ -236,15 +236,23 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -
 
 
 def start_cluster(topology: str, devices: bool, workdir: Path, extra: list[str],
-                  storage: Path | None = None) -> Cluster:
+                  storage: Path | None = None, backend: str = "fuse") -> Cluster:
     config = workdir / "paxos.conf"
     lines = [f"acceptor {i} 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}" for i in range(3)]
     lines.append(f"proposer 0 127.0.0.1 {_free_port(socket.SOCK_DGRAM)}")
     config.write_text("\n".join(lines) + "\nverbosity error\n")
     link_dir = workdir / "dev"
     link_dir.mkdir()
-    device_args = (["--device-backend", "fuse", "--mount-dir", str(workdir / "mnt"),
-                    "--link-dir", str(link_dir)] if devices else ["--no-devices"])
+    if backend == "cuse":
+        # Real character devices, in a folder of /dev of this run's own.
+        prefix = f"kpaxos-bench-{os.getpid()}/"
+        device_args = ["--device-backend", "cuse", "--device-name-prefix", prefix]
+        link_dir = Path("/dev") / prefix
+    else:
+        device_args = ["--device-backend", "fuse", "--mount-dir", str(workdir / "mnt"),
+                       "--link-dir", str(link_dir)]
+    if not devices:
+        device_args = ["--no-devices"]
     base = ["-c", str(config), *extra]
     durable = ["--storage", str(storage)] if storage is not None else []
     if topology == "single":
@@ -330,7 +338,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
     storage = workdir / "storage" if options.storage else None
     cluster = start_cluster(options.topology, not options.no_device, workdir,
                             ["--retain", str(options.retain), *options.kpaxosd_option],
-                            storage)
+                            storage, options.device_backend)
     try:
         driver = _start_driver(options, cluster, workdir)
         cat: _CountingReader | None = None
@@ -480,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-write", type=positive_int, default=1, metavar="K",
                         help="with --pipelined: values per write, above 1 as framed writes "
                              "(default: 1, one value per write)")
+    parser.add_argument("--device-backend", choices=["fuse", "cuse"], default="fuse",
+                        help="how the cluster serves its devices: fuse (any kernel) or "
+                             "cuse (real character devices; the kernel needs CUSE) "
+                             "(default: fuse)")
     parser.add_argument("--no-device", action="store_true",
                         help="learn decisions inside a daemon (the kclient role) instead of "
                              "reading the learner device")

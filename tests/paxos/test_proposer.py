@@ -571,3 +571,33 @@ def test_batching_off_proposes_one_value_per_instance() -> None:
     promise(p, 1, 10, NONE, NONE)
     promise(p, 2, 10, NONE, NONE)
     assert out.drain() == to_all(Accept(1, 10, X)) + to_all(Accept(2, 10, Y))
+
+
+def test_with_max_accepting_instances_accepting_values_wait_and_go_together() -> None:
+    p, out = make(window=4, max_accepting=2)
+    out.drain()
+    for iid in range(1, 5):
+        promise(p, iid, 10, NONE, NONE)
+    values = [wrap(1, seq, b"v%d" % seq) for seq in range(1, 6)]
+    for value in values:
+        p.submit(value, 0.0)
+    # Two instances take one value each; the other three wait for one to close.
+    assert out.drain() == to_all(Accept(1, 10, values[0])) + to_all(Accept(2, 10, values[1]))
+    assert p.queued == 3
+    accepted(p, 1, 10, values[0])
+    batch = pack_batch(values[2:])
+    assert out.drain() == to_all(Prepare(5, 10)) + to_all(Accept(3, 10, batch))
+    assert p.queued == 0
+
+
+def test_a_retried_instance_leaves_room_for_the_waiting_values() -> None:
+    p, out = make(window=3, max_accepting=1)
+    out.drain()
+    for iid in range(1, 4):
+        promise(p, iid, 10, NONE, NONE)
+    p.submit(X, 0.0)
+    p.submit(Y, 0.0)
+    assert out.drain() == to_all(Accept(1, 10, X))
+    p.handle_timer(1.0)  # instance 1 timed out: prepared again, accepting no more
+    sent = out.drain()
+    assert to_all(Accept(2, 10, Y)) == [s for s in sent if isinstance(s.msg, Accept)]
