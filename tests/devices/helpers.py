@@ -181,9 +181,9 @@ class Served:
         """A subprocess with stdout (and stderr) piped, killed at teardown."""
         options.setdefault("stdout", subprocess.PIPE)
         options.setdefault("stderr", subprocess.PIPE)
+        options.setdefault("stdin", subprocess.DEVNULL)
         process: trio.Process = await self.nursery.start(
-            partial(trio.run_process, list(command), check=False, stdin=subprocess.DEVNULL,
-                    **options))
+            partial(trio.run_process, list(command), check=False, **options))
         self.processes.append(process)
         return process
 

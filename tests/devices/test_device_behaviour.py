@@ -190,6 +190,50 @@ async def test_each_write_is_one_proposal(served: Served) -> None:
     assert served.proposals.proposed == [b"first", b"second"]
 
 
+async def test_pipelined_writes_return_at_once_and_poll_tells_of_their_receipts(
+    served: Served,
+) -> None:
+    served.proposals.gate = trio.Event()
+    writer = await served.start(python(f"""
+        import fcntl, os, select, struct, sys
+        from wire.device import IOCTL_FRAMED
+        fd = os.open({served.client!r}, os.O_RDWR | os.O_NONBLOCK)
+        print(os.write(fd, b"one"), os.write(fd, b"two"), flush=True)  # queued
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        print(poller.poll(200), flush=True)  # undecided: nothing to read yet
+        sys.stdin.readline()  # the values are let through
+        got = b""
+        while got.count(b"\\n") < 2:
+            assert poller.poll(60_000)
+            got += os.read(fd, 100)
+        print(got.decode().split(), flush=True)
+        fcntl.ioctl(fd, IOCTL_FRAMED)
+        frames = b"".join(struct.pack("=I", len(v)) + v for v in (b"three", b"four"))
+        print(os.write(fd, frames), flush=True)
+        got = b""
+        while got.count(b"\\n") < 2:
+            assert poller.poll(60_000)
+            got += os.read(fd, 100)
+        print(got.decode().split(), flush=True)
+    """), stdin=subprocess.PIPE)
+    assert writer.stdout is not None and writer.stdin is not None
+    assert await read_until(writer.stdout, b"3 3\n[]\n") == b"3 3\n[]\n"
+    assert served.proposals.proposed == [b"one", b"two"]
+    served.proposals.gate.set()
+    await writer.stdin.send_all(b"go\n")
+    with trio.fail_after(SHOULD):
+        await writer.wait()
+    rest = b""
+    while chunk := await writer.stdout.receive_some():
+        rest += chunk
+    assert writer.returncode == 0
+    at = {served.log.get(i).value: str(served.log.get(i).position) for i in range(4)}
+    receipts = [[at[v] for v in (b"one", b"two")], [at[v] for v in (b"three", b"four")]]
+    assert rest == b"%s\n%d\n%s\n" % (str(receipts[0]).encode(), 4 + 5 + 4 + 4,
+                                       str(receipts[1]).encode())
+
+
 async def test_a_value_too_large_fails_with_emsgsize(served: Served) -> None:
     # bash reports the write's errno (dash's echo says "I/O error" whatever it was)
     result = await run(["bash", "-c", f'echo {"x" * 200} > "{served.client}"'])
