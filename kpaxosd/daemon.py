@@ -413,6 +413,7 @@ class Daemon:
         self.proposals = ClientProposals(
             learner.send_message,
             proposers[client_proposer],
+            batch_room=self._client_batch_room(proposers[client_proposer], auth),
             client_id=seed_source.getrandbits(63),
             timeout=spec.client_timeout,
             overhead=0 if auth is None else AUTH_TRAILER_SIZE,
@@ -433,6 +434,20 @@ class Daemon:
             rng=random.Random(seed_source.getrandbits(64)),
         )
         self.decisions.subscribe(self.kclient)
+
+    def _client_batch_room(self, proposer: Address, auth: Authenticator | None) -> int | None:
+        """The bytes of a batch of the client device's values in one CLIENT_VALUE:
+        a datagram's room, or what one unfragmented datagram to the proposer holds;
+        None (one value a datagram) where batches are not proposed."""
+        if self.spec.config.options.max_values_per_instance == 1:
+            return None  # for original learners, which take a batch for one value
+        trailer = 0 if auth is None else AUTH_TRAILER_SIZE
+        room = MAX_VALUE_SIZE - trailer
+        mtu = path_mtu(proposer)
+        if mtu is not None:
+            header = MAX_DATAGRAM_SIZE - MAX_VALUE_SIZE  # CLIENT_VALUE's is smaller
+            room = min(room, mtu - IPV4_UDP_HEADERS - header - trailer)
+        return max(room, 1)
 
     def _open_store(self, aid: int, node: Node) -> AcceptorStore:
         assert self.spec.storage is not None

@@ -16,7 +16,9 @@ its callback. One service task (:meth:`ClientProposals.run`) sends what was queu
 resends and times out; everything submitted in one scheduler tick leaves together. A
 caller that submits many at once and says when it is done (``flush=False``, then
 :meth:`ClientProposals.flush`: the device, after each batch of requests) spares the
-task's turn. One that can wait a little (``hold``: a device's non-blocking write)
+task's turn. What goes together travels in batch envelopes (``batch_room`` bytes at
+most, wire.batch), as kpaxos-client's values do: one message for the proposer to take
+apart, not one each. One that can wait a little (``hold``: a device's non-blocking write)
 waits up to that long for others to go with it: in one process a round of Paxos
 runs to its end before the next request is read, so values sent one at a time each
 cost a whole round.
@@ -37,6 +39,7 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
 from wire import ENVELOPE_OVERHEAD, MAX_VALUE_SIZE, ClientValue, Message, wrap
+from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, pack_batch
 
 log = logging.getLogger("kpaxos.client")
 
@@ -56,8 +59,8 @@ class _State(enum.Enum):
 class Proposal:
     """One submitted value, until its callback is called or it is withdrawn."""
 
-    __slots__ = ("_owner", "deadline", "done", "message", "origin", "resend_at", "started",
-                 "state", "value")
+    __slots__ = ("_owner", "deadline", "done", "origin", "resend_at", "started", "state",
+                 "value", "wrapped")
 
     def __init__(self, owner: ClientProposals, value: bytes, done: Callable[[Outcome], None],
                  started: float, deadline: float) -> None:
@@ -69,7 +72,8 @@ class Proposal:
         self.state = _State.QUEUED
         self.resend_at = math.inf
         self.origin: Origin | None = None
-        self.message: ClientValue | None = None
+        #: The value in its envelope, as sent (once it has a sequence number).
+        self.wrapped = b""
 
     def withdraw(self) -> None:
         self._owner._withdraw(self)
@@ -93,6 +97,7 @@ class ClientProposals:
         observe_latency: Callable[[float], None] | None = None,
         seq_window: int = PaxosOptions().dedupe_window,
         send_many: Callable[[list[tuple[Message, Address]]], None] | None = None,
+        batch_room: int | None = None,
     ) -> None:
         self._send = send
         self._send_many = send_many
@@ -111,8 +116,10 @@ class ClientProposals:
         self._waiting: dict[Origin, Proposal] = {}
         # Submitted after those, waiting for room.
         self._queued: deque[Proposal] = deque()
-        # Sent since the service task last ran: it sends them together, by _flush_at.
-        self._unsent: list[tuple[Message, Address]] = []
+        # Sent since the service task last ran (wrapped): they go together, by _flush_at,
+        # packed into batch envelopes of at most batch_room bytes (None: one a message).
+        self._unsent: list[bytes] = []
+        self._batch_room = batch_room
         self._flush_at = math.inf
         # No undecided value is due to be sent again before this.
         self._next_resend = math.inf
@@ -208,7 +215,7 @@ class ClientProposals:
         origin = (self._client_id, self._next_seq)
         self._next_seq += 1
         proposal.origin = origin
-        proposal.message = ClientValue(wrap(*origin, proposal.value))
+        proposal.wrapped = wrap(*origin, proposal.value)
         proposal.state = _State.SENT
         self._waiting[origin] = proposal
         now = trio.current_time()
@@ -218,7 +225,7 @@ class ClientProposals:
         flush_by = now + hold
         if flush_by < self._flush_at:
             self._flush_at = flush_by
-        self._unsent.append((proposal.message, self._proposer))
+        self._unsent.append(proposal.wrapped)
         # The service task sends it (at once, or once held long enough), unless the
         # caller flushes; either way its timers must cover this value.
         due = min(resend_at, proposal.deadline)
@@ -240,10 +247,15 @@ class ClientProposals:
         """
         unsent, self._unsent = self._unsent, []
         self._flush_at = math.inf
+        proposer = self._proposer
+        if self._batch_room is not None and len(unsent) > 1:
+            unsent = _batches(unsent, self._batch_room)
+        messages: list[tuple[Message, Address]] = [
+            (ClientValue(value), proposer) for value in unsent]
         if self._send_many is not None:
-            self._send_many(unsent)
+            self._send_many(messages)
         else:
-            for message, address in unsent:
+            for message, address in messages:
                 self._send(message, address)
 
     def _resend_due(self, now: float) -> None:
@@ -256,9 +268,8 @@ class ClientProposals:
         count = 0
         for proposal in self._waiting.values():
             if proposal.resend_at <= now:
-                assert proposal.message is not None
                 count += 1
-                self._unsent.append((proposal.message, self._proposer))
+                self._unsent.append(proposal.wrapped)
                 proposal.resend_at = again
             next_resend = min(next_resend, proposal.resend_at)
         self._next_resend = next_resend
@@ -360,6 +371,24 @@ class ClientProposals:
             proposal.state = _State.OVER
             _tell(proposal, NodeStopping("the node stopped before the value was decided"))
         self._call_room_callbacks()
+
+
+def _batches(values: list[bytes], room: int) -> list[bytes]:
+    """``values`` packed into batch envelopes of at most ``room`` bytes (one that
+    does not fit one with another goes alone, as itself)."""
+    packed: list[bytes] = []
+    chunk: list[bytes] = []
+    size = BATCH_OVERHEAD
+    for value in values:
+        grown = size + ITEM_OVERHEAD + len(value)
+        if chunk and grown > room:
+            packed.append(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+            chunk, grown = [], BATCH_OVERHEAD + ITEM_OVERHEAD + len(value)
+        chunk.append(value)
+        size = grown
+    if chunk:
+        packed.append(pack_batch(chunk) if len(chunk) > 1 else chunk[0])
+    return packed
 
 
 def _tell(proposal: Proposal, outcome: Outcome) -> None:

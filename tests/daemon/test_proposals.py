@@ -10,7 +10,15 @@ import trio.testing
 from devices.ports import NodeStopping, ProposalTimeout, ValueTooLarge
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.proposals import ClientProposals
-from wire import ClientEnvelope, ClientValue, Message, decode_untrusted, encode, unwrap_untrusted
+from wire import (
+    ClientEnvelope,
+    ClientValue,
+    Message,
+    decode_untrusted,
+    encode,
+    unwrap_untrusted,
+    wrap,
+)
 
 PROPOSER = ("127.0.0.2", 3002)
 
@@ -256,3 +264,28 @@ async def test_values_submitted_for_a_later_flush_leave_when_flushed_and_are_res
         assert outcomes == [5, 4, 3]
         await trio.sleep(5)
         assert len(batches) == 4  # nothing is resent once decided
+
+
+async def test_values_sent_together_travel_in_batch_envelopes_of_the_room_given(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from wire.batch import BATCH_OVERHEAD, ITEM_OVERHEAD, unpack_batch_untrusted
+
+    sent = Sent()
+    # Room for two 10-byte values in their envelopes, not three.
+    room = BATCH_OVERHEAD + 2 * (ITEM_OVERHEAD + len(wrap(7, 1, b"0123456789")))
+    proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=0, batch_room=room)
+    async with running(proposals):
+        for n in range(3):
+            proposals.submit(b"%010d" % n, lambda outcome: None, flush=False)
+        proposals.flush()
+    contents = []
+    for data, _ in sent.datagrams:
+        msg = decode_untrusted(data)
+        assert isinstance(msg, ClientValue)
+        items = unpack_batch_untrusted(msg.value)
+        contents.append([unwrap_untrusted(item) for item in items] if items is not None
+                        else unwrap_untrusted(msg.value))
+    assert contents == [
+        [ClientEnvelope(7, 1, b"0000000000"), ClientEnvelope(7, 2, b"0000000001")],
+        ClientEnvelope(7, 3, b"0000000002")]
