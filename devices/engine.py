@@ -13,7 +13,7 @@ end a reader blocked on the device; the kernel waits for our answer even through
 SIGKILL. When the engine stops, every request still pending is answered with EIO.
 
 Replies are plain synchronous writes, so device code answers from wherever it learns
-the answer (a ValueLog listener, a proposal task) without awaiting.
+the answer (a ValueLog listener, a proposal's callback) without awaiting.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class Request:
 
     Attributes:
         on_interrupt: called after FUSE_INTERRUPT answered this request with EINTR,
-            for whoever works on it to stop (a proposal task cancels itself).
+            for whoever works on it to stop (a write withdraws its proposal); let go
+            of once the request is answered.
     """
 
     __slots__ = ("_engine", "_ioctl_out_size", "_state", "gid", "nodeid", "on_interrupt",
@@ -334,22 +335,28 @@ class Engine:
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:
-                for _ in range(_BATCH):
-                    try:
-                        size = os.readv(fd, [buffer])
-                    except BlockingIOError:
-                        break
-                    except OSError as exc:
-                        if exc.errno == errno.ENOENT:  # an interrupted request vanished
-                            continue
-                        if exc.errno == errno.ENODEV:  # unmounted or aborted
-                            logger.info("the kernel ended the FUSE connection")
-                            return
-                        raise
-                    if size == 0 or not self.feed(view[:size]):
-                        return
+                if not self._read_batch(fd, buffer, view):
+                    return
             finally:
                 self._end_batch()
+
+    def _read_batch(self, fd: int, buffer: bytearray, view: memoryview) -> bool:
+        """Handle the requests there are, up to _BATCH; False once it is time to stop."""
+        for _ in range(_BATCH):
+            try:
+                size = os.readv(fd, [buffer])
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:  # an interrupted request vanished
+                    continue
+                if exc.errno == errno.ENODEV:  # unmounted or aborted
+                    logger.info("the kernel ended the FUSE connection")
+                    return False
+                raise
+            if size == 0 or not self.feed(view[:size]):
+                return False
+        return True
 
     def feed(self, data: memoryview) -> bool:
         """Handle one request as read from the descriptor; False once it is time to stop.
