@@ -142,7 +142,8 @@ def udp_rtt_floor(round_trips: int = 2000) -> float:
     return times[len(times) // 2] * 1e6
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """The CPU (user + system) process ``pid`` has used, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
@@ -345,7 +346,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         if options.cat_reader and cluster.learner_device is not None:
             cat = _CountingReader(["cat", str(cluster.learner_device)])
         watched = [*cluster.processes, driver]
-        cpu_before = sum(_cpu_seconds(proc.pid) for proc in watched)
+        cpu_before = sum(cpu_seconds(proc.pid) for proc in watched)
         if cluster.learner_device is None:
             time.sleep(options.duration)
             driver.send_signal(signal.SIGINT)
@@ -362,7 +363,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
                     **({"storage_mb": _disk_usage_mb(storage)} if storage is not None else {})}
 
         while driver.poll() is None and time.monotonic() < deadline:
-            cpu_after = sum(_cpu_seconds(proc.pid) for proc in watched)
+            cpu_after = sum(cpu_seconds(proc.pid) for proc in watched)
             rss = max(_peak_rss_mb(proc.pid) for proc in watched)
             if time.monotonic() >= next_sample:
                 timeline.append(sample())
@@ -375,7 +376,7 @@ def run_bench(options: argparse.Namespace) -> dict[str, object]:
         output, _ = driver.communicate(timeout=30)
         cat_bytes = cat.stop() if cat is not None else None
         if cpu_after == 0.0:
-            cpu_after = sum(_cpu_seconds(proc.pid) for proc in cluster.processes)
+            cpu_after = sum(cpu_seconds(proc.pid) for proc in cluster.processes)
             rss = max(_peak_rss_mb(proc.pid) for proc in cluster.processes)
     finally:
         cluster.stop()

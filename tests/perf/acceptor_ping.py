@@ -14,7 +14,6 @@ costs 50-80 us of CPU per wake-up while a bare trio echo costs 8-12 us").
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -24,10 +23,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from clients.bench import cpu_seconds
+from tests.integration.harness import loopback_config, role_addresses
 from wire import Accept, encode, wrap
 
 BIN = Path(sys.executable).parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ECHO = """
 import socket, sys, trio
@@ -49,26 +49,14 @@ trio.run(main)
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def ping(server: str, pings: int, workdir: Path) -> tuple[float, float]:
     """(p50 round trip, server CPU per ping), both in microseconds."""
-    acceptor, proposer = free_port(), free_port()
+    config = loopback_config(workdir / "paxos.conf")
+    addresses = role_addresses(config)
+    (_, acceptor), (_, proposer) = addresses[("acceptor", 0)], addresses[("proposer", 0)]
     if server == "kpaxosd":
-        config = workdir / "paxos.conf"
-        config.write_text(f"acceptor 0 127.0.0.1 {acceptor}\nacceptor 1 127.0.0.1 "
-                          f"{free_port()}\nacceptor 2 127.0.0.1 {free_port()}\n"
-                          f"proposer 0 127.0.0.1 {proposer}\nverbosity error\n")
-        argv = [str(BIN / "kpaxosd"), "-c", str(config), "--acceptor", "0"]
+        argv = [str(BIN / "kpaxosd"), "-c", str(config), "--acceptor", "0",
+                "--verbosity", "error"]
     else:
         argv = [sys.executable, "-c", textwrap.dedent(ECHO), str(acceptor)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
