@@ -23,6 +23,21 @@ from wire import (
 PROPOSER = ("127.0.0.2", 3002)
 
 
+class Batches(list[list[tuple[int, int]]]):
+    """The origins of each batch the proposals sent together (send_many), in order."""
+
+    def __init__(self, sent: Sent) -> None:
+        super().__init__()
+        self._sent = sent
+
+    def send_many(self, messages: list[tuple[Message, Address]]) -> None:
+        self.append([])
+        for msg, dest in messages:
+            assert dest == PROPOSER
+            self._sent(msg, dest)
+            self[-1].append(self._sent.origins()[-1])
+
+
 @asynccontextmanager
 async def running(proposals: ClientProposals) -> AsyncIterator[None]:
     """The proposals' service task runs inside (and is cancelled on the way out)."""
@@ -198,17 +213,9 @@ async def test_the_first_sends_of_one_tick_go_out_together(
     # Writers' tasks started together: their values reach the proposer in one batch,
     # which it can pack into one instance, instead of a whole round each.
     sent = Sent()
-    batches: list[list[tuple[int, int]]] = []
-
-    def send_many(messages: list[tuple[Message, Address]]) -> None:
-        batches.append([])
-        for msg, dest in messages:
-            assert dest == PROPOSER
-            sent(msg, dest)
-            batches[-1].append(sent.origins()[-1])
-
+    batches = Batches(sent)
     proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=2.5,
-                                resend_interval=1.0, send_many=send_many)
+                                resend_interval=1.0, send_many=batches.send_many)
     async with running(proposals), trio.open_nursery() as nursery:
         for value in (b"a", b"b", b"c"):
             nursery.start_soon(proposals.propose, value)
@@ -231,16 +238,9 @@ async def test_values_submitted_for_a_later_flush_leave_when_flushed_and_are_res
     # The device submits every write of a batch of requests with flush=False and
     # flushes at its end: one send for all, and the service task still resends them.
     sent = Sent()
-    batches: list[list[tuple[int, int]]] = []
-
-    def send_many(messages: list[tuple[Message, Address]]) -> None:
-        batches.append([])
-        for msg, dest in messages:
-            sent(msg, dest)
-            batches[-1].append(sent.origins()[-1])
-
+    batches = Batches(sent)
     proposals = ClientProposals(sent, PROPOSER, client_id=7, timeout=0,
-                                resend_interval=1.0, send_many=send_many)
+                                resend_interval=1.0, send_many=batches.send_many)
     outcomes: list[object] = []
     async with running(proposals):
         proposals.submit(b"x", outcomes.append)  # the service task's timers run
