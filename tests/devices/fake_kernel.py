@@ -11,11 +11,14 @@ import os
 import select
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
 from devices import fuse_abi as abi
+from devices.engine import Door, Engine
 
 #: The FUSE door's node ids of the two files.
 # The FUSE door's nodes: the root (1) holds FOLDER, which holds the two files.
@@ -95,3 +98,29 @@ class FakeKernel:
         return self.send(abi.Opcode.IOCTL, abi.fuse_ioctl_in.build(
             {"fh": fh, "flags": flags, "cmd": cmd, "arg": 0x7FFF0000, "in_size": len(data),
              "out_size": out_size}) + data, nodeid=nodeid)
+
+
+@asynccontextmanager
+async def connected_engine(door: Door) -> AsyncIterator[tuple[FakeKernel, Engine,
+                                                              trio.CancelScope]]:
+    """An engine serving ``door`` to a fake kernel that has had INIT answered; the
+    scope cancels the engine's run (it is cancelled on the way out too)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        engine = Engine(ours.fileno(), door)
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def run() -> None:
+                with scope:
+                    await engine.run()
+
+            nursery.start_soon(run)
+            kernel = FakeKernel(theirs)
+            assert (await kernel.init()).error == 0
+            try:
+                yield kernel, engine, scope
+            finally:
+                scope.cancel()

@@ -22,7 +22,14 @@ from devices.engine import DEFAULT_MAX_WRITE, Engine
 from devices.fuse_door import FuseFilesystem
 from devices.semantics import ClientDevice, LearnerDevice
 from devices.valuelog import ValueLog
-from tests.devices.fake_kernel import CLIENT, FOLDER, LEARNER, FakeKernel, Reply
+from tests.devices.fake_kernel import (
+    CLIENT,
+    FOLDER,
+    LEARNER,
+    FakeKernel,
+    Reply,
+    connected_engine,
+)
 from tests.devices.helpers import FakeProposals
 
 
@@ -37,30 +44,11 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours.setblocking(False)
-    theirs.setblocking(False)
     log = ValueLog()
     proposals = FakeProposals(log)
     door = FuseFilesystem(LearnerDevice(log), ClientDevice(proposals), mode=0o660)
-    engine = Engine(ours.fileno(), door)
-    try:
-        async with trio.open_nursery() as nursery:
-            scope = trio.CancelScope()
-
-            async def run() -> None:
-                with scope:
-                    await engine.run()
-
-            nursery.start_soon(run)
-            kernel = FakeKernel(theirs)
-            reply = await kernel.init()
-            assert reply.error == 0
-            yield Setup(kernel, engine, log, proposals, scope)
-            scope.cancel()
-    finally:
-        ours.close()
-        theirs.close()
+    async with connected_engine(door) as (kernel, engine, scope):
+        yield Setup(kernel, engine, log, proposals, scope)
 
 
 # -- INIT --------------------------------------------------------------------------------

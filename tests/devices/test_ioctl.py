@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +28,7 @@ from devices.engine import Engine, FileServices, Request, RequestError
 from devices.fuse_door import FuseFilesystem, serve_fuse
 from devices.semantics import ClientDevice, LearnerDevice
 from devices.valuelog import ValueLog
-from tests.devices.fake_kernel import CLIENT, LEARNER, FakeKernel, Reply
+from tests.devices.fake_kernel import CLIENT, LEARNER, FakeKernel, Reply, connected_engine
 from tests.devices.helpers import (
     SHOULD,
     FakeProposals,
@@ -104,22 +103,10 @@ class Setup:
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     """The FUSE door with the reversing device as its client file."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours.setblocking(False)
-    theirs.setblocking(False)
-    log = ValueLog()
     device = ReversingDevice()
-    engine = Engine(ours.fileno(), FuseFilesystem(LearnerDevice(log), device))
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(engine.run)
-            kernel = FakeKernel(theirs)
-            assert (await kernel.init()).error == 0
-            yield Setup(kernel, engine, device)
-            nursery.cancel_scope.cancel()
-    finally:
-        ours.close()
-        theirs.close()
+    async with connected_engine(FuseFilesystem(LearnerDevice(ValueLog()), device)) as (
+            kernel, engine, _):
+        yield Setup(kernel, engine, device)
 
 
 def ioctl_reply(result: int, out: bytes = b"") -> bytes:
@@ -211,22 +198,13 @@ async def test_ioctls_the_engine_cannot_serve_get_enotty(setup: Setup, flags: in
 
 
 async def test_the_real_handles_answer_enotty() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with ours, theirs:
-        ours.setblocking(False)
-        theirs.setblocking(False)
-        log = ValueLog()
-        engine = Engine(ours.fileno(), FuseFilesystem(LearnerDevice(log),
-                                                      ClientDevice(FakeProposals(log))))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(engine.run)
-            k = FakeKernel(theirs)
-            assert (await k.init()).error == 0
-            for nodeid in (LEARNER, CLIENT):
-                fh = await k.open(nodeid, os.O_RDWR)
-                unique = k.ioctl(fh, REVERSE, b"abcdefgh", out_size=8, nodeid=nodeid)
-                assert (await k.receive()) == Reply(-errno.ENOTTY, unique, b"")
-            nursery.cancel_scope.cancel()
+    log = ValueLog()
+    door = FuseFilesystem(LearnerDevice(log), ClientDevice(FakeProposals(log)))
+    async with connected_engine(door) as (k, _, _):
+        for nodeid in (LEARNER, CLIENT):
+            fh = await k.open(nodeid, os.O_RDWR)
+            unique = k.ioctl(fh, REVERSE, b"abcdefgh", out_size=8, nodeid=nodeid)
+            assert (await k.receive()) == Reply(-errno.ENOTTY, unique, b"")
 
 
 # -- through a real mount ----------------------------------------------------------------
