@@ -9,7 +9,8 @@ gives the same answers:
 - :class:`RecentOrigins`, at the proposer: the origins of the last N/2 to N decided
   values.
 - :class:`OriginFilter`, at the learner: which origins were delivered. Every learner
-  fed the same decided sequence delivers the same values.
+  fed the same decided sequence delivers the same values, and one that goes on from
+  a snapshot of another's memory delivers what that one does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict, deque
+from typing import Any
 
+from construct import ConstructError, Container
+
+from wire.exactly_once import EXACTLY_ONCE_MEMORY, pack_numbers, unpack_numbers
 from wire.identity import Origin, is_original_origin
 
 
@@ -120,6 +125,39 @@ class _ClientStamps:
 _Client = _ClientSeqs | _ClientStamps
 
 
+def _client_from(entry: Container[Any], numbers: list[int], window: int) -> _Client:
+    """One client of a parsed snapshot.
+
+    Raises:
+        ValueError: it holds more than its window allows, or stamps out of order in
+            a ring, or an envelope client below 0 (it could never answer as the
+            memory it claims to be).
+    """
+    if entry.kind == "seqs":
+        if entry.client_id < 0 or len(numbers) > 2 * window or max(numbers, default=0) > entry.mark:
+            raise ValueError(f"client {entry.client_id}: not an envelope client's memory")
+        seqs = _ClientSeqs(entry.mark)
+        seqs.recent = set(numbers)
+        return seqs
+    stamps = _ClientStamps()
+    if entry.client_id >= 0 or len(numbers) > window:
+        raise ValueError(f"client {entry.client_id}: not an original client's memory")
+    if entry.kind == "ring":
+        if (not all(_RING_MIN <= n <= _RING_MAX for n in numbers) or entry.at > len(numbers)
+                or entry.at >= window):
+            raise ValueError(f"client {entry.client_id}: not a ring of stamps")
+        stamps.ring = array("q", numbers)
+        stamps.at, stamps.last = entry.at, entry.mark
+    else:
+        stamps.ring = None
+        stamps.order = deque(numbers)
+        stamps.seen = set(numbers)
+        stamps.run = entry.mark
+        if len(stamps.seen) != len(numbers):
+            raise ValueError(f"client {entry.client_id}: a stamp twice")
+    return stamps
+
+
 class OriginFilter:
     """Remembers which origins were delivered, within bounded memory.
 
@@ -134,8 +172,12 @@ class OriginFilter:
     give older timestamps to new values, and dropping those would lose them. At
     worst a resend older than the window is delivered twice, as the original did.
 
-    At most ``max_clients`` clients are remembered; the least recently seen is
-    forgotten first. The memory is at most ``max_clients * 2 * window`` origins.
+    At most ``max_clients`` clients are remembered; the one delivered least recently
+    is forgotten first. A copy passed over changes nothing, not even that order: the
+    memory is a pure function of the origins delivered, in order, so that
+    :meth:`snapshot` at one instance and the origins delivered after it give the
+    memory back exactly (:mod:`wire.exactly_once`). It holds at most
+    ``max_clients * 2 * window`` origins.
     """
 
     __slots__ = ("_clients", "_max_clients", "_window")
@@ -150,16 +192,16 @@ class OriginFilter:
     def first_time(self, client_id: int, seq: int) -> bool:
         """Record the origin (client_id, seq); True when it was not seen before."""
         client = self._clients.get(client_id)
-        if client is not None:
-            self._clients.move_to_end(client_id)
-        elif is_original_origin((client_id, seq)):
+        if client is None:
+            if not is_original_origin((client_id, seq)):
+                self._remember(client_id, _ClientSeqs(seq))
+                return True
             client = self._remember(client_id, _ClientStamps())
-        else:
-            self._remember(client_id, _ClientSeqs(seq))
-            return True
-        if isinstance(client, _ClientStamps):
-            return self._first_stamp(client, seq)
-        return self._first_seq(client, seq)
+        first = (self._first_stamp(client, seq) if isinstance(client, _ClientStamps)
+                 else self._first_seq(client, seq))
+        if first:
+            self._clients.move_to_end(client_id)
+        return first
 
     def first_times(self, origins: list[Origin | None]) -> list[bool]:
         """:meth:`first_time` of each origin in turn; a value without one (None) is
@@ -178,7 +220,6 @@ class OriginFilter:
             if type(client) is not _ClientStamps:
                 append(self.first_time(client_id, seq))
                 continue
-            to_end(client_id)
             ring = client.ring
             if ring is not None and client.last < seq <= ring_max:
                 # The common case of _first_stamp: a clock that runs forward.
@@ -189,10 +230,52 @@ class OriginFilter:
                 else:
                     ring.append(seq)
                 client.at = at + 1 if at + 1 < window else 0
+                to_end(client_id)
+                append(True)
+            elif self._first_stamp(client, seq):
+                to_end(client_id)
                 append(True)
             else:
-                append(self._first_stamp(client, seq))
+                append(False)
         return answers
+
+    def snapshot(self) -> bytes:
+        """The memory as :data:`wire.exactly_once.EXACTLY_ONCE_MEMORY` bytes."""
+        clients = []
+        for client_id, client in self._clients.items():
+            if isinstance(client, _ClientSeqs):
+                kind, mark, at, numbers = "seqs", client.highest, 0, sorted(client.recent)
+            elif client.ring is not None:
+                kind, mark, at, numbers = "ring", client.last, client.at, client.ring.tolist()
+            else:
+                kind, mark, at, numbers = "order", client.run, 0, list(client.order)
+            clients.append({"kind": kind, "client_id": client_id, "mark": mark, "at": at,
+                            "numbers": pack_numbers(numbers)})
+        built: bytes = EXACTLY_ONCE_MEMORY.build({"window": self._window, "clients": clients})
+        return built
+
+    @classmethod
+    def from_snapshot(cls, data: bytes, max_clients: int, window: int) -> OriginFilter:
+        """The memory :meth:`snapshot` gave ``data`` for, to go on with.
+
+        Raises:
+            ValueError: ``data`` is not such a snapshot, or one of another window,
+                or of more than ``max_clients`` clients (a memory of other bounds
+                would answer differently from here on).
+        """
+        try:
+            parsed = EXACTLY_ONCE_MEMORY.parse(data)
+        except ConstructError as exc:
+            raise ValueError(f"not an exactly-once memory: {exc}") from None
+        if parsed.window != window or len(parsed.clients) > max_clients:
+            raise ValueError(
+                f"an exactly-once memory of {len(parsed.clients)} clients, {parsed.window} "
+                f"origins each, where {max_clients} and {window} are in force")
+        memory = cls(max_clients, window)
+        for entry in parsed.clients:
+            numbers = unpack_numbers(entry.numbers.width, entry.numbers.data)
+            memory._clients[entry.client_id] = _client_from(entry, numbers, window)
+        return memory
 
     def _remember(self, client_id: int, client: _Client) -> _Client:
         self._clients[client_id] = client

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ def test_seqs_older_than_the_window_count_as_seen() -> None:
     assert len(client.recent) <= 3 * 4  # bounded
 
 
-def test_least_recently_seen_client_is_forgotten() -> None:
+def test_least_recently_delivered_client_is_forgotten() -> None:
     f = OriginFilter(max_clients=2, window=4)
     f.first_time(1, 1)
     f.first_time(2, 1)
@@ -39,6 +40,18 @@ def test_least_recently_seen_client_is_forgotten() -> None:
     f.first_time(3, 1)  # client 2 goes
     assert not f.first_time(1, 1)
     assert f.first_time(2, 1)  # forgotten: delivered again
+
+
+def test_a_copy_passed_over_does_not_make_its_client_recent() -> None:
+    """So the memory depends only on what was delivered: a learner that goes on
+    from a snapshot, shown only the origins delivered since, agrees."""
+    f = OriginFilter(max_clients=2, window=4)
+    f.first_time(1, 1)
+    f.first_time(2, 1)
+    assert not f.first_time(1, 1)  # a copy: client 1 stays the least recent
+    f.first_time(3, 1)  # client 1 goes, client 2 stays
+    assert not f.first_time(2, 1)
+    assert f.first_time(1, 1)
 
 
 def test_original_values_are_told_apart_exactly_never_by_age() -> None:
@@ -81,7 +94,8 @@ def test_recent_origins_keep_at_least_the_last_half_and_at_most_n() -> None:
 
 class _ExactStamps:
     """What OriginFilter promises for original clients, the slow obvious way: per
-    client the last ``window`` timestamps recorded, least recently seen clients go."""
+    client the last ``window`` timestamps recorded, the clients delivered least
+    recently go (a copy passed over does not count as a delivery)."""
 
     def __init__(self, max_clients: int, window: int) -> None:
         self.clients: OrderedDict[int, list[int]] = OrderedDict()
@@ -89,11 +103,11 @@ class _ExactStamps:
 
     def first_time(self, client_id: int, stamp: int) -> bool:
         stamps = self.clients.setdefault(client_id, [])
-        self.clients.move_to_end(client_id)
         if len(self.clients) > self.max_clients:
             self.clients.popitem(last=False)
         if stamp in stamps:
             return False
+        self.clients.move_to_end(client_id)
         stamps.append(stamp)
         del stamps[: -self.window]
         return True
@@ -173,3 +187,51 @@ def test_a_client_whose_clock_went_back_is_told_apart_exactly_then_fast_again() 
     for stamp in (90, 100, 110, 120, 130):
         assert f.first_time(-1, stamp)
     assert f.first_time(-1, 90)  # forgotten again, while the clock ran forward
+
+
+# Envelope clients 0-2 and original clients -1..-3, seqs and stamps near 0 or past
+# what 64 bits hold, copies and clocks going back among them.
+_any_origins = st.lists(
+    st.one_of(
+        st.none(),
+        st.tuples(st.integers(0, 2), st.integers(1, 40)),
+        st.tuples(st.integers(-3, -1), st.integers(0, 40)),
+        st.tuples(st.integers(-3, -1), st.integers(2**63 - 20, 2**63 + 20)),
+        st.tuples(st.integers(0, 2), st.integers(2**64 - 20, 2**64 - 1)),
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=300)
+@given(_any_origins, st.data(), st.integers(1, 5), st.integers(1, 3))
+def test_a_snapshot_goes_on_exactly_as_the_memory_would(
+    origins: list[Origin | None], data: st.DataObject, window: int, max_clients: int
+) -> None:
+    """Cut anywhere: the memory rebuilt from a snapshot at the cut answers what the
+    one that ran on answers; and it is the memory of the origins delivered only."""
+    cut = data.draw(st.integers(0, len(origins)))
+    ran_on = OriginFilter(max_clients, window)
+    before = ran_on.first_times(origins[:cut])
+    shown_delivered = OriginFilter(max_clients, window)
+    shown_delivered.first_times([o for o, first in zip(origins[:cut], before, strict=True)
+                                 if first])
+    snapshot = ran_on.snapshot()
+    assert shown_delivered.snapshot() == snapshot
+    resumed = OriginFilter.from_snapshot(snapshot, max_clients, window)
+    assert resumed.snapshot() == snapshot
+    assert resumed.first_times(origins[cut:]) == ran_on.first_times(origins[cut:])
+    assert resumed.snapshot() == ran_on.snapshot()
+
+
+def test_a_snapshot_of_other_bounds_or_bytes_is_refused() -> None:
+    f = OriginFilter(max_clients=3, window=4)
+    f.first_times([(1, 1), (2, 5), (-1, 10), (-2, 7), (-2, 3)])
+    snapshot = f.snapshot()
+    with pytest.raises(ValueError, match=r"window|origins each"):
+        OriginFilter.from_snapshot(snapshot, 3, 5)
+    with pytest.raises(ValueError, match="clients"):
+        OriginFilter.from_snapshot(snapshot, 2, 4)
+    for broken in (b"", b"junk", snapshot[:-1], snapshot + b"x"):
+        with pytest.raises(ValueError):
+            OriginFilter.from_snapshot(broken, 3, 4)
