@@ -37,9 +37,10 @@ from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.statistics import DaemonStatistics, DecidedCounters
-from kpaxosd.storage import AcceptorStore, LearnerStore, LoggedValue
+from kpaxosd.storage import AcceptorStore, LearnerLog, LearnerStore, LoggedValue
 from wire import MAX_VALUE_SIZE
 from wire.datagram import MAX_DATAGRAM_SIZE
+from wire.device import position_of
 
 if TYPE_CHECKING:
     from devices import DeviceInfo
@@ -234,6 +235,30 @@ def _report_restored(aid: int, path: Path, restored: Restored) -> None:
             "over, stop every node and move every acceptor's --storage aside (what they "
             "hold is lost)", aid, len(restored.accepted_absurd), path,
             min(restored.accepted_absurd), max(restored.accepted_absurd))
+
+
+def _restore_learner(node: Node, logged: LearnerLog, values: list[LoggedValue], path: Path,
+                     now: float) -> int:
+    """Put the learner back where its durable log stopped; the instance of the
+    exactly-once memory it went on from (0: none)."""
+    if not logged.next_iid:
+        return 0
+    memory = logged.memory
+    if memory is not None:
+        since = position_of(memory.next_iid, 0)
+        try:
+            node.restore_learner(logged.next_iid, [entry.origin for entry in values
+                                                   if entry.position >= since],
+                                 now, memory.memory)
+        except ValueError as exc:
+            log.warning("the learner log at %s keeps an exactly-once memory this learner "
+                        "cannot go on from (%s); it goes on "
+                        "from the origins of the values kept, and may deliver again a copy "
+                        "of a value older than those", path, exc)
+        else:
+            return memory.next_iid
+    node.restore_learner(logged.next_iid, [entry.origin for entry in values], now)
+    return 0
 
 
 class Daemon:
@@ -473,12 +498,13 @@ class Daemon:
         logged = store.load()
         values = [entry for entry in logged.entries if isinstance(entry, LoggedValue)]
         self._device_feed.restore(logged.entries)
-        if logged.next_iid:
-            node.restore_learner(logged.next_iid, [entry.origin for entry in values], now)
+        memory_iid = _restore_learner(node, logged, values, path, now)
         learner = node.learner
         assert learner is not None
         self.decisions.subscribe_before(
-            self._device_feed, DurableLogFeed(store, self.values, lambda: learner.next_iid))
+            self._device_feed,
+            DurableLogFeed(store, self.values, lambda: learner.next_iid,
+                           learner.exactly_once_memory, memory_iid))
         if logged.next_iid:
             log.info("the learner keeps its log in %s: %d values restored (positions %d "
                      "to %d), delivery goes on at instance %d", path, len(values),

@@ -15,7 +15,14 @@ from typing import Protocol
 
 from devices.valuelog import ValueLog
 from kpaxosd.paxos.effects import Decision, Deliver, Trimmed
-from kpaxosd.storage import LearnerStore, LogEntry, LoggedGap, LoggedValue, StorageError
+from kpaxosd.storage import (
+    LearnerMemory,
+    LearnerStore,
+    LogEntry,
+    LoggedGap,
+    LoggedValue,
+    StorageError,
+)
 from wire.device import position_of
 
 log = logging.getLogger("kpaxos")
@@ -113,13 +120,23 @@ class DurableLogFeed:
     A commit that fails (disk full) is logged, and what it held goes with the next
     one; readers see those values meanwhile, and a restart before a commit succeeds
     learns them again from the acceptors, at the same positions.
+
+    The store keeps the learner's exactly-once memory at one instance and every value
+    from there on, so that a restart passes over the same copies (:mod:`wire.
+    exactly_once`). A new memory is written once the device log lets go of that
+    instance (about once per --retain values): the store then holds what the device
+    log holds.
     """
 
     def __init__(self, store: LearnerStore, values: ValueLog,
-                 next_iid: Callable[[], int | None]) -> None:
+                 next_iid: Callable[[], int | None],
+                 memory: Callable[[], bytes], memory_iid: int) -> None:
         self._store = store
         self._values = values
         self._next_iid = next_iid
+        self._memory = memory
+        # The instance of the memory the store keeps (0: none yet).
+        self._memory_iid = memory_iid
         self._pending: list[LogEntry] = []
         self._failing = False
 
@@ -135,10 +152,14 @@ class DurableLogFeed:
         next_iid = self._next_iid()
         if next_iid is None:
             return
-        # What the device log let go of (--retain) goes from the disk too.
+        # What the device log let go of (--retain) goes from the disk too, once the
+        # memory kept is of an instance still held.
         forget_below = self._values.oldest_position
+        memory = None
+        if forget_below > position_of(self._memory_iid, 0):
+            memory = LearnerMemory(next_iid, self._memory())
         try:
-            self._store.commit(pending, next_iid, forget_below)
+            self._store.commit(pending, next_iid, forget_below, memory)
         except StorageError as exc:
             if not self._failing:
                 log.error("%s; readers get the values all the same, and the next commit "
@@ -149,3 +170,5 @@ class DurableLogFeed:
             log.warning("the learner log at %s takes writes again", self._store.path)
             self._failing = False
         pending.clear()
+        if memory is not None:
+            self._memory_iid = memory.next_iid

@@ -22,6 +22,8 @@ from kpaxosd.paxos.effects import Persist
 from wire.identity import Origin
 from wire.storage import (
     LOG_GAP,
+    MEMORY_KEY,
+    MEMORY_RECORD,
     NEXT_KEY,
     NEXT_RECORD,
     TRIM_KEY,
@@ -183,13 +185,24 @@ class LoggedGap:
 LogEntry = LoggedValue | LoggedGap
 
 
+@dataclass(frozen=True, slots=True)
+class LearnerMemory:
+    """The learner's exactly-once memory just before it delivered ``next_iid``."""
+
+    next_iid: int
+    memory: bytes
+
+
 @dataclass
 class LearnerLog:
-    """What a learner store holds: its entries in position order, and the instance the
-    learner delivers next (0: it never delivered anything)."""
+    """What a learner store holds: its entries in position order, the instance the
+    learner delivers next (0: it never delivered anything), and its exactly-once
+    memory at an instance whose values the entries hold from there on (None: a
+    store from before memories were kept)."""
 
     entries: list[LogEntry] = field(default_factory=list)
     next_iid: int = 0
+    memory: LearnerMemory | None = None
 
 
 class LearnerStore:
@@ -217,6 +230,10 @@ class LearnerStore:
                 raw_next = txn.get(NEXT_KEY)
                 found = LearnerLog(next_iid=NEXT_RECORD.parse(raw_next).next_iid
                                    if raw_next else 0)
+                raw_memory = txn.get(MEMORY_KEY)
+                if raw_memory is not None:
+                    memory = MEMORY_RECORD.parse(raw_memory)
+                    found.memory = LearnerMemory(memory.next_iid, bytes(memory.memory))
                 entries: list[LogEntry] = []
                 for key, data in txn.cursor(db=self._values):
                     origin, value = unpack_log_value(data)
@@ -230,9 +247,11 @@ class LearnerStore:
         found.entries = sorted(entries, key=lambda entry: entry.position)
         return found
 
-    def commit(self, entries: Iterable[LogEntry], next_iid: int, forget_below: int) -> None:
-        """Write ``entries`` and ``next_iid`` durably, and forget every entry below the
-        position ``forget_below``, in one transaction.
+    def commit(self, entries: Iterable[LogEntry], next_iid: int, forget_below: int,
+               memory: LearnerMemory | None = None) -> None:
+        """Write ``entries``, ``next_iid`` and ``memory`` (None: the one kept stays)
+        durably, and forget every entry below the position ``forget_below``, in one
+        transaction.
 
         Raises:
             StorageError: the write failed (disk full, map full).
@@ -248,6 +267,9 @@ class LearnerStore:
                                 LOG_GAP.build({"first_iid": entry.first_iid,
                                                "next_iid": entry.next_iid}), db=self._gaps)
                 txn.put(NEXT_KEY, NEXT_RECORD.build({"next_iid": next_iid}))
+                if memory is not None:
+                    txn.put(MEMORY_KEY, MEMORY_RECORD.build(
+                        {"next_iid": memory.next_iid, "memory": memory.memory}))
                 for db in (self._values, self._gaps):
                     _delete_below(txn.cursor(db=db), log_key(forget_below))
         except (OSError, lmdb.Error) as exc:

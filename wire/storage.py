@@ -60,6 +60,11 @@ LOG_GAP = Struct("first_iid" / Int32ub, "next_iid" / Int32ub)
 #: The value under :data:`NEXT_KEY`: the instance the learner delivers next.
 NEXT_RECORD = Struct("next_iid" / Int32ub)
 NEXT_KEY = b"next"
+#: The value under :data:`MEMORY_KEY`: the learner's exactly-once memory
+#: (:data:`wire.exactly_once.EXACTLY_ONCE_MEMORY`) as it was just before it delivered
+#: ``next_iid``; the log keeps every value from that instance on.
+MEMORY_RECORD = Struct("next_iid" / Int32ub, "memory" / GreedyBytes)
+MEMORY_KEY = b"memory"
 
 _LOG_KEY = fast_struct(LOG_KEY)
 _LOG_VALUE_HEAD = fast_struct(LOG_VALUE)

@@ -207,19 +207,34 @@ class Learner:
             self._send_repeat()
             self._arm_repeat(now)
 
-    def restore(self, next_iid: int, origins: list[Origin | None], now: float) -> None:
-        """Go on from ``next_iid``, as a learner that delivered up to just before it
-        and was shown ``origins`` (its durable log's, in order), before any input.
+    def restore(self, next_iid: int, origins: list[Origin | None], now: float,
+                memory: bytes | None = None) -> None:
+        """Go on from ``next_iid``, as a learner that delivered up to just before it:
+        its exactly-once memory was ``memory`` (:meth:`exactly_once_memory`; None: an
+        empty one), then it delivered ``origins`` (its durable log's since, in
+        order). Before any input.
 
         What a restarted learner with a durable log does: the same sequence follows as
         if it had never stopped (its exactly-once memory is a pure function of the
-        origins shown). It asks the acceptors for what follows at once.
+        origins delivered). It asks the acceptors for what follows at once.
+
+        Raises:
+            ValueError: ``memory`` is not one this learner can go on from (its bytes,
+                or the bounds it was made with); nothing changed.
         """
+        if memory is not None:
+            self._origins = OriginFilter.from_snapshot(
+                memory, self._options.dedupe_clients, self._options.dedupe_window)
         self._origins.first_times(origins)
         self._next = next_iid
         self._repair = Repair.PROBING
         self._send_repeat()
         self._arm_repeat(now)
+
+    def exactly_once_memory(self) -> bytes:
+        """What this learner remembers of the origins it delivered, up to just before
+        :attr:`next_iid`, as :meth:`restore` takes it back."""
+        return self._origins.snapshot()
 
     @property
     def next_iid(self) -> int | None:

@@ -140,16 +140,17 @@ class Node:
         return self.acceptor.restore(records, trim_iid)
 
     def restore_learner(self, next_iid: int, origins: list[Origin | None], now: float,
-                        ) -> None:
-        """Give a restarted learner its durable log's next instance and origins, before
-        any input (:meth:`Learner.restore`).
+                        memory: bytes | None = None) -> None:
+        """Give a restarted learner its durable log's next instance and origins (and
+        the exactly-once memory they follow), before any input (:meth:`Learner.restore`).
 
         Raises:
             RoleNotHosted: the node hosts no learner.
+            ValueError: ``memory`` is not a memory this learner can go on from.
         """
         if self.learner is None:
             raise RoleNotHosted("this node hosts no learner")
-        self.learner.restore(next_iid, origins, now)
+        self.learner.restore(next_iid, origins, now, memory)
 
     def revert_acceptor(self, forget: Iterable[int], durable: Iterable[Persist],
                         trim_iid: int) -> None:

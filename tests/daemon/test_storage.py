@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from devices.valuelog import ValueLog
-from kpaxosd.decisions import DurableLogFeed
+from kpaxosd.decisions import Decisions, DeviceLogFeed, DurableLogFeed
+from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.effects import Deliver, Persist
 from kpaxosd.storage import (
     AcceptorStore,
@@ -112,13 +113,13 @@ def test_a_full_learner_log_fails_its_commit_and_the_next_takes_the_values_along
 ) -> None:
     store = LearnerStore(tmp_path / "learner", map_size=64 << 10)
     values = ValueLog()
-    feed = DurableLogFeed(store, values, lambda: 3)
+    feed = DurableLogFeed(store, values, lambda: 3, lambda: b"memory", 0)
     feed.on_decisions([Deliver(1, [bytes(200_000)], [None])])  # over the map: fails
     assert store.load() == LearnerLog([], 0)
     feed.on_decisions([Deliver(2, [b"small"], [(9, 1)])])  # still over: fails again
     assert store.load() == LearnerLog([], 0)
     big = LearnerStore(tmp_path / "bigger")
-    feed = DurableLogFeed(big, values, lambda: 3)
+    feed = DurableLogFeed(big, values, lambda: 3, lambda: b"memory", 0)
     feed.on_decisions([Deliver(1, [b"one"], [None]), Deliver(2, [b"two", b"three"],
                                                                 [(9, 1), (9, 3)], [0, 2])])
     assert big.load() == LearnerLog([LoggedValue(position_of(1, 0), b"one", None),
@@ -126,3 +127,43 @@ def test_a_full_learner_log_fails_its_commit_and_the_next_takes_the_values_along
                                      LoggedValue(position_of(2, 2), b"three", (9, 3))], 3)
     store.close()
     big.close()
+
+
+def test_the_learner_log_keeps_a_memory_and_every_value_from_it_on(tmp_path: Path) -> None:
+    """Whenever the device log lets go of the instance of the memory kept, a new one
+    is written: the store's memory, then the origins of the values it keeps from
+    that instance on, give back the memory of the learner that delivered them all."""
+    store = LearnerStore(tmp_path / "learner")
+    values = ValueLog()
+    live = OriginFilter(max_clients=8, window=16)
+    next_iid = 1
+    decisions = Decisions()
+    device = DeviceLogFeed(values, retain=5, retain_bytes=1 << 20)
+    decisions.subscribe(device)
+    decisions.subscribe_before(device, DurableLogFeed(store, values, lambda: next_iid,
+                                                      live.snapshot, 0))
+    memories = set()
+    for iid in range(1, 60):
+        # An original client a value an instance, an envelope client now and then.
+        origins: list[tuple[int, int] | None] = [(-4, 1000 + iid)]
+        if iid % 3 == 0:
+            origins.append((5, iid))
+        live.first_times(origins)
+        next_iid = iid + 1
+        decisions.publish([Deliver(iid, [b"v%d" % iid] * len(origins), origins)])
+        logged = store.load()
+        if logged.memory is None:  # none needed while the log holds all from the first
+            assert iid == 1
+            continue
+        memories.add(logged.memory.next_iid)
+        since = position_of(logged.memory.next_iid, 0)
+        kept = [e for e in logged.entries if isinstance(e, LoggedValue)]
+        assert kept[0].position <= since
+        restored = OriginFilter.from_snapshot(logged.memory.memory, 8, 16)
+        restored.first_times([e.origin for e in kept if e.position >= since])
+        assert restored.snapshot() == live.snapshot()
+        # Never more than twice what the device log retains, and the device log's.
+        assert len(kept) <= 2 * 5 + 2
+        assert values.oldest_position >= kept[0].position
+    assert len(memories) > 5  # written again and again, not every time
+    store.close()
