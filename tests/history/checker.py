@@ -8,7 +8,7 @@ What is checked (each a Violation kind):
 
 * malformed: the history breaks the recorder's promises (two writes share a value, an
   acknowledged write without an end or with an error, an end before a start, a barrier
-  by a reader that never read).
+  by a reader whose Reads delivered nothing).
 * reordered: positions do not strictly increase along one Read.
 * divergent: two Reads (of one reader or two) hold different values at one position,
   or a Read skipped a position that another Read saw inside the first one's range.
@@ -20,8 +20,9 @@ What is checked (each a Violation kind):
 * real-time-order: a write acknowledged before another started has the later position,
   or a value was read by a Read that ended before its write started.
 * stale-barrier: a write acknowledged before a barrier started lies beyond its ``upto``,
-  or the reader's view lacks an acknowledged write at or below ``upto`` (from the
-  reader's first position on: a reader that opened late was never offered earlier ones).
+  or the reader's Reads stop short of an acknowledged write at or below ``upto`` (from
+  the reader's first position on: a reader that opened late was never offered earlier
+  ones; one inside a Read's range is a lost write instead).
 
 An acknowledged write beyond every Read's range and every barrier is not checked: the
 recorder has to read up to the end of the log for it to be.
@@ -116,6 +117,10 @@ def _show(value: bytes) -> str:
     return repr(value) if len(value) <= 24 else repr(value[:24]) + "..."
 
 
+def _t(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.6f}"
+
+
 def _write(w: Write) -> str:
     return f"write {_show(w.value)} by {w.client}"
 
@@ -141,7 +146,8 @@ def _writes_by_value(writes: Iterable[Write], found: list[Violation]) -> dict[by
     for w in writes:
         if w.value in by_value:
             other = by_value[w.value]
-            found.append(Violation("malformed", f"{_write(w)} shares its value with {other}"))
+            found.append(Violation("malformed", f"{_write(w)} shares its value with a write"
+                                   f" by {other.client}"))
         by_value.setdefault(w.value, w)
     return by_value
 
@@ -154,7 +160,7 @@ def _acknowledged(writes: Iterable[Write], found: list[Violation]) -> dict[Posit
             continue
         if w.end is None or w.error is not None:
             found.append(Violation("malformed", f"{_write(w)} has a receipt without an end"
-                                   f" or with an error ({w.end}, {w.error})"))
+                                   f" or with an error (end {_t(w.end)}, error {w.error})"))
             continue
         if w.position in acked:
             found.append(Violation("wrong-position", f"{_write(w)} and"
@@ -174,7 +180,8 @@ def _malformed_times(history: History) -> list[Violation]:
     spans += [(f"barrier by {b.reader}", b.start, b.end) for b in history.barriers]
     for what, start, end in spans:
         if end is not None and end < start:
-            found.append(Violation("malformed", f"{what} ends at {end} before its start {start}"))
+            found.append(Violation("malformed", f"{what} ends at {_t(end)} before its start"
+                                   f" {_t(start)}"))
     return found
 
 
@@ -260,9 +267,9 @@ def _read_before_written(runs: Iterable[_Run], writes: dict[bytes, Write]) -> li
         for position, value in run.values.items():
             w = writes.get(value)
             if w is not None and run.read.end < w.start:
-                found.append(Violation("real-time-order", f"{run} ended at {run.read.end}"
+                found.append(Violation("real-time-order", f"{run} ended at {_t(run.read.end)}"
                                        f" with {_show(value)} at {_pos(position)}, before"
-                                       f" {_write(w)} started at {w.start}"))
+                                       f" {_write(w)} started at {_t(w.start)}"))
     return found
 
 
@@ -306,15 +313,15 @@ def _real_time(acked: Iterable[Write]) -> list[Violation]:
             if highest is None or _at(a) > _at(highest):
                 highest = a
             ended += 1
-        if highest is not None and _at(highest) >= _at(b):
+        if highest is not None and highest is not b and _at(highest) >= _at(b):
             overtaken[highest].append(b)
     found = []
     for a, later in overtaken.items():
         b = later[0]
         found.append(Violation("real-time-order", f"{_write(a)} at {_pos(_at(a))}"
-                               f" ended at {a.end}, yet {len(later)} write(s) started after"
+                               f" ended at {_t(a.end)}, yet {len(later)} write(s) started after"
                                f" it got lower positions, first {_write(b)} at"
-                               f" {_pos(_at(b))} started at {b.start}"))
+                               f" {_pos(_at(b))} started at {_t(b.start)}"))
     return found
 
 
@@ -330,19 +337,20 @@ def _barriers(barriers: Iterable[Barrier], runs: list[_Run],
     lacking = _lacking_per_reader(runs, acked)
     found = []
     for b in barriers:
-        what = f"barrier by {b.reader}@{b.host} [{b.start}..{b.end}] up to {_pos(b.upto)}"
+        what = f"barrier by {b.reader}@{b.host} [{_t(b.start)}..{_t(b.end)}] up to {_pos(b.upto)}"
         before = bisect_left(ends, b.start)
         if before and _at(highest[before - 1]) > b.upto:
             w = highest[before - 1]
             found.append(Violation("stale-barrier", f"{what} misses {_write(w)} at"
-                                   f" {_pos(_at(w))}, acknowledged at {w.end}"))
+                                   f" {_pos(_at(w))}, acknowledged at {_t(w.end)}"))
         if b.reader not in lacking:
-            found.append(Violation("malformed", f"{what} by a reader that never read"))
+            found.append(Violation("malformed", f"{what} by a reader whose Reads delivered"
+                                   " nothing (the recorder promises one after it)"))
             continue
         missed = lacking[b.reader][: bisect_right(lacking[b.reader], b.upto)]
         if missed:
             w = acked[missed[0]]
-            found.append(Violation("stale-barrier", f"{what}: the reader's view lacks"
+            found.append(Violation("stale-barrier", f"{what}: the reader's Reads stop short of"
                                    f" {len(missed)} acknowledged write(s) at or below it,"
                                    f" first {_write(w)} at {_pos(missed[0])}"))
     return found
@@ -350,13 +358,35 @@ def _barriers(barriers: Iterable[Barrier], runs: list[_Run],
 
 def _lacking_per_reader(runs: Iterable[_Run],
                         acked: dict[Position, Write]) -> dict[str, list[Position]]:
-    """Reader -> sorted receipts from its first position on that its view lacks."""
-    views: dict[str, dict[Position, bytes]] = defaultdict(dict)
+    """Reader -> sorted receipts from its first position on that its Reads stop short of.
+
+    A receipt inside one of the reader's Reads is left to _receipts (a lost write), so
+    that one missing value is not reported again for every barrier after it.
+    """
+    ranges: dict[str, list[tuple[Position, Position]]] = defaultdict(list)
     for run in runs:
-        views[run.read.reader].update(run.values)
+        ranges[run.read.reader].append((run.low, run.high))
     lacking = {}
-    for reader, view in views.items():
-        first = min(view)
-        lacking[reader] = sorted(p for p, w in acked.items()
-                                 if p >= first and view.get(p) != w.value)
+    for reader, spans in ranges.items():
+        lows, highs = _merged(spans)
+        lacking[reader] = sorted(p for p in acked if p >= lows[0]
+                                 and not _inside(p, lows, highs))
     return lacking
+
+
+def _merged(spans: list[tuple[Position, Position]]) -> tuple[list[Position], list[Position]]:
+    """Overlapping ranges joined: their lows and highs, in order."""
+    lows: list[Position] = []
+    highs: list[Position] = []
+    for low, high in sorted(spans):
+        if highs and low <= highs[-1]:
+            highs[-1] = max(highs[-1], high)
+        else:
+            lows.append(low)
+            highs.append(high)
+    return lows, highs
+
+
+def _inside(position: Position, lows: list[Position], highs: list[Position]) -> bool:
+    i = bisect_right(lows, position) - 1
+    return i >= 0 and position <= highs[i]

@@ -42,7 +42,9 @@ class Read:
     """One run of ``(position, value)`` entries delivered to ``reader``, in delivery order.
 
     The run starts anywhere (the beginning, or a resume position), so what it vouches
-    for is the range from its first entry to its last: every entry decided there.
+    for is the range from its first entry to its last: every entry decided there. A
+    run has no holes of its own, so after an EPIPE (the reader's cursor trimmed away,
+    or a gap of lost instances: docs/devices.md) the recorder starts a new Read.
     A reader may have several Reads (resumes); together they are its view.
     """
 
