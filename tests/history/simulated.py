@@ -25,6 +25,7 @@ class _Attempt:
 
 
 def correct_history(rng: random.Random, writes: int = 60, clients: int = 4) -> History:
+    """A linearizable history of ``writes`` writes by ``clients`` clients (at least 12)."""
     attempts = _attempts(rng, writes, clients)
     decided = sorted((a for a in attempts if a.decided is not None),
                      key=lambda a: a.decided or 0.0)
@@ -49,7 +50,7 @@ def _attempts(rng: random.Random, count: int, clients: int) -> list[_Attempt]:
     alive = set(range(clients))
     attempts = []
     for i in range(count):
-        client = rng.choice(sorted(alive)) if alive else 0
+        client = rng.choice(sorted(alive))
         start = clocks[client] + rng.uniform(0, 0.005)
         end = start + rng.uniform(0.001, 0.05)
         decided = rng.uniform(start, end)
@@ -61,6 +62,7 @@ def _attempts(rng: random.Random, count: int, clients: int) -> list[_Attempt]:
             kept = decided if rng.random() < 0.5 else None
             attempts.append(_Attempt(Write(f"c{client}", value, start, None, None, None), kept))
             continue
+        # The last client alive is not killed: its write succeeds instead.
         error = None if outcome in ("ok", "killed") else rng.choice(ERRORS)
         kept = None if outcome == "failed-lost" else decided
         attempts.append(_Attempt(Write(f"c{client}", value, start, end, None, error), kept))

@@ -63,6 +63,24 @@ def test_positions_need_not_be_contiguous_but_must_agree() -> None:
     assert {"divergent", "duplicate", "wrong-position"} <= kinds(check(broken))
 
 
+def test_a_resume_repeats_what_the_reader_saw() -> None:
+    writes = tuple(Write("x", v, 0, 1, None, "EIO") for v in (b"1", b"2", b"3"))
+    log = ((W, b"1"), (W | 1, b"2"), (2 * W, b"3"))
+    first = Read("r", "h", log[:2], 0, 2)
+    assert check(History(writes, (first, Read("r", "h", log[1:], 2, 3)))) == []
+    skipping = Read("r", "h", log[:1] + log[2:], 2, 3)
+    assert kinds(check(History(writes, (first, skipping)))) == {"divergent"}
+
+
+def test_a_late_reader_owes_nothing_before_its_first_position() -> None:
+    writes = (Write("x", b"1", 0, 1, W, None), Write("x", b"2", 2, 3, 2 * W, None))
+    late = Read("r", "h", ((2 * W, b"2"),), 4, 5)
+    barrier = Barrier("r", "h", 3.5, 4, 2 * W)
+    assert check(History(writes, (late,), (barrier,))) == []
+    short = Barrier("r", "h", 3.5, 4, W)
+    assert kinds(check(History(writes, (late,), (short,)))) == {"stale-barrier"}
+
+
 def test_a_failed_write_may_be_in_the_log_once_but_not_twice() -> None:
     writes = (Write("x", b"1", 0, 1, None, "ETIMEDOUT"), Write("y", b"2", 0, None, None, None))
     once = History(writes, (Read("r", "h", ((W, b"1"),), 0, 2),))
