@@ -2,7 +2,10 @@
 
 Every node is a real :class:`kpaxosd.paxos.Node`. The network drops, duplicates,
 delays and reorders datagrams; nodes crash and restart (an acceptor keeps what it
-persisted, its trim point included; everything else starts from nothing); an
+persisted, its trim point included; in half the seeds a learner keeps a durable log
+as the daemon's learner store does — the next instance, an exactly-once memory
+taken now and then, the origins delivered since — and goes on from it; everything
+else starts from nothing); an
 acceptor's store fails to commit a batch now and then (disk full, a failed fsync),
 and the leading proposer may crash for good. Clients send enveloped values or the original
 client's ``struct client_value`` and resend them after a second without a decision,
@@ -26,6 +29,11 @@ PersistTrim effects:
   carried the no-op or an origin it already delivered (integrity, deduplication:
   no origin delivered twice), or lies in a Trimmed range that some acceptor had
   really trimmed;
+- identical sequences: at every (instance, place) every learner life of complete
+  memory (from instance 1, or from a durable log of one, without a Trimmed gap) did
+  the same, delivered the same origin there or passed over the same copy, however
+  late it started, whatever it lost, whoever resent (lives after a Trimmed gap are
+  not compared, and counted: catching up from a peer learner is not built yet);
 - an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted, and
   persists none (PersistTrim) above the highest TRIM a learner of the simulation
   sent;
@@ -169,6 +177,11 @@ class Scenario:
     #: The Cluster lists the learner hosts (``learner`` lines): only they may speak
     #: as learners to the acceptors. Otherwise any address may register.
     list_learners: bool = False
+    #: Learners keep a durable log (what the daemon's learner store keeps: the
+    #: next instance, an exactly-once memory taken now and then, the origins
+    #: delivered since) and a restart goes on from it; otherwise a restarted learner
+    #: starts over from instance 1.
+    learner_storage: bool = False
     profile: str = "mixed"
 
     @classmethod
@@ -285,13 +298,15 @@ class Scenario:
         if sc.trim_every is not None:
             # Drawn after every other: the seeds' other fields stay what they were.
             sc = replace(sc, trim_bytes=r.choice([sc.trim_bytes, sc.trim_bytes, 1, 2000]))
-        return sc
+        # Drawn last of all, for the same reason.
+        return replace(sc, learner_storage=r.random() < 0.5)
 
 
 class _Life:
-    """One incarnation of a learner: what it delivered since it (re)started."""
+    """One incarnation of a learner: what it delivered since it (re)started (or
+    since the start of the durable log it went on from)."""
 
-    __slots__ = ("iid", "origins", "position", "trimmed")
+    __slots__ = ("complete", "iid", "origins", "position", "trimmed")
 
     def __init__(self) -> None:
         #: The instance of the last delivery (or Trimmed), and the position in its
@@ -301,6 +316,24 @@ class _Life:
         self.origins: set[Origin] = set()
         #: Origins of values chosen in the instances it reported Trimmed.
         self.trimmed: set[Origin] = set()
+        #: Its exactly-once memory is that of a learner that delivered everything
+        #: from instance 1: it must pass over exactly what every such learner passes
+        #: over. False once it reported Trimmed (it never saw what it skipped).
+        self.complete = True
+
+
+@dataclass
+class _LearnerStore:
+    """What a learner's durable log holds (the daemon's LearnerStore, as the sim
+    needs it): where delivery goes on, the exactly-once memory of one instance and
+    the origins delivered since, and what the sim's checks carry over a restart."""
+
+    next_iid: int = 1
+    memory: bytes | None = None
+    since: list[Origin | None] = field(default_factory=list)
+    delivered: set[Origin] = field(default_factory=set)
+    trimmed: set[Origin] = field(default_factory=set)
+    complete: bool = True
 
 
 @dataclass(eq=False)
@@ -336,6 +369,8 @@ class Host:
     #: Origins any life of this learner delivered or reported trimmed (what a
     #: watching client sees).
     seen: set[Origin] = field(default_factory=set)
+    #: Its durable log (Scenario.learner_storage), None without one.
+    learner_store: _LearnerStore | None = None
 
 
 def _bound_counts(node: Node) -> tuple[int, int, int]:
@@ -378,6 +413,12 @@ class Result:
     #: learner's TRIM to an acceptor that lost its registration in a crash.
     forged: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
+    #: Learner restarts that went on from a durable log (Scenario.learner_storage),
+    #: the positions whose verdict every learner of complete memory agreed on, and
+    #: the verdicts of lives without one (they skipped trimmed history), not compared.
+    learner_restores: int = 0
+    positions_compared: int = 0
+    uncompared: int = 0
 
     @property
     def ok(self) -> bool:
@@ -409,6 +450,15 @@ class Simulation:
         self.store_failures = 0
         self.last_delivery_at = 0.0
         self.trace = hashlib.sha256()
+        #: (iid, place) -> the origin delivered there, or None where the value was
+        #: passed over as a copy: the same at every learner of complete memory.
+        self.verdicts: dict[tuple[int, int], Origin | None] = {}
+        #: Verdicts not compared: of learner lives that skipped trimmed history.
+        self.uncompared = 0
+        self.learner_restores = 0
+        # When a durable learner takes a new memory: its own generator, so that the
+        # other draws of a seed stay what they were.
+        self.store_rng = random.Random(scenario.seed * 6_700_417 + 5)
         self.hosts = self._make_hosts()
         self.by_address = {h.address: h for h in self.hosts}
         acceptors = {h.acceptor_id: h.address for h in self.hosts if h.acceptor_id is not None}
@@ -521,8 +571,48 @@ class Simulation:
         node.set_wall_clock(self.wall())
         if host.acceptor_id is not None and (host.storage or host.trim_iid):
             node.restore_acceptor(list(host.storage.values()), host.trim_iid)
+        if host.learner and self.sc.learner_storage:
+            self._restore_learner(host, node)
         host.node = node
         self.after(host)
+
+    def _restore_learner(self, host: Host, node: Node) -> None:
+        """Go on from the host's durable log, as the daemon does (kpaxosd.daemon)."""
+        store = host.learner_store
+        if store is None:
+            host.learner_store = _LearnerStore()
+            return
+        if store.next_iid <= 1:
+            return  # nothing delivered yet: starting over is going on
+        node.restore_learner(store.next_iid, list(store.since), self.now, store.memory)
+        life = host.life
+        life.iid, life.position = store.next_iid - 1, _BEFORE_ALL
+        life.origins = set(store.delivered)
+        life.trimmed = set(store.trimmed)
+        life.complete = store.complete
+        self.learner_restores += 1
+        self.trace.update(f"{host.name} restored at {store.next_iid}".encode())
+
+    def _keep_learner_log(self, host: Host, node: Node, effects: list[Any]) -> None:
+        """Commit what the learner decided to its durable log (every flush, as the
+        daemon's DurableLogFeed does), with a new memory now and then."""
+        store = host.learner_store
+        learner = node.learner
+        if store is None or learner is None or learner.next_iid is None:
+            return
+        delivered = False
+        for effect in effects:
+            if isinstance(effect, Deliver):
+                store.since.extend(effect.origins)
+                store.delivered.update(o for o in effect.origins if o is not None)
+                delivered = True
+            elif isinstance(effect, Trimmed):
+                store.trimmed |= host.life.trimmed
+                store.complete = False
+        store.next_iid = learner.next_iid
+        if delivered and self.store_rng.random() < 0.3:
+            store.memory = learner.exactly_once_memory()
+            store.since = []
 
     # -- the run
 
@@ -589,6 +679,9 @@ class Simulation:
             refused,
             forged=dict(self.forged),
             refused=dict(refused_by_reason),
+            learner_restores=self.learner_restores,
+            positions_compared=len(self.verdicts),
+            uncompared=self.uncompared,
         )
 
     def _counts_over_lives(self) -> tuple[int, int, int, Counter[str]]:
@@ -926,6 +1019,7 @@ class Simulation:
                 self.observe_trimmed(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
+        self._keep_learner_log(host, node, effects)
         self._check_held_bytes(node)
         due = node.next_deadline()
         if due != host.timer_due:
@@ -1040,19 +1134,37 @@ class Simulation:
         items = unpack_batch_untrusted(value)
         return [identify_untrusted(item) for item in ([value] if items is None else items)]
 
-    def _check_duplicates(self, host: Host, iid: int, items: list[IdentifiedValue]) -> None:
-        """Client values a learner passed over must be ones it delivered already."""
-        for item in items:
+    def _check_duplicates(self, host: Host, iid: int, items: list[IdentifiedValue],
+                          first_place: int) -> None:
+        """Client values a learner passed over (at ``first_place`` on) must be ones
+        it delivered already, and ones every other learner passes over."""
+        for place, item in enumerate(items, first_place):
             if item.origin is None or item.origin not in host.life.origins:
                 raise Violation(f"{host.name} skipped {item!r} of iid {iid}, not a duplicate")
+            self._same_verdict(host, iid, place, None)
+
+    def _same_verdict(self, host: Host, iid: int, place: int, origin: Origin | None) -> None:
+        """Every learner delivers the same values at the same positions: what
+        ``host`` did at (iid, place) — delivered ``origin``, or passed over (None) —
+        is what every other learner of complete memory did there."""
+        if not host.life.complete:
+            self.uncompared += 1
+            return
+        before = self.verdicts.setdefault((iid, place), origin)
+        if before != origin:
+            did = "passed over" if origin is None else f"delivered {origin}"
+            other = "passed it over" if before is None else f"delivered {before}"
+            raise Violation(f"{host.name} {did} at iid {iid} place {place}, where another "
+                            f"learner {other}")
 
     def _skip_to(self, host: Host, iid: int) -> None:
         """The learner moves on to ``iid``: what it left behind was duplicates."""
         life = host.life
         if life.iid > 0 and life.position < _BEFORE_ALL:
-            self._check_duplicates(host, life.iid, self._items(life.iid)[life.position :])
+            self._check_duplicates(host, life.iid, self._items(life.iid)[life.position :],
+                                   life.position)
         for skipped in range(life.iid + 1, iid):
-            self._check_duplicates(host, skipped, self._items(skipped))
+            self._check_duplicates(host, skipped, self._items(skipped), 0)
         life.iid, life.position = iid, 0
 
     def observe_delivery(
@@ -1071,7 +1183,8 @@ class Simulation:
         if origin is None or at is None or rest[at].payload != value:
             raise Violation(f"{host.name} delivered {(iid, value, origin)!r} but "
                             f"{self.chosen[iid]!r} was chosen")
-        self._check_duplicates(host, iid, rest[:at])
+        self._check_duplicates(host, iid, rest[:at], life.position)
+        self._same_verdict(host, iid, life.position + at, origin)
         if origin in life.origins:
             raise Violation(f"{host.name} delivered origin {origin} twice")
         if self.submitted.get(origin) != value:
@@ -1094,6 +1207,7 @@ class Simulation:
         if t.first_iid <= life.iid or t.next_iid <= t.first_iid:
             raise Violation(f"{host.name}: {t!r} after delivering up to {life.iid}")
         self._skip_to(host, t.first_iid)
+        life.complete = False
         trimmed = max(h.trim_iid for h in self.hosts if h.acceptor_id is not None)
         if trimmed < t.next_iid - 1:
             raise Violation(f"{host.name}: {t!r} but the acceptors trimmed only to {trimmed}")

@@ -14,9 +14,10 @@ import pytest
 
 from kpaxosd.paxos import Address
 from kpaxosd.paxos.dedupe import OriginFilter
+from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.proposer import Proposer
 from kpaxosd.paxos.senders import Refusal, Senders
-from tests.sim.simulator import Result, Scenario, simulate
+from tests.sim.simulator import Host, Result, Scenario, Simulation, simulate
 from wire import ClientValue, Message, Origin, is_original_origin
 from wire.messages import MESSAGE_TYPES, Trim
 
@@ -55,6 +56,9 @@ def _results(profile: str, count: int) -> list[Result]:
 
 def test_the_sweeps_exercise_what_they_should() -> None:
     mixed = _results("mixed", 300)
+    # learners that went on from a durable log, and positions every learner agreed on
+    assert sum(r.learner_restores for r in mixed) > 20
+    assert sum(r.positions_compared for r in mixed) > 1000
     assert sum(r.trimmed_reports for r in mixed) > 0  # learners that lost history
     assert sum(r.originals_delivered for r in mixed) > 0  # original struct values
     # client values decided in batches (packed by a client or by a proposer)
@@ -233,3 +237,22 @@ def test_the_checks_catch_a_batch_delivered_whole(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr("kpaxosd.paxos.learner.unpack_batch_untrusted", lambda value: None)
     failures = [f for seed in range(100) for f in simulate(seed).failures]
     assert any("was chosen" in f for f in failures)
+
+
+def test_the_checks_catch_a_learner_that_forgets_its_exactly_once_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A durable learner restarted with an empty memory delivers a copy that every
+    other learner passed over: the identical-sequence check (or, within one log's
+    story, the delivered-twice check) says so."""
+    restore = Simulation._restore_learner
+
+    def forgetful(self: Simulation, host: Host, node: Node) -> None:
+        store = host.learner_store
+        if store is not None and store.next_iid > 1:
+            store.memory, store.since = None, []
+        restore(self, host, node)
+
+    monkeypatch.setattr(Simulation, "_restore_learner", forgetful)
+    failures = [f for seed in range(100) for f in simulate(seed, "long").failures]
+    assert any("where another learner" in f for f in failures), failures
