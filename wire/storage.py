@@ -6,7 +6,7 @@ delete a prefix with one cursor walk.
 
 from __future__ import annotations
 
-from construct import GreedyBytes, Int8ub, Int32ub, Int64sb, Int64ub, Struct
+from construct import BytesInteger, GreedyBytes, Int8ub, Int32ub, Int64sb, Int64ub, Struct
 
 from wire.layout import fast_struct
 
@@ -48,12 +48,19 @@ def unpack_instance(data: bytes) -> tuple[int, int, bytes]:
 
 #: The key of a delivered value, or of a gap, in the learner's log: its position.
 LOG_KEY = Struct("position" / Int64ub)
-#: A delivered value, with the origin its exactly-once memory was shown.
+#: A delivered value, with the origin its exactly-once memory was shown. has_origin:
+#: 0 none; 1 the origin is client_id and seq; 2 an origin beyond 64 signed bits (an
+#: envelope's u64 fields, a timestamp past 2**63 microseconds): client_id and seq are
+#: 0 and :data:`WIDE_ORIGIN` opens the value.
 LOG_VALUE = Struct(
     "has_origin" / Int8ub,
     "client_id" / Int64sb,
     "seq" / Int64sb,
     "value" / GreedyBytes,
+)
+WIDE_ORIGIN = Struct(
+    "client_id" / BytesInteger(16, signed=True),
+    "seq" / BytesInteger(16, signed=True),
 )
 #: A gap (instances trimmed before the learner learned them), at its position.
 LOG_GAP = Struct("first_iid" / Int32ub, "next_iid" / Int32ub)
@@ -68,6 +75,8 @@ MEMORY_KEY = b"memory"
 
 _LOG_KEY = fast_struct(LOG_KEY)
 _LOG_VALUE_HEAD = fast_struct(LOG_VALUE)
+_WIDE_ORIGIN_SIZE = WIDE_ORIGIN.sizeof()
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 def log_key(position: int) -> bytes:
@@ -82,10 +91,25 @@ def position_of_key(key: bytes) -> int:
 def pack_log_value(origin: tuple[int, int] | None, value: bytes) -> bytes:
     if origin is None:
         return _LOG_VALUE_HEAD.pack(0, 0, 0) + value
-    return _LOG_VALUE_HEAD.pack(1, *origin) + value
+    client_id, seq = origin
+    if _I64_MIN <= client_id <= _I64_MAX and _I64_MIN <= seq <= _I64_MAX:
+        return _LOG_VALUE_HEAD.pack(1, client_id, seq) + value
+    wide: bytes = WIDE_ORIGIN.build({"client_id": client_id, "seq": seq})
+    return _LOG_VALUE_HEAD.pack(2, 0, 0) + wide + value
 
 
 def unpack_log_value(data: bytes) -> tuple[tuple[int, int] | None, bytes]:
+    """Raises:
+        ValueError: not a record :func:`pack_log_value` makes."""
+    if len(data) < _LOG_VALUE_HEAD.size:
+        raise ValueError(f"a logged value of {len(data)} bytes")
     has_origin, client_id, seq = _LOG_VALUE_HEAD.unpack_from(data)
     value = bytes(data[_LOG_VALUE_HEAD.size :])
-    return ((client_id, seq) if has_origin else None), value
+    if has_origin == 0:
+        return None, value
+    if has_origin == 1:
+        return (client_id, seq), value
+    if has_origin == 2 and len(value) >= _WIDE_ORIGIN_SIZE:
+        wide = WIDE_ORIGIN.parse(value[:_WIDE_ORIGIN_SIZE])
+        return (wide.client_id, wide.seq), value[_WIDE_ORIGIN_SIZE:]
+    raise ValueError(f"a logged value whose origin flag is {has_origin}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devices.valuelog import ValueLog
 from kpaxosd.decisions import Decisions, DeviceLogFeed, DurableLogFeed
@@ -20,6 +22,7 @@ from wire.device import position_of
 from wire.storage import (
     INSTANCE_RECORD,
     LOG_VALUE,
+    WIDE_ORIGIN,
     instance_key,
     pack_instance,
     pack_log_value,
@@ -106,6 +109,24 @@ def test_the_learner_log_layout_is_the_declared_one() -> None:
     assert LOG_VALUE.build({"has_origin": 1, "client_id": 7, "seq": 2, "value": b"v"}) \
         == pack_log_value((7, 2), b"v")
     assert unpack_log_value(pack_log_value(None, b"w")) == (None, b"w")
+    wide = WIDE_ORIGIN.build({"client_id": 2**64 - 1, "seq": 3})
+    assert LOG_VALUE.build({"has_origin": 2, "client_id": 0, "seq": 0, "value": wide + b"v"}) \
+        == pack_log_value((2**64 - 1, 3), b"v")
+
+
+@given(st.tuples(st.integers(-(2**127), 2**127 - 1), st.integers(-(2**127), 2**127 - 1))
+       | st.none(), st.binary(max_size=40))
+def test_every_origin_a_value_can_have_is_logged(origin: tuple[int, int] | None,
+                                                  value: bytes) -> None:
+    """An envelope's client id and seq are u64s, an original timestamp may pass 2**63
+    microseconds: a learner with --storage keeps them all (they once crashed it)."""
+    assert unpack_log_value(pack_log_value(origin, value)) == (origin, value)
+
+
+def test_a_logged_value_that_is_not_one_is_refused() -> None:
+    for broken in (b"", b"\x01" + bytes(10), b"\x03" + bytes(16), b"\x02" + bytes(16) + b"x"):
+        with pytest.raises(ValueError):
+            unpack_log_value(broken)
 
 
 def test_a_full_learner_log_fails_its_commit_and_the_next_takes_the_values_along(

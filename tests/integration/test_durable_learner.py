@@ -20,6 +20,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from wire.datagram import encode
+from wire.envelope import wrap
 from wire.messages import ClientValue
 from wire.original import OriginalClientValue, pack_client_value
 
@@ -198,3 +199,34 @@ def test_a_restarted_learner_passes_over_a_copy_its_log_let_go_of(tmp_path: Path
 def original_value(n: int) -> bytes:
     """The n-th value of one original client (its id, a timestamp per value)."""
     return pack_client_value(OriginalClientValue(77, 1_700_000_000, n, b"payload-%03d" % n))
+
+
+def test_a_learner_with_storage_keeps_values_of_any_origin(tmp_path: Path) -> None:
+    """An envelope's ids are u64s and an original timestamp may pass 2**63 µs: the
+    durable log keeps such values (committing one once raised out of the daemon),
+    and gives them back after kill -9."""
+    config = loopback_config(tmp_path / "paxos.conf", catch_up=True)
+    proposer = role_addresses(config)[("proposer", 0)]
+    wide = [wrap(2**64 - 1, 2**64 - 1, b"wide-envelope"),
+            pack_client_value(OriginalClientValue(5, 2**62, 999_999, b"wide-stamp"))]
+    with cluster(tmp_path) as running:
+        running.start_acceptors_and_proposer(config)
+        _, link_dir, device_args = running.devices("durable")
+        learner_args = ("-c", str(config), "--learner", "--storage", str(tmp_path / "store"),
+                        *device_args)
+        durable = running.start("durable", *learner_args)
+        out = tmp_path / "out"
+        with open(out, "wb") as sink, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            running.spawn(["cat", link_dir / "kpaxos-learner"], stdout=sink)
+            for value in wide:
+                client.sendto(encode(ClientValue(value)), proposer)
+            wait_until(lambda: b"wide-stamp" in out.read_bytes()
+                       and b"wide-envelope" in out.read_bytes(), 60, "both values")
+        assert durable.proc.poll() is None, durable.log
+        durable.proc.send_signal(signal.SIGKILL)
+        durable.proc.wait(10)
+        again = running.start("durable-again", *learner_args)
+        assert "2 values restored" in again.log, again.log
+        replayed = subprocess.run(["timeout", "5", "cat", link_dir / "kpaxos-learner"],
+                                  capture_output=True, check=False).stdout
+        assert b"wide-envelope" in replayed and b"wide-stamp" in replayed
