@@ -17,7 +17,7 @@ missing, and goes on after the gap.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -243,6 +243,33 @@ class ValueLog:
             if position < position_of(gap_next_iid, 0):
                 return index - 1
         return index
+
+    def whole_from(self) -> int:
+        """The first instance from which every value delivered is retained: one the
+        log holds from its start (instance 1 on, or the start of a log that began
+        later), past the newest gap, and past an instance the retention may have cut
+        into (the oldest one held, once anything was let go of)."""
+        oldest = self.oldest_position
+        if self._end_position == 0:
+            start = 1  # nothing delivered yet
+        elif self._first_index == 0 and iid_of(oldest) <= 1:
+            start = 1
+        else:
+            start = iid_of(oldest) + 1
+        gaps = self._gap_positions
+        if gaps and gaps[-1] >= self._first_index:
+            start = max(start, self._gaps[gaps[-1]][1])
+        return start
+
+    def retained_after(self, position: int) -> Iterator[tuple[int, bytes]]:
+        """``(position, value)`` of every value retained after ``position``, in order,
+        up to the first gap."""
+        start = self._dead
+        slot = bisect_right(self._positions, position, start)
+        for at in range(slot, len(self._positions)):
+            if self._first_index + at - start in self._gaps:
+                return
+            yield self._positions[at], self._values[at]
 
     def value_at(self, index: int) -> bytes:
         """The bytes of the value at ``index`` (raises as :meth:`get` does)."""

@@ -20,7 +20,7 @@ from devices.valuelog import ValueLog
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
 from kpaxosd.config import Config
-from kpaxosd.decisions import Decisions, DeviceLogFeed, DurableLogFeed
+from kpaxosd.decisions import Decisions, DeviceLogFeed, DeviceLogHistory, DurableLogFeed
 from kpaxosd.endpoint import (
     IPV4_UDP_HEADERS,
     LocalBus,
@@ -37,7 +37,13 @@ from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.statistics import DaemonStatistics, DecidedCounters
-from kpaxosd.storage import AcceptorStore, LearnerLog, LearnerStore, LoggedValue
+from kpaxosd.storage import (
+    AcceptorStore,
+    LearnerLog,
+    LearnerStore,
+    LoggedGap,
+    LoggedValue,
+)
 from wire import MAX_VALUE_SIZE
 from wire.datagram import MAX_DATAGRAM_SIZE
 from wire.device import position_of
@@ -249,7 +255,9 @@ def _restore_learner(node: Node, logged: LearnerLog, values: list[LoggedValue], 
         try:
             node.restore_learner(logged.next_iid, [entry.origin for entry in values
                                                    if entry.position >= since],
-                                 now, memory.memory)
+                                 now, memory.memory,
+                                 whole=not any(isinstance(entry, LoggedGap)
+                                               for entry in logged.entries))
         except ValueError as exc:
             log.warning("the learner log at %s keeps an exactly-once memory this learner "
                         "cannot go on from (%s); it goes on "
@@ -257,7 +265,8 @@ def _restore_learner(node: Node, logged: LearnerLog, values: list[LoggedValue], 
                         "of a value older than those", path, exc)
         else:
             return memory.next_iid
-    node.restore_learner(logged.next_iid, [entry.origin for entry in values], now)
+    node.restore_learner(logged.next_iid, [entry.origin for entry in values], now,
+                         whole=False)
     return 0
 
 
@@ -391,6 +400,8 @@ class Daemon:
             options=options,
             rng=rng,
             now=now,
+            # What it serves to the listed peer learners, and fetches from them.
+            history=DeviceLogHistory(self.values) if plan.learner else None,
         )
         # Before the store is restored: what it holds above the ceiling was forged.
         node.set_wall_clock(time.time())

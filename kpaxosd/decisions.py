@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from devices.valuelog import ValueLog
-from kpaxosd.paxos.effects import Decision, Deliver, Trimmed
+from kpaxosd.paxos.effects import Adopted, Decision, Deliver, Trimmed
+from kpaxosd.paxos.peers import cut_piece
 from kpaxosd.storage import (
     LearnerMemory,
     LearnerStore,
@@ -23,7 +24,8 @@ from kpaxosd.storage import (
     LoggedValue,
     StorageError,
 )
-from wire.device import position_of
+from wire.device import iid_of, position_of
+from wire.identity import Origin
 
 log = logging.getLogger("kpaxos")
 
@@ -71,6 +73,14 @@ class DeviceLogFeed:
             if isinstance(decision, Deliver):
                 positions.extend(decision.positions())
                 values.extend(decision.values)
+                continue
+            if isinstance(decision, Adopted):
+                # The values it announces come as Deliver.
+                log.info("the acceptors trimmed instances this learner lacks: it takes "
+                         "instances %d to %d from the peer learner at %s:%d, and goes on "
+                         "with that learner's exactly-once memory (the same values at the "
+                         "same positions)", decision.first_iid, decision.next_iid - 1,
+                         *decision.peer)
                 continue
             self._append(positions, values)
             positions, values = [], []
@@ -139,6 +149,8 @@ class DurableLogFeed:
         self._memory_iid = memory_iid
         self._pending: list[LogEntry] = []
         self._failing = False
+        # A peer's memory the learner went on from (Adopted), not yet kept.
+        self._adopted: LearnerMemory | None = None
 
     def on_decisions(self, decisions: Sequence[Decision]) -> None:
         pending = self._pending
@@ -146,6 +158,8 @@ class DurableLogFeed:
             if isinstance(decision, Deliver):
                 pending.extend(map(LoggedValue, decision.positions(), decision.values,
                                    decision.origins))
+            elif isinstance(decision, Adopted):
+                self._adopted = LearnerMemory(decision.next_iid, decision.memory)
             else:
                 pending.append(LoggedGap(position_of(decision.first_iid, 0),
                                          decision.first_iid, decision.next_iid))
@@ -155,9 +169,7 @@ class DurableLogFeed:
         # What the device log let go of (--retain) goes from the disk too, once the
         # memory kept is of an instance still held.
         forget_below = self._values.oldest_position
-        memory = None
-        if forget_below > position_of(self._memory_iid, 0):
-            memory = LearnerMemory(next_iid, self._memory())
+        memory = self._memory_to_keep(next_iid, forget_below)
         try:
             self._store.commit(pending, next_iid, forget_below, memory)
         except StorageError as exc:
@@ -172,3 +184,33 @@ class DurableLogFeed:
         pending.clear()
         if memory is not None:
             self._memory_iid = memory.next_iid
+            if memory is self._adopted:
+                self._adopted = None
+
+    def _memory_to_keep(self, next_iid: int, forget_below: int) -> LearnerMemory | None:
+        """A new memory for the store, if one is due (None: the one kept stays)."""
+        if self._adopted is not None:
+            # A peer's memory: kept once delivery reaches its instance (until then
+            # the learner's own is of no instance it delivered up to).
+            return self._adopted if next_iid >= self._adopted.next_iid else None
+        if forget_below > position_of(self._memory_iid, 0):
+            return LearnerMemory(next_iid, self._memory())
+        return None
+
+
+class DeviceLogHistory:
+    """The device log as what the learner serves to peer learners
+    (:class:`kpaxosd.paxos.peers.DeliveredHistory`); it keeps no origins."""
+
+    def __init__(self, values: ValueLog) -> None:
+        self._values = values
+
+    def complete_from(self) -> int:
+        return self._values.whole_from()
+
+    def entries_after(self, position: int, end_iid: int, max_bytes: int,
+                      ) -> list[tuple[int, bytes, Origin | None]] | None:
+        if iid_of(position + 1) < self._values.whole_from():
+            return None  # let go of since the transfer began
+        entries = ((at, value, None) for at, value in self._values.retained_after(position))
+        return cut_piece(entries, end_iid, max_bytes)

@@ -29,7 +29,16 @@ import trio
 
 from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
-from kpaxosd.paxos.effects import Decision, Deliver, Effect, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos.effects import (
+    Adopted,
+    Decision,
+    Deliver,
+    Effect,
+    Persist,
+    PersistTrim,
+    Send,
+    Trimmed,
+)
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.senders import Refusal
 from kpaxosd.statistics import EndpointCounters, EndpointStatistics
@@ -230,7 +239,7 @@ class UdpEndpoint:
     """Runs ``node`` on ``sock``; what its learner learned goes to ``on_deliver``.
 
     ``on_deliver`` gets, once per flush, the learner's decisions of that flush in order
-    (Deliver and Trimmed), so that values decided together reach readers together.
+    (Deliver, Trimmed, Adopted), so that values decided together reach readers together.
 
     With a ``bus``, messages for the other endpoints on that bus skip the socket.
     """
@@ -461,7 +470,7 @@ class UdpEndpoint:
                 if msg is not last_msg:
                     last_msg, last_data = msg, encode(msg)
                 self._send_bytes(last_data, dest)
-            elif isinstance(effect, (Deliver, Trimmed)):
+            elif isinstance(effect, (Deliver, Trimmed, Adopted)):
                 learned.append(effect)
         if learned and on_deliver is not None:
             on_deliver(learned)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kpaxosd.paxos.effects import Decision, Deliver
+from kpaxosd.paxos.effects import Decision, Deliver, Trimmed
 from kpaxosd.paxos.stats import NodeStatistics
 
 log = logging.getLogger("kpaxos")
@@ -32,9 +32,11 @@ class DecidedCounters:
         """Count them (the daemon subscribes these counters to its learner)."""
         debug = log.isEnabledFor(logging.DEBUG)
         for decision in decisions:
-            if not isinstance(decision, Deliver):
+            if isinstance(decision, Trimmed):
                 self.lost_instances += decision.next_iid - decision.first_iid
                 continue
+            if not isinstance(decision, Deliver):
+                continue  # Adopted: the values it announces come as Deliver
             iid, delivered = decision.iid, decision.values
             size = sum(map(len, delivered))
             if debug:

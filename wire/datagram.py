@@ -30,6 +30,7 @@ from construct import (
 
 from wire.layout import fast_struct, field_names
 from wire.messages import (
+    FIRST_EXTENSION,
     MESSAGE_TYPES,
     Message,
     MessageType,
@@ -73,6 +74,23 @@ BODIES = {
     # kpaxos extension (type 100 and up: never sent by the original)
     "PROPOSER_HI": Struct("pid" / Int32ub, "decided_below" / Int32ub),
     "LEARNER_STUCK": Struct("iid" / Int32ub),
+    "LEARNER_FETCH": Struct(
+        "session" / Int32ub,
+        "from_iid" / Int32ub,
+        "part" / Int32ub,
+        "cursor_high" / Int32ub,
+        "cursor_low" / Int32ub,
+    ),
+    "LEARNER_HISTORY": Struct(
+        "session" / Int32ub,
+        "part" / Int32ub,
+        "first_iid" / Int32ub,
+        "end_iid" / Int32ub,
+        "total" / Int32ub,
+        "cursor_high" / Int32ub,
+        "cursor_low" / Int32ub,
+        "value" / Value,
+    ),
 }
 
 TYPE = "type" / Enum(Int32ub, MessageType)
@@ -124,9 +142,11 @@ _HEADS: dict[MessageType, struct.Struct] = {
 _U32_MAX = 0xFFFFFFFF
 
 #: The largest value a datagram carries: behind the longest header of a message with
-#: a value (PROMISE's and ACCEPTED's, 6 words).
+#: a proposed value (PROMISE's and ACCEPTED's, 6 words). LEARNER_HISTORY's pieces of
+#: history are no proposed values: their sender sizes them to fit.
 MAX_VALUE_SIZE = MAX_DATAGRAM_SIZE - max(
-    _HEADS[kind].size for kind, names in _FIELDS.items() if "value" in names
+    _HEADS[kind].size for kind, names in _FIELDS.items()
+    if "value" in names and kind < FIRST_EXTENSION
 )
 
 

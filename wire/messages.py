@@ -4,9 +4,9 @@ These are what the rest of kpaxos handles; the byte layout that carries them is
 declared once in :mod:`wire.datagram`.
 
 Extensions: type words from 100 up are kpaxos's own; the original never sends them.
-Both go only to the proposers of the configuration (PROPOSER_HI from a proposer,
-LEARNER_STUCK from a learner), so an original acceptor, learner or client never
-sees one.
+They go only to the proposers of the configuration (PROPOSER_HI from a proposer,
+LEARNER_STUCK from a learner) and between the learners it lists (LEARNER_FETCH,
+LEARNER_HISTORY), so an original acceptor, learner or client never sees one.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ class MessageType(enum.IntEnum):
     PROPOSER_HI = 100
     #: kpaxos extension: a learner cannot learn an instance from the acceptors.
     LEARNER_STUCK = 101
+    #: kpaxos extension: a learner asks a peer learner for history the acceptors
+    #: trimmed.
+    LEARNER_FETCH = 102
+    #: kpaxos extension: a peer learner's answer, a piece of that history.
+    LEARNER_HISTORY = 103
 
 
 #: The first type word of kpaxos's extensions.
@@ -133,6 +138,38 @@ class LearnerStuck:
     iid: int
 
 
+@dataclass(frozen=True, slots=True)
+class LearnerFetch:
+    """kpaxos extension. A learner that lacks history from ``from_iid`` on, which
+    the acceptors trimmed, asks a peer learner for a piece of it, in transfer
+    ``session``: ``part`` 0 the peer's exactly-once memory from byte ``cursor``, 1
+    the values it delivered after position ``cursor`` (see kpaxosd.paxos.peers).
+    ``cursor`` is a u64 in two words, high first."""
+
+    session: int
+    from_iid: int
+    part: int
+    cursor_high: int
+    cursor_low: int
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerHistory:
+    """kpaxos extension. A peer learner's answer to LEARNER_FETCH: in ``session``,
+    for ``part`` (0, 1 as asked; 2 refused: nothing to give, or no longer), the
+    history it gives runs from instance ``first_iid`` to just before ``end_iid``
+    with a memory of ``total`` bytes; ``value`` is the piece from ``cursor`` on."""
+
+    session: int
+    part: int
+    first_iid: int
+    end_iid: int
+    total: int
+    cursor_high: int
+    cursor_low: int
+    value: bytes
+
+
 Message = (
     Prepare
     | Promise
@@ -148,6 +185,8 @@ Message = (
     | AcceptorOk
     | ProposerHi
     | LearnerStuck
+    | LearnerFetch
+    | LearnerHistory
 )
 
 MESSAGE_TYPES: dict[type[Message], MessageType] = {
@@ -165,4 +204,6 @@ MESSAGE_TYPES: dict[type[Message], MessageType] = {
     AcceptorOk: MessageType.ACCEPTOR_OK,
     ProposerHi: MessageType.PROPOSER_HI,
     LearnerStuck: MessageType.LEARNER_STUCK,
+    LearnerFetch: MessageType.LEARNER_FETCH,
+    LearnerHistory: MessageType.LEARNER_HISTORY,
 }

@@ -6,7 +6,7 @@ daemon and the deterministic simulator drive the same :class:`Node`.
 
 from kpaxosd.paxos.ballots import MAX_PROPOSERS
 from kpaxosd.paxos.cluster import Address, Cluster
-from kpaxosd.paxos.effects import Deliver, Effect, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos.effects import Adopted, Deliver, Effect, Persist, PersistTrim, Send, Trimmed
 from kpaxosd.paxos.leader import Role
 from kpaxosd.paxos.node import Node, RoleNotHosted
 from kpaxosd.paxos.options import PaxosOptions
@@ -15,6 +15,7 @@ from kpaxosd.paxos.stats import NodeStatistics
 __all__ = [
     "MAX_PROPOSERS",
     "Address",
+    "Adopted",
     "Cluster",
     "Deliver",
     "Effect",

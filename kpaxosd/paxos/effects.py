@@ -95,9 +95,27 @@ class PersistTrim:
     iid: int
 
 
-Effect = Send | Deliver | Persist | PersistTrim | Trimmed
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """The learner goes on from a peer learner's history (:mod:`kpaxosd.paxos.peers`).
+
+    The Deliver that follow, from instance ``first_iid`` up to ``next_iid``, are what
+    ``peer`` delivered (a Trimmed right after it says what no peer retained before
+    ``first_iid``; one at the end, what the peer could not give after all); just
+    before ``next_iid`` this learner's exactly-once memory is ``memory``, the peer's.
+    A durable log keeps it once delivery reaches ``next_iid``, for a restart to go
+    on from.
+    """
+
+    first_iid: int
+    next_iid: int
+    memory: bytes
+    peer: Address
+
+
+Effect = Send | Deliver | Persist | PersistTrim | Trimmed | Adopted
 #: What a learner tells whoever consumes its decisions, in delivery order.
-Decision = Deliver | Trimmed
+Decision = Deliver | Trimmed | Adopted
 
 
 class Outbox:

@@ -33,26 +33,44 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import MAX_U32
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
-from kpaxosd.paxos.effects import Deliver, Outbox, Trimmed
+from kpaxosd.paxos.effects import Adopted, Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
+from kpaxosd.paxos.peers import (
+    Adopt,
+    DeliveredHistory,
+    Done,
+    Failed,
+    HistoryFetch,
+    HistoryServer,
+    Outcome,
+    Phase,
+    Values,
+)
 from kpaxosd.paxos.stats import LearnerStatistics
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
+from wire.device import iid_of
 from wire.identity import Origin, origins_untrusted, payload_of
 from wire.messages import (
     Accepted,
     AcceptorState,
     LearnerDel,
+    LearnerFetch,
     LearnerHi,
+    LearnerHistory,
     LearnerStuck,
     Repeat,
     Trim,
 )
+
+if TYPE_CHECKING:
+    import random
 
 #: Catch-up REPEATs that bring nothing before the learner stops asking for history.
 CATCH_UP_PROBES = 3
@@ -143,6 +161,10 @@ class Learner:
         outbox: Outbox,
         now: float,
         on_decided: DecidedHook | None = None,
+        *,
+        history: DeliveredHistory | None = None,
+        address: Address | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._cluster = cluster
         self._on_decided = on_decided
@@ -200,15 +222,35 @@ class Learner:
         #: learner_max_held_bytes (the acceptors still hold them; REPEAT brings back
         #: what delivery needs).
         self.shed = 0
-        for aid, address in cluster.acceptors.items():
-            self._out.send(address, LearnerHi())
+        # Peer learners (kpaxosd.paxos.peers): serving our history (with a history
+        # to serve), fetching theirs (with a generator for the sessions): the listed
+        # learners but us.
+        self._server = HistoryServer(history, outbox) if history is not None else None
+        self._rng = rng
+        self._peers = [a for _, a in sorted(cluster.learners.items()) if a != address]
+        self._fetch: HistoryFetch | None = None
+        # The trim point that made us fetch (given up if the peers cannot help), the
+        # next instance a fetch failed for (not tried again there), and the last
+        # instance a fetched value was delivered in.
+        self._fetch_trim = 0
+        self._fetch_failed_at: int | None = None
+        # Whether our exactly-once memory is that of a learner that delivered
+        # everything from instance 1 (or what a whole peer gave): only then is our
+        # history worth serving, for an asker takes our memory for its own.
+        self._whole = options.learner_catch_up
+        self._fetched_iid = 0
+        #: Transfers of history taken from peers, and values delivered from them.
+        self.fetches = 0
+        self.fetched = 0
+        for aid, acceptor in cluster.acceptors.items():
+            self._out.send(acceptor, LearnerHi())
             self._hello[aid] = (Registration.UNANSWERED, now + options.hello_interval)
         if self._repair is Repair.PROBING:
             self._send_repeat()
             self._arm_repeat(now)
 
     def restore(self, next_iid: int, origins: list[Origin | None], now: float,
-                memory: bytes | None = None) -> None:
+                memory: bytes | None = None, *, whole: bool = True) -> None:
         """Go on from ``next_iid``, as a learner that delivered up to just before it:
         its exactly-once memory was ``memory`` (:meth:`exactly_once_memory`; None: an
         empty one), then it delivered ``origins`` (its durable log's since, in
@@ -218,6 +260,9 @@ class Learner:
         if it had never stopped (its exactly-once memory is a pure function of the
         origins delivered). It asks the acceptors for what follows at once.
 
+        ``whole``: the log it goes on from never lacked history (see
+        :meth:`on_learner_fetch`).
+
         Raises:
             ValueError: ``memory`` is not one this learner can go on from (its bytes,
                 or the bounds it was made with); nothing changed.
@@ -226,6 +271,7 @@ class Learner:
             self._origins = OriginFilter.from_snapshot(
                 memory, self._options.dedupe_clients, self._options.dedupe_window)
         self._origins.first_times(origins)
+        self._whole = whole
         self._next = next_iid
         self._repair = Repair.PROBING
         self._send_repeat()
@@ -364,7 +410,7 @@ class Learner:
         if self._hello[aid][0] is Registration.UNANSWERED:
             self._hello[aid] = (Registration.REGISTERED, now + self._options.hello_keepalive)
 
-    def on_acceptor_state(self, msg: AcceptorState) -> None:
+    def on_acceptor_state(self, msg: AcceptorState, now: float) -> None:
         """An acceptor's trim point: it forgot every instance up to there."""
         if msg.aid not in self._cluster.acceptors:
             self.dropped += 1
@@ -380,7 +426,7 @@ class Learner:
         enough = max(acceptors - self._quorum + 1, self._quorum)
         reported = sorted(self._trims.values(), reverse=True)
         if len(reported) >= enough:
-            self._give_up_through(reported[enough - 1])
+            self._lose_history(reported[enough - 1], now)
 
     def handle_timer(self, now: float) -> None:
         for aid, (state, due) in self._hello.items():
@@ -400,11 +446,15 @@ class Learner:
             self._hello[aid] = (state, now + period)
         if self._repeat_due is not None and self._repeat_due <= now:
             self._on_repeat_timer(now)
+        if self._fetch is not None and self._fetch.due <= now:
+            self._take(self._fetch.on_timer(now))
 
     def next_deadline(self) -> float | None:
         due = min(due for _, due in self._hello.values())
         if self._repeat_due is not None:
             due = min(due, self._repeat_due)
+        if self._fetch is not None:
+            due = min(due, self._fetch.due)
         return due
 
     def stop(self) -> None:
@@ -415,6 +465,9 @@ class Learner:
 
     def _deliver_in_order(self) -> None:
         assert self._next is not None
+        fetch = self._fetch
+        if fetch is not None and fetch.phase is Phase.ENTRIES:
+            return  # the peer's history comes first
         while (value := self._decided.pop(self._next, None)) is not None:
             iid = self._next
             self._next = iid + 1
@@ -425,6 +478,8 @@ class Learner:
                 self._byte_point, self._byte_mark = self._byte_mark, iid
                 self._bytes_since_mark = 0
             self._deliver(iid, value)
+        if fetch is not None and self._next != fetch.from_iid:
+            self._fetch = None  # the acceptors had it after all: no peer needed
         self._trim_acceptors()
 
     def _deliver(self, iid: int, value: bytes) -> None:
@@ -491,6 +546,7 @@ class Learner:
             first = self._next
             self._next = end + 1
             self.trimmed += self._next - first
+            self._whole = False
             for iid in [i for i in self._pending if i <= end]:
                 self._held_bytes -= self._pending.pop(iid).held_bytes + HELD_RECORD_COST
             self._out.add(Trimmed(first, self._next))
@@ -499,6 +555,117 @@ class Learner:
         self._repeat_backoff = 1
         self._deliver_in_order()
         return True
+
+    # -- history from peer learners (kpaxosd.paxos.peers)
+
+    def on_learner_fetch(self, msg: LearnerFetch, src: Address) -> None:
+        if self._server is None:
+            self.dropped += 1
+            return
+        # Mid-transfer our memory is not that of our next instance, and one that
+        # lacks history would make the asker deliver what the others passed over:
+        # nothing to give then.
+        settled = self._fetch is None or self._fetch.phase is Phase.MEMORY
+        self._server.on_fetch(msg, src, self._next if settled and self._whole else None,
+                              self._origins.snapshot)
+
+    def on_learner_history(self, msg: LearnerHistory, src: Address, now: float) -> None:
+        if self._fetch is None:
+            self.dropped += 1
+            return
+        self._take(self._fetch.on_history(msg, src, now))
+
+    def _lose_history(self, trim_iid: int, now: float) -> bool:
+        """The acceptors trimmed what we need up to ``trim_iid``: fetch it from a peer,
+        or give it up (:meth:`_give_up_through`) where none can help."""
+        if self._fetch is not None:
+            return False
+        if (self._peers and self._rng is not None and self._next is not None
+                and self._fetch_failed_at != self._next and trim_iid >= self._next):
+            self._fetch_trim = trim_iid
+            self._fetch = HistoryFetch(self._peers, self._next, self._rng, self._out,
+                                       self._options.repeat_interval, now)
+            return False
+        return self._give_up_through(trim_iid)
+
+    def _take(self, outcome: Outcome | None) -> None:
+        """Carry out what a transfer brought."""
+        if outcome is None:
+            return
+        assert self._next is not None
+        if isinstance(outcome, Adopt):
+            self._adopt(outcome)
+        elif isinstance(outcome, Values):
+            self._deliver_fetched(outcome)
+        elif isinstance(outcome, Done):
+            self._fetch = None
+            lost_from = max(self._next, self._fetched_iid + 1)
+            if outcome.lost_from is not None and lost_from < outcome.end_iid:
+                self.trimmed += outcome.end_iid - lost_from
+                self._out.add(Trimmed(lost_from, outcome.end_iid))
+            self._go_on_at(outcome.end_iid)
+        elif isinstance(outcome, Failed):
+            self._fetch = None
+            self._fetch_failed_at = self._next
+            self._give_up_through(self._fetch_trim)
+
+    def _adopt(self, adopt: Adopt) -> None:
+        """The peer's memory came whole: what we lack before its history is lost."""
+        assert self._next is not None
+        try:
+            memory = OriginFilter.from_snapshot(
+                adopt.memory, self._options.dedupe_clients, self._options.dedupe_window)
+        except ValueError:
+            self._take(Failed())  # a peer of other bounds: its memory answers otherwise
+            return
+        self.fetches += 1
+        self._out.add(Adopted(adopt.first_iid, adopt.end_iid, adopt.memory, adopt.peer))
+        self._whole = True
+        if adopt.first_iid > self._next:
+            self.trimmed += adopt.first_iid - self._next
+            self._out.add(Trimmed(self._next, adopt.first_iid))
+        self._origins = memory
+        self._next = adopt.first_iid
+        self._fetched_iid = adopt.first_iid - 1
+        self._forget_held_below(adopt.end_iid)
+
+    def _deliver_fetched(self, values: Values) -> None:
+        """Deliver the peer's values as it did, at its positions."""
+        assert self._next is not None
+        run: list[tuple[int, bytes, Origin | None]] = []
+        for entry in values.entries:
+            if run and iid_of(entry[0]) != iid_of(run[0][0]):
+                self._deliver_run(run)
+                run = []
+            run.append(entry)
+        if run:
+            self._deliver_run(run)
+        self._next = max(self._next, values.whole_below)
+
+    def _deliver_run(self, run: list[tuple[int, bytes, Origin | None]]) -> None:
+        iid = iid_of(run[0][0])
+        places = [position - (iid << 16) for position, _, _ in run]
+        self._fetched_iid = iid
+        self.deliveries += len(run)
+        self.fetched += len(run)
+        self._out.add(Deliver(iid, [value for _, value, _ in run],
+                              [origin for _, _, origin in run],
+                              None if places == list(range(len(places))) else places))
+
+    def _go_on_at(self, next_iid: int) -> None:
+        """The peer's history is over: on with the acceptors from ``next_iid``."""
+        self._next = next_iid
+        self._forget_held_below(next_iid)
+        self._trim_stalls = 0
+        self._fruitless_rounds = 0
+        self._repeat_backoff = 1
+        self._deliver_in_order()
+
+    def _forget_held_below(self, iid: int) -> None:
+        for held in [i for i in self._pending if i < iid]:
+            self._held_bytes -= self._pending.pop(held).held_bytes + HELD_RECORD_COST
+        for held in [i for i in self._decided if i < iid]:
+            self._held_bytes -= len(self._decided.pop(held)) + HELD_RECORD_COST
 
     def _believed_alone(self) -> int:
         """How far one acceptor's trim point is believed after TRIM_PATIENCE rounds.
@@ -560,13 +727,13 @@ class Learner:
         self._repeat_due = None
         # Armed only while stalled, which takes a next instance.
         assert self._next is not None
-        found = self._take_round()
+        found = self._take_round(now)
         self._move(self._state_after(found))
         self._ask_again(found)
         if self._repair is not Repair.IDLE:
             self._arm_repeat(now)
 
-    def _take_round(self) -> _Round:
+    def _take_round(self, now: float) -> _Round:
         """Count the round just over: its progress, trim patience, a stuck report."""
         assert self._next is not None
         if self._next != self._repeat_mark:
@@ -585,8 +752,8 @@ class Learner:
         trimmed = max(self._trims.values(), default=0)
         if trimmed >= self._next:
             self._trim_stalls += 1
-            if self._trim_stalls >= TRIM_PATIENCE and self._give_up_through(
-                self._believed_alone()
+            if self._trim_stalls >= TRIM_PATIENCE and self._lose_history(
+                self._believed_alone(), now
             ):
                 return _Round.PROGRESS
             return _Round.FRUITLESS

@@ -12,6 +12,7 @@ from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.effects import Effect, Outbox, Persist
 from kpaxosd.paxos.learner import Learner
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.peers import DeliveredHistory
 from kpaxosd.paxos.proposer import Proposer
 from kpaxosd.paxos.senders import Refusal, Senders
 from kpaxosd.paxos.stats import NodeStatistics
@@ -24,7 +25,9 @@ from wire.messages import (
     AcceptorState,
     ClientValue,
     LearnerDel,
+    LearnerFetch,
     LearnerHi,
+    LearnerHistory,
     LearnerStuck,
     Message,
     Preempted,
@@ -63,8 +66,12 @@ class Node:
         proposer_id: host this proposer (ballots derive from the id).
         learner: host a learner.
         options: protocol tunables.
-        rng: the only source of randomness (backoff after preemption).
+        rng: the only source of randomness (backoff after preemption, sessions of
+            history transfers).
         now: the caller's clock; the roles start (and send) at construction.
+        history: what the learner delivered, as the wrapper keeps it: with it the
+            learner serves its history to the listed peer learners and fetches
+            theirs past the acceptors' trim point (:mod:`kpaxosd.paxos.peers`).
 
     Raises:
         ValueError: an acceptor id not in the cluster, a proposer id out of range.
@@ -81,6 +88,7 @@ class Node:
         options: PaxosOptions = DEFAULT_OPTIONS,
         rng: random.Random,
         now: float,
+        history: DeliveredHistory | None = None,
     ) -> None:
         if proposer_id is not None and not 0 <= proposer_id < MAX_PROPOSERS:
             raise ValueError(f"proposer id {proposer_id} is not in 0..{MAX_PROPOSERS - 1}")
@@ -110,6 +118,9 @@ class Node:
                 self._out,
                 now,
                 on_decided=None if self.proposer is None else self.proposer.learned,
+                history=history,
+                address=endpoint,
+                rng=None if history is None else rng,
             )
             if learner
             else None
@@ -140,7 +151,7 @@ class Node:
         return self.acceptor.restore(records, trim_iid)
 
     def restore_learner(self, next_iid: int, origins: list[Origin | None], now: float,
-                        memory: bytes | None = None) -> None:
+                        memory: bytes | None = None, *, whole: bool = True) -> None:
         """Give a restarted learner its durable log's next instance and origins (and
         the exactly-once memory they follow), before any input (:meth:`Learner.restore`).
 
@@ -150,7 +161,7 @@ class Node:
         """
         if self.learner is None:
             raise RoleNotHosted("this node hosts no learner")
-        self.learner.restore(next_iid, origins, now, memory)
+        self.learner.restore(next_iid, origins, now, memory, whole=whole)
 
     def revert_acceptor(self, forget: Iterable[int], durable: Iterable[Persist],
                         trim_iid: int) -> None:
@@ -289,6 +300,8 @@ class Node:
             routes[LearnerStuck] = lambda msg, src, now: proposer.on_learner_stuck(msg, now)
         if learner:
             routes[AcceptorOk] = lambda msg, src, now: learner.on_acceptor_ok(src, now)
+            routes[LearnerFetch] = lambda msg, src, now: learner.on_learner_fetch(msg, src)
+            routes[LearnerHistory] = learner.on_learner_history
         if learner and proposer:
             # The proposer learns here that its instance closed; in a replica the
             # acceptors send one copy to the shared address, for both.
@@ -297,14 +310,14 @@ class Node:
                 proposer.on_accepted(msg, now)
 
             def acceptor_state(msg: AcceptorState, src: Address, now: float) -> None:
-                learner.on_acceptor_state(msg)
+                learner.on_acceptor_state(msg, now)
                 proposer.on_acceptor_state(msg, now)
 
             routes[Accepted] = accepted
             routes[AcceptorState] = acceptor_state
         elif learner:
             routes[Accepted] = lambda msg, src, now: learner.on_accepted(msg, now)
-            routes[AcceptorState] = lambda msg, src, now: learner.on_acceptor_state(msg)
+            routes[AcceptorState] = lambda msg, src, now: learner.on_acceptor_state(msg, now)
         elif proposer:
             routes[Accepted] = lambda msg, src, now: proposer.on_accepted(msg, now)
             routes[AcceptorState] = lambda msg, src, now: proposer.on_acceptor_state(msg, now)

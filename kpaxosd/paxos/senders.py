@@ -11,7 +11,8 @@ ballot out of reach.
 Learners. Where the configuration lists learners (``learner`` lines), only they and
 the replicas (which host a learner on their address) may speak as learners: register
 (LEARNER_HI, LEARNER_DEL), ask for history (REPEAT), report a stuck instance
-(LEARNER_STUCK) and make acceptors forget (TRIM). A stranger then gets nothing out of
+(LEARNER_STUCK), make acceptors forget (TRIM), and ask one another for history and
+give it (LEARNER_FETCH, LEARNER_HISTORY). A stranger then gets nothing out of
 an acceptor, neither the values nor a flood of answers sent at someone else. Where
 it lists none, as the original's files, anyone may register, and a TRIM is taken
 only from an address registered as a learner with the acceptor (LEARNER_HI, which a
@@ -36,7 +37,9 @@ from wire.messages import (
     AcceptorOk,
     AcceptorState,
     LearnerDel,
+    LearnerFetch,
     LearnerHi,
+    LearnerHistory,
     LearnerStuck,
     Message,
     Preempted,
@@ -59,8 +62,9 @@ class Refusal(enum.Enum):
     #: A TRIM from an address that has not registered as a learner (LEARNER_HI),
     #: where the configuration lists no learners.
     NOT_A_LEARNER = "not_a_learner"
-    #: A learner's message (LEARNER_HI, LEARNER_DEL, REPEAT, LEARNER_STUCK, TRIM)
-    #: from an address that is no learner of the configuration, which lists some.
+    #: A learner's message (LEARNER_HI, LEARNER_DEL, REPEAT, LEARNER_STUCK, TRIM,
+    #: LEARNER_FETCH, LEARNER_HISTORY) from an address that is no learner of the
+    #: configuration, which lists some.
     NOT_A_LISTED_LEARNER = "not_a_listed_learner"
 
 
@@ -108,7 +112,8 @@ class Senders:
         if cluster.learners:
             listed: tuple[Check, Refusal] = (
                 lambda msg, src: cluster.lists_learner_at(src), Refusal.NOT_A_LISTED_LEARNER)
-            for kind in (LearnerHi, LearnerDel, Repeat, LearnerStuck, Trim):
+            for kind in (LearnerHi, LearnerDel, Repeat, LearnerStuck, Trim, LearnerFetch,
+                         LearnerHistory):
                 self._checks[kind] = listed
         elif is_learner is not None:
             self._checks[Trim] = (lambda msg, src: is_learner(src), Refusal.NOT_A_LEARNER)

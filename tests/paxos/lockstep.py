@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 
-from kpaxosd.paxos import Address, Deliver, Node, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos import (
+    Address,
+    Adopted,
+    Deliver,
+    Node,
+    Persist,
+    PersistTrim,
+    Send,
+    Trimmed,
+)
 from kpaxosd.paxos.stats import AcceptorStatistics, LearnerStatistics, ProposerStatistics
 from wire import Message, encode
 
@@ -98,5 +107,7 @@ class Lockstep:
                 self.queue.append((address, effect.dest, effect.msg))
             elif isinstance(effect, Deliver | Trimmed):
                 self.delivered[address].append(effect)
+            elif isinstance(effect, Adopted):
+                raise AssertionError(f"{effect!r}: lockstep runs no peer learners")
             else:
                 self.persisted[address].append(effect)

@@ -100,7 +100,7 @@ def test_junk_acceptances_are_dropped() -> None:
     learner.on_accepted(Accepted(0, 1, 10, 0, b"v"), 0.0)  # no value ballot
     learner.on_accepted(Accepted(0, 0, 10, 10, b"v"), 0.0)  # there is no instance 0
     learner.on_accepted(Accepted(0, 200_000, 10, 10, b"v"), 0.0)  # too far ahead
-    learner.on_acceptor_state(AcceptorState(9, 0))
+    learner.on_acceptor_state(AcceptorState(9, 0), 0.0)
     assert learner.dropped == 5
     vote(learner, 1, b"v", aids=(1,))
     assert delivered(out) == []
@@ -267,17 +267,17 @@ def test_trim_points_of_enough_acceptors_give_the_history_up() -> None:
     vote(learner, 1, b"a")
     vote(learner, 6, b"f")
     out.drain()
-    learner.on_acceptor_state(AcceptorState(0, 5))
+    learner.on_acceptor_state(AcceptorState(0, 5), 0.0)
     # Acceptors 1 and 2 together still make a quorum: wait for them.
     assert out.drain() == []
-    learner.on_acceptor_state(AcceptorState(1, 4))
+    learner.on_acceptor_state(AcceptorState(1, 4), 0.0)
     # Only acceptor 2 may still hold 2..4: no quorum can answer for them.
     assert out.drain() == [Trimmed(2, 5)]
     assert (learner.next_iid, learner.trimmed) == (5, 3)
     vote(learner, 5, b"e")
     assert delivered(out) == [Deliver(5, [b"e"], [None]), Deliver(6, [b"f"], [None])]
-    learner.on_acceptor_state(AcceptorState(1, 3))  # old news
-    learner.on_acceptor_state(AcceptorState(2, 6))  # nothing left to give up
+    learner.on_acceptor_state(AcceptorState(1, 3), 0.0)  # old news
+    learner.on_acceptor_state(AcceptorState(2, 6), 0.0)  # nothing left to give up
     assert out.drain() == []
 
 
@@ -287,7 +287,7 @@ def test_one_acceptors_trim_point_is_believed_after_fruitless_repeats() -> None:
     vote(learner, 6, b"f", aids=(0,))
     vote(learner, 8, b"h")
     out.drain()
-    learner.on_acceptor_state(AcceptorState(2, 5))
+    learner.on_acceptor_state(AcceptorState(2, 5), 0.0)
     assert out.drain() == []
     learner.handle_timer(0.1)  # the round armed before 3 was delivered: progress
     out.drain()
@@ -511,8 +511,8 @@ def test_decided_values_inside_a_trimmed_range_are_delivered_not_given_up() -> N
     vote(learner, 3, b"c")  # decided, held behind the hole at 2
     vote(learner, 6, b"f")
     out.drain()
-    learner.on_acceptor_state(AcceptorState(0, 5))
-    learner.on_acceptor_state(AcceptorState(1, 5))
+    learner.on_acceptor_state(AcceptorState(0, 5), 0.0)
+    learner.on_acceptor_state(AcceptorState(1, 5), 0.0)
     assert [e for e in out.drain() if not isinstance(e, Send)] == [
         Trimmed(2, 3), Deliver(3, [b"c"], [None]), Trimmed(4, 6), Deliver(6, [b"f"], [None])
     ]
@@ -526,7 +526,7 @@ def test_one_acceptors_trim_point_far_ahead_costs_only_the_hole_it_could_not_fil
     vote(learner, 5, b"e")
     vote(learner, 7, b"g")
     out.drain()
-    learner.on_acceptor_state(AcceptorState(2, MAX_U32))
+    learner.on_acceptor_state(AcceptorState(2, MAX_U32), 0.0)
     assert out.drain() == []
     learner.handle_timer(0.1)  # the round armed before 3 was delivered: progress
     out.drain()
@@ -563,9 +563,9 @@ def test_with_four_acceptors_two_trim_points_are_not_a_quorum_to_believe_at_once
                       PaxosOptions(learner_catch_up=True), out, now=0.0)
     learner.on_accepted(Accepted(0, 9, 10, 10, b"later"), 0.0)  # instance 9 exists
     out.drain()
-    learner.on_acceptor_state(AcceptorState(0, 5))
-    learner.on_acceptor_state(AcceptorState(1, 5))
+    learner.on_acceptor_state(AcceptorState(0, 5), 0.0)
+    learner.on_acceptor_state(AcceptorState(1, 5), 0.0)
     # The two others could not decide 1 to 5 (a quorum is 3), but two may be lying.
     assert [e for e in out.drain() if isinstance(e, Trimmed)] == []
-    learner.on_acceptor_state(AcceptorState(2, 5))
+    learner.on_acceptor_state(AcceptorState(2, 5), 0.0)
     assert [e for e in out.drain() if isinstance(e, Trimmed)] == [Trimmed(1, 6)]

@@ -32,8 +32,10 @@ PersistTrim effects:
 - identical sequences: at every (instance, place) every learner life of complete
   memory (from instance 1, or from a durable log of one, without a Trimmed gap) did
   the same, delivered the same origin there or passed over the same copy, however
-  late it started, whatever it lost, whoever resent (lives after a Trimmed gap are
-  not compared, and counted: catching up from a peer learner is not built yet);
+  late it started, whatever it lost, whoever resent. In half the seeds the learners
+  are listed, and one that lacks what the acceptors trimmed takes a peer's history
+  and memory (kpaxosd.paxos.peers): it is then of complete memory if the peer was.
+  Lives after a Trimmed gap that no peer filled are not compared, and counted;
 - an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted, and
   persists none (PersistTrim) above the highest TRIM a learner of the simulation
   sent;
@@ -49,6 +51,7 @@ import hashlib
 import heapq
 import random
 import traceback
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -56,6 +59,7 @@ from typing import Any
 
 from kpaxosd.paxos import (
     Address,
+    Adopted,
     Cluster,
     Deliver,
     Node,
@@ -74,6 +78,7 @@ from kpaxosd.paxos.ballots import (
     ballot_of,
 )
 from kpaxosd.paxos.options import HELD_RECORD_COST
+from kpaxosd.paxos.peers import cut_piece
 from wire import (
     AcceptorState,
     ClientValue,
@@ -86,13 +91,16 @@ from wire import (
     wrap,
 )
 from wire.batch import pack_batch, unpack_batch_untrusted
+from wire.device import position_of
 from wire.messages import (
     MESSAGE_TYPES,
     Accept,
     Accepted,
     AcceptorOk,
     LearnerDel,
+    LearnerFetch,
     LearnerHi,
+    LearnerHistory,
     LearnerStuck,
     Preempted,
     Prepare,
@@ -299,14 +307,18 @@ class Scenario:
             # Drawn after every other: the seeds' other fields stay what they were.
             sc = replace(sc, trim_bytes=r.choice([sc.trim_bytes, sc.trim_bytes, 1, 2000]))
         # Drawn last of all, for the same reason.
-        return replace(sc, learner_storage=r.random() < 0.5)
+        sc = replace(sc, learner_storage=r.random() < 0.5)
+        if profile != "stranger":
+            # Listed learners fetch trimmed history from one another.
+            sc = replace(sc, list_learners=r.random() < 0.5)
+        return sc
 
 
 class _Life:
     """One incarnation of a learner: what it delivered since it (re)started (or
     since the start of the durable log it went on from)."""
 
-    __slots__ = ("complete", "iid", "origins", "position", "trimmed")
+    __slots__ = ("adopted", "complete", "iid", "origins", "position", "trimmed")
 
     def __init__(self) -> None:
         #: The instance of the last delivery (or Trimmed), and the position in its
@@ -320,6 +332,38 @@ class _Life:
         #: from instance 1: it must pass over exactly what every such learner passes
         #: over. False once it reported Trimmed (it never saw what it skipped).
         self.complete = True
+        #: The instances of the last peer history taken (Adopted), (first, next).
+        self.adopted = (0, 0)
+
+
+class _History:
+    """What a learner delivered, as the daemon's device log keeps it: what the node
+    serves to peer learners (kpaxosd.paxos.peers.DeliveredHistory)."""
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+        self.entries: list[tuple[int, bytes, Origin | None]] = []
+        #: The first instance from which every value delivered is held.
+        self.start = 1
+
+    def add(self, effect: Deliver | Trimmed) -> None:
+        if isinstance(effect, Trimmed):
+            self.start = effect.next_iid
+            return
+        for position, value, origin in zip(effect.positions(), effect.values,
+                                           effect.origins, strict=True):
+            self.positions.append(position)
+            self.entries.append((position, value, origin))
+
+    def complete_from(self) -> int:
+        return self.start
+
+    def entries_after(self, position: int, end_iid: int, max_bytes: int,
+                      ) -> list[tuple[int, bytes, Origin | None]] | None:
+        if position < position_of(self.start, 0) - 1:
+            return None
+        at = bisect_right(self.positions, position)
+        return cut_piece(self.entries[at:], end_iid, max_bytes)
 
 
 @dataclass
@@ -371,6 +415,9 @@ class Host:
     seen: set[Origin] = field(default_factory=set)
     #: Its durable log (Scenario.learner_storage), None without one.
     learner_store: _LearnerStore | None = None
+    #: What its learner delivered, served to its peers (kept over a restart with a
+    #: durable log, as the daemon's is).
+    history: _History = field(default_factory=_History)
 
 
 def _bound_counts(node: Node) -> tuple[int, int, int]:
@@ -417,6 +464,8 @@ class Result:
     #: the positions whose verdict every learner of complete memory agreed on, and
     #: the verdicts of lives without one (they skipped trimmed history), not compared.
     learner_restores: int = 0
+    #: Peer histories learners went on from (Adopted).
+    adoptions: int = 0
     positions_compared: int = 0
     uncompared: int = 0
 
@@ -456,6 +505,7 @@ class Simulation:
         #: Verdicts not compared: of learner lives that skipped trimmed history.
         self.uncompared = 0
         self.learner_restores = 0
+        self.adoptions = 0
         # When a durable learner takes a new memory: its own generator, so that the
         # other draws of a seed stay what they were.
         self.store_rng = random.Random(scenario.seed * 6_700_417 + 5)
@@ -553,6 +603,8 @@ class Simulation:
         return CEILING_EPOCH + 365 * 86400 + self.now
 
     def boot(self, host: Host) -> None:
+        if not self.sc.learner_storage:
+            host.history = _History()  # the device log lives in memory
         host.up = True
         host.incarnation += 1
         host.timer_due = None
@@ -567,6 +619,7 @@ class Simulation:
             options=host.options,
             rng=random.Random(self.rng.getrandbits(64)),
             now=self.now,
+            history=host.history if host.learner else None,
         )
         node.set_wall_clock(self.wall())
         if host.acceptor_id is not None and (host.storage or host.trim_iid):
@@ -584,7 +637,8 @@ class Simulation:
             return
         if store.next_iid <= 1:
             return  # nothing delivered yet: starting over is going on
-        node.restore_learner(store.next_iid, list(store.since), self.now, store.memory)
+        node.restore_learner(store.next_iid, list(store.since), self.now, store.memory,
+                             whole=store.complete)
         life = host.life
         life.iid, life.position = store.next_iid - 1, _BEFORE_ALL
         life.origins = set(store.delivered)
@@ -680,6 +734,7 @@ class Simulation:
             forged=dict(self.forged),
             refused=dict(refused_by_reason),
             learner_restores=self.learner_restores,
+            adoptions=self.adoptions,
             positions_compared=len(self.verdicts),
             uncompared=self.uncompared,
         )
@@ -920,11 +975,24 @@ class Simulation:
         if kind is ProposerHi:
             pid = rng.choice([*range(MAX_PROPOSERS), MAX_PROPOSERS, MAX_U32])
             return ProposerHi(pid, rng.choice([iid(), MAX_U32]))
-        if kind is LearnerStuck:
-            return LearnerStuck(iid())
+        if kind in (LearnerStuck, LearnerFetch, LearnerHistory):
+            return self._forged_learner_message(kind)
         # LEARNER_HI, LEARNER_DEL and ACCEPTOR_OK carry nothing but their type.
         assert kind in (LearnerHi, LearnerDel, AcceptorOk)
         return kind()
+
+    def _forged_learner_message(self, kind: type[Message]) -> Message:
+        """A LEARNER_STUCK, or a LEARNER_FETCH or LEARNER_HISTORY of any session, part
+        and cursor."""
+        rng, iid = self.stranger_rng, self._forged_iid
+        if kind is LearnerStuck:
+            return LearnerStuck(iid())
+        session, part = rng.getrandbits(32), rng.choice([0, 0, 1, 2, 7])
+        high, low = rng.choice([0, 0, MAX_U32]), rng.choice([0, iid(), MAX_U32])
+        if kind is LearnerFetch:
+            return LearnerFetch(session, rng.choice([1, iid()]), part, high, low)
+        return LearnerHistory(session, part, iid(), iid(), rng.choice([0, 10, MAX_U32]),
+                              high, low, self._forged_value())
 
     def _forged_iid(self) -> int:
         """Near the instances in use (below and above), at the edges, or huge."""
@@ -1015,8 +1083,12 @@ class Simulation:
             elif isinstance(effect, Deliver):
                 for value, origin in zip(effect.values, effect.origins, strict=True):
                     self.observe_delivery(host, effect.iid, value, origin)
+                host.history.add(effect)
             elif isinstance(effect, Trimmed):
                 self.observe_trimmed(host, effect)
+                host.history.add(effect)
+            elif isinstance(effect, Adopted):
+                self.observe_adopted(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
         self._keep_learner_log(host, node, effects)
@@ -1200,6 +1272,26 @@ class Simulation:
         if self.chosen[iid] != self.proposed[origin]:
             self.batched_deliveries += 1
 
+    def observe_adopted(self, host: Host, adopted: Adopted) -> None:
+        """The learner goes on from a peer's history: what it delivers up to
+        ``next_iid`` is the peer's, and so is its memory there. It is of complete
+        memory if the peer's is; what that memory says was delivered before
+        ``first_iid`` is what every learner of complete memory delivered there (the
+        values from there on it delivers itself)."""
+        life = host.life
+        self.adoptions += 1
+        peer = self.by_address.get(adopted.peer)
+        if peer is None or not peer.learner or adopted.peer == host.address:
+            raise Violation(f"{host.name} adopted the history of {adopted.peer}, no peer")
+        if adopted.first_iid <= life.iid or adopted.next_iid < adopted.first_iid:
+            raise Violation(f"{host.name}: {adopted!r} after delivering up to {life.iid}")
+        life.adopted = (adopted.first_iid, adopted.next_iid)
+        life.complete = peer.life.complete
+        life.origins |= {origin for (iid, _), origin in self.verdicts.items()
+                         if origin is not None and iid < adopted.first_iid}
+        self.trace.update(f"{host.name} adopted {adopted.first_iid} {adopted.next_iid} "
+                          f"from {peer.name}".encode())
+
     def observe_trimmed(self, host: Host, t: Trimmed) -> None:
         life = host.life
         self.trimmed_reports += 1
@@ -1207,9 +1299,13 @@ class Simulation:
         if t.first_iid <= life.iid or t.next_iid <= t.first_iid:
             raise Violation(f"{host.name}: {t!r} after delivering up to {life.iid}")
         self._skip_to(host, t.first_iid)
-        life.complete = False
+        # The history before a peer's, or what a peer could not give after all: the
+        # peer's memory says what came before.
+        from_peer = life.adopted != (0, 0) and t.next_iid in life.adopted
+        if not from_peer:
+            life.complete = False
         trimmed = max(h.trim_iid for h in self.hosts if h.acceptor_id is not None)
-        if trimmed < t.next_iid - 1:
+        if trimmed < t.next_iid - 1 and not from_peer:
             raise Violation(f"{host.name}: {t!r} but the acceptors trimmed only to {trimmed}")
         for iid in range(t.first_iid, t.next_iid):
             for item in self._items(iid):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from kpaxosd.paxos import Address
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.node import Node
+from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.peers import HistoryServer
 from kpaxosd.paxos.proposer import Proposer
 from kpaxosd.paxos.senders import Refusal, Senders
 from tests.sim.simulator import Host, Result, Scenario, Simulation, simulate
@@ -59,6 +62,8 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     # learners that went on from a durable log, and positions every learner agreed on
     assert sum(r.learner_restores for r in mixed) > 20
     assert sum(r.positions_compared for r in mixed) > 1000
+    # learners that went on from a peer's history, past the acceptors' trim point
+    assert sum(r.adoptions for r in mixed) > 3
     assert sum(r.trimmed_reports for r in mixed) > 0  # learners that lost history
     assert sum(r.originals_delivered for r in mixed) > 0  # original struct values
     # client values decided in batches (packed by a client or by a proposer)
@@ -256,3 +261,21 @@ def test_the_checks_catch_a_learner_that_forgets_its_exactly_once_memory(
     monkeypatch.setattr(Simulation, "_restore_learner", forgetful)
     failures = [f for seed in range(100) for f in simulate(seed, "long").failures]
     assert any("where another learner" in f for f in failures), failures
+
+
+def test_the_checks_catch_a_peer_that_gives_an_empty_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer learner that hands over the values it delivered but not its memory
+    makes the asker deliver a copy the others passed over: caught."""
+    begin = HistoryServer._begin
+
+    def forgetful(self: HistoryServer, key: Any, msg: Any, next_iid: int | None,
+                  memory: Callable[[], bytes]) -> Any:
+        options = PaxosOptions()
+        empty = OriginFilter(options.dedupe_clients, options.dedupe_window)
+        return begin(self, key, msg, next_iid, empty.snapshot)
+
+    monkeypatch.setattr(HistoryServer, "_begin", forgetful)
+    failures = [f for seed in range(300) for f in simulate(seed, "long").failures]
+    assert any("where another learner" in f or "twice" in f for f in failures), failures

@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire import (
+    LearnerFetch,
+    LearnerHistory,
     LearnerStuck,
     Message,
     MessageType,
@@ -31,12 +33,21 @@ KNOWN: list[tuple[Message, str]] = [
     (ProposerHi(9, 0xFFFFFFFF), "00000064" "00000009" "ffffffff"),
     (LearnerStuck(6), "00000065" "00000006"),
     (LearnerStuck(0x01020304), "00000065" "01020304"),
+    (LearnerFetch(0xA1B2C3D4, 7, 1, 0, 0x00070002),
+     "00000066" "a1b2c3d4" "00000007" "00000001" "00000000" "00070002"),
+    (LearnerHistory(5, 0, 3, 9, 2, 0, 0, b"ab"),
+     "00000067" "00000005" "00000000" "00000003" "00000009" "00000002" "00000000" "00000000"
+     "00000002" "6162"),
+    (LearnerHistory(5, 2, 0, 0, 0, 1, 2, b""),
+     "00000067" "00000005" "00000002" "00000000" "00000000" "00000000" "00000001" "00000002"
+     "00000000"),
 ]
 
 
 def test_extensions_are_numbered_from_100() -> None:
     extensions = {t for t in MESSAGE_TYPES.values() if t >= FIRST_EXTENSION}
-    assert extensions == {MessageType.PROPOSER_HI, MessageType.LEARNER_STUCK}
+    assert extensions == {MessageType.PROPOSER_HI, MessageType.LEARNER_STUCK,
+                          MessageType.LEARNER_FETCH, MessageType.LEARNER_HISTORY}
     assert max(t for t in MessageType if t < FIRST_EXTENSION) == MessageType.ACCEPTOR_OK
 
 
@@ -59,7 +70,7 @@ def test_truncated_and_trailing_bytes_are_refused(msg: Message, hexbytes: str) -
             parse_with_construct(bad)
 
 
-@pytest.mark.parametrize("type_word", [12, 99, 102])
+@pytest.mark.parametrize("type_word", [12, 99, 104])
 def test_the_gap_around_the_extensions_stays_unknown(type_word: int) -> None:
     data = struct.pack(">III", type_word, 1, 2)
     with pytest.raises(WireError, match="unknown"):
@@ -71,7 +82,10 @@ def test_the_gap_around_the_extensions_stays_unknown(type_word: int) -> None:
 u32 = st.integers(0, 0xFFFFFFFF)
 
 
-@given(st.one_of(st.builds(ProposerHi, u32, u32), st.builds(LearnerStuck, u32)))
+@given(st.one_of(st.builds(ProposerHi, u32, u32), st.builds(LearnerStuck, u32),
+                 st.builds(LearnerFetch, u32, u32, u32, u32, u32),
+                 st.builds(LearnerHistory, u32, u32, u32, u32, u32, u32, u32,
+                           st.binary(max_size=64))))
 def test_round_trip(msg: Message) -> None:
     data = encode(msg)
     assert data == build_with_construct(msg)
