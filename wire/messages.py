@@ -157,8 +157,9 @@ class LearnerFetch:
 class LearnerHistory:
     """kpaxos extension. A peer learner's answer to LEARNER_FETCH: in ``session``,
     for ``part`` (0, 1 as asked; 2 refused: nothing to give, or no longer), the
-    history it gives runs from instance ``first_iid`` to just before ``end_iid``
-    with a memory of ``total`` bytes; ``value`` is the piece from ``cursor`` on."""
+    history it gives runs from instance ``first_iid`` to just before ``end_iid``;
+    ``value`` is the piece from ``cursor`` on. ``total``: part 0, the memory's size in
+    bytes; part 1, the instance below which history is whole with this piece."""
 
     session: int
     part: int

@@ -132,19 +132,30 @@ class HistoryServer:
             return
         if msg.part == MEMORY:
             piece = served.memory[cursor : cursor + PIECE_BYTES]
+            total = len(served.memory)
         elif msg.part == ENTRIES:
             entries = self._history.entries_after(cursor, served.end_iid, PIECE_BYTES)
             if entries is None:
                 self._refuse(src, msg)
                 return
             piece = pack_entries(entries)
+            total = self._whole_below(entries, served.end_iid)
         else:
             self._refuse(src, msg)
             return
         self.pieces += 1
         self._out.send(src, LearnerHistory(msg.session, msg.part, served.first_iid,
-                                           served.end_iid, len(served.memory),
-                                           msg.cursor_high, msg.cursor_low, piece))
+                                           served.end_iid, total, msg.cursor_high,
+                                           msg.cursor_low, piece))
+
+    def _whole_below(self, entries: list[Entry], end_iid: int) -> int:
+        """The instance below which a piece of values leaves nothing to come: past
+        its last instance unless that one goes on in the next piece."""
+        if not entries:
+            return end_iid
+        last = iid_of(entries[-1][0])
+        after = self._history.entries_after(entries[-1][0], end_iid, 0)
+        return last if after and iid_of(after[0][0]) == last else last + 1
 
     def _begin(self, key: tuple[Address, int], msg: LearnerFetch, next_iid: int | None,
                memory: Callable[[], bytes]) -> _Served | None:
@@ -313,10 +324,12 @@ class HistoryFetch:
             return Done(self._end_iid, lost_from=self._whole_below)
         if not entries:
             return Done(self._end_iid)
+        if not iid_of(positions[-1]) <= msg.total <= self._end_iid:
+            return Done(self._end_iid, lost_from=self._whole_below)
         self._tries = 0
         self._after = positions[-1]
-        # What came is whole below the instance of its last value (that instance may
-        # go on in the next piece).
-        self._whole_below = max(self._whole_below, iid_of(positions[-1]))
+        # Whole below the instance the peer names: past the last instance of the
+        # piece, unless that one goes on in the next.
+        self._whole_below = max(self._whole_below, msg.total)
         self._ask(now)
         return Values(entries, self._whole_below)

@@ -88,6 +88,7 @@ def test_a_memory_and_values_larger_than_a_piece_come_whole_and_in_order() -> No
     assert len(pieces) > 2
     for piece in pieces[:-1]:  # whole instances only, each piece about PIECE_BYTES
         assert piece.entries[-1][0] % (1 << 16) == 2
+        assert piece.whole_below == (piece.entries[-1][0] >> 16) + 1
         assert sum(len(v) for _, v, _ in piece.entries) <= PIECE_BYTES
 
 
@@ -154,3 +155,16 @@ def test_a_peer_serves_a_bounded_number_of_transfers() -> None:
     # A forgotten session's next piece is refused, not served from nothing.
     server.on_fetch(LearnerFetch(0, 1, ENTRIES, 0, 65535), ASKER, 5, lambda: b"m")
     assert sent(peer_out)[-1].msg.part == REFUSED  # type: ignore[union-attr]
+
+
+def test_an_instance_larger_than_a_piece_comes_in_parts_and_is_whole_only_after() -> None:
+    history = values(1, 4, per_instance=80, size=1000)  # 80 KB an instance
+    peer_out, asker_out = Outbox(), Outbox()
+    server = HistoryServer(History(history), peer_out)
+    fetch = HistoryFetch([PEER], 1, random.Random(5), asker_out, 0.1, 0.0)
+    outcomes = run_transfer(server, 4, b"m", fetch, asker_out, peer_out)
+    pieces = [o for o in outcomes if isinstance(o, Values)]
+    assert [e for p in pieces for e in p.entries] == history
+    for piece in pieces:
+        last_iid, place = piece.entries[-1][0] >> 16, piece.entries[-1][0] & 0xFFFF
+        assert piece.whole_below == (last_iid + 1 if place == 79 else last_iid)
