@@ -12,8 +12,9 @@ Learners. Where the configuration lists learners (``learner`` lines), only they 
 the replicas (which host a learner on their address) may speak as learners: register
 (LEARNER_HI, LEARNER_DEL), ask for history (REPEAT), report a stuck instance
 (LEARNER_STUCK), make acceptors forget (TRIM), and ask one another for history and
-give it (LEARNER_FETCH, LEARNER_HISTORY). A stranger then gets nothing out of
-an acceptor, neither the values nor a flood of answers sent at someone else. Where
+give it (LEARNER_FETCH, LEARNER_HISTORY; refused from anyone where none are listed).
+A stranger then gets nothing out of an acceptor, neither the values nor a flood of
+answers sent at someone else. Where
 it lists none, as the original's files, anyone may register, and a TRIM is taken
 only from an address registered as a learner with the acceptor (LEARNER_HI, which a
 learner repeats every hello_keepalive). CLIENT_VALUE stays open to anyone, as in the
@@ -66,6 +67,9 @@ class Refusal(enum.Enum):
     #: LEARNER_FETCH, LEARNER_HISTORY) from an address that is no learner of the
     #: configuration, which lists some.
     NOT_A_LISTED_LEARNER = "not_a_listed_learner"
+    #: LEARNER_FETCH or LEARNER_HISTORY where the configuration lists no learners:
+    #: only listed learners are one another's peers.
+    NO_LEARNERS_LISTED = "no_learners_listed"
 
 
 Check = Callable[[Any, Address], bool]
@@ -115,8 +119,14 @@ class Senders:
             for kind in (LearnerHi, LearnerDel, Repeat, LearnerStuck, Trim, LearnerFetch,
                          LearnerHistory):
                 self._checks[kind] = listed
-        elif is_learner is not None:
-            self._checks[Trim] = (lambda msg, src: is_learner(src), Refusal.NOT_A_LEARNER)
+        else:
+            # Only listed learners fetch history from one another: without a list
+            # nobody legitimately asks, and an answer is a thousand times the ask.
+            nobody: tuple[Check, Refusal] = (lambda msg, src: False,
+                                             Refusal.NO_LEARNERS_LISTED)
+            self._checks[LearnerFetch] = self._checks[LearnerHistory] = nobody
+            if is_learner is not None:
+                self._checks[Trim] = (lambda msg, src: is_learner(src), Refusal.NOT_A_LEARNER)
 
     def refusal(self, msg: Message, src: Address) -> Refusal | None:
         """Why ``msg`` may not come from ``src``; None when it may."""

@@ -29,7 +29,9 @@ from wire import (
     AcceptorState,
     ClientValue,
     LearnerDel,
+    LearnerFetch,
     LearnerHi,
+    LearnerHistory,
     LearnerStuck,
     Message,
     Preempted,
@@ -93,7 +95,8 @@ WITH_LEARNERS = Cluster({**ACCEPTORS, 3: REPLICA}, {**PROPOSERS, 3: REPLICA},
 
 
 @pytest.mark.parametrize("msg", [LearnerHi(), LearnerDel(), Repeat(1, 5), LearnerStuck(4),
-                                 Trim(5)])
+                                 Trim(5), LearnerFetch(1, 1, 0, 0, 0),
+                                 LearnerHistory(1, 0, 1, 2, 0, 0, 0, b"")])
 def test_where_learners_are_listed_only_they_and_replicas_act_as_learners(
     msg: Message,
 ) -> None:
@@ -270,3 +273,13 @@ def test_a_refused_source_is_named_by_its_first_refusal() -> None:
     node.receive(Prepare(1, 13), STRANGER, 0.0)
     node.receive(Trim(1), STRANGER, 0.0)
     assert node.pop_refused_sources() == {STRANGER: (Refusal.NOT_THE_PROPOSER, Prepare)}
+
+
+@pytest.mark.parametrize("msg", [LearnerFetch(1, 1, 0, 0, 0),
+                                 LearnerHistory(1, 0, 1, 2, 0, 0, 0, b"")])
+def test_where_no_learners_are_listed_nobody_fetches_history(msg: Message) -> None:
+    """Peers are the listed learners: without a list nobody legitimately asks, and
+    an answer would be a thousand times a forged ask."""
+    senders = Senders(CLUSTER, lambda src: True)
+    for source in (STRANGER, ACCEPTORS[0], PROPOSERS[3]):
+        assert senders.refusal(msg, source) is Refusal.NO_LEARNERS_LISTED
