@@ -18,6 +18,11 @@ that still needs such an instance may never get it. It says so with a
 
 Values it holds decided inside a trimmed range are delivered, not given up.
 
+Before giving history up, a learner whose node was given its delivered history asks
+the listed peer learners for it (:mod:`kpaxosd.paxos.peers`): the values they
+delivered there, and their exactly-once memory to go on with, so that it delivers
+what they deliver. Only what no peer gives is given up.
+
 A learner with ``trim_every`` sends that TRIM itself, bounded by instances and by
 bytes (``trim_bytes``; see PaxosOptions and _trim_acceptors).
 
