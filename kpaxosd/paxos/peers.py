@@ -52,6 +52,9 @@ PIECE_BYTES = 32 * 1024
 MAX_SERVED = 4
 #: Unanswered asks of one peer before the next one is asked.
 FETCH_TRIES = 4
+#: The largest memory an asker takes: above the 34 MB of the largest one the default
+#: bounds allow (4,096 original clients with 1,024 timestamps each).
+MAX_MEMORY_BYTES = 64 << 20
 _U32 = 0xFFFFFFFF
 
 
@@ -294,7 +297,8 @@ class HistoryFetch:
 
     def _memory_piece(self, msg: LearnerHistory, now: float) -> Outcome | None:
         if (msg.end_iid <= self._from_iid or not msg.first_iid <= msg.end_iid
-                or msg.first_iid < self._from_iid or msg.total < len(self._memory)):
+                or msg.first_iid < self._from_iid or msg.total < len(self._memory)
+                or msg.total > MAX_MEMORY_BYTES):
             return self._refused(now)  # not what was asked: a peer that has it wrong
         if not msg.value and len(self._memory) < msg.total:
             return self._refused(now)

@@ -9,6 +9,7 @@ from kpaxosd.paxos.effects import Outbox, Send
 from kpaxosd.paxos.peers import (
     ENTRIES,
     FETCH_TRIES,
+    MAX_MEMORY_BYTES,
     MEMORY,
     PIECE_BYTES,
     REFUSED,
@@ -124,6 +125,15 @@ def test_answers_of_another_session_or_source_are_ignored() -> None:
                             OTHER, 0.0) is None  # a stranger cannot make it give up
     adopt = fetch.on_history(real, PEER, 0.0)
     assert adopt == Adopt(PEER, 3, 9, b"x")
+
+
+def test_a_memory_too_large_to_be_one_is_refused() -> None:
+    out = Outbox()
+    fetch = HistoryFetch([PEER], 3, random.Random(6), out, 0.1, 0.0)
+    (ask,) = sent(out)
+    assert isinstance(ask.msg, LearnerFetch)
+    huge = LearnerHistory(ask.msg.session, MEMORY, 3, 9, MAX_MEMORY_BYTES + 1, 0, 0, b"x")
+    assert fetch.on_history(huge, PEER, 0.0) == Failed()  # the only peer: give up
 
 
 def test_a_peer_that_let_go_of_the_rest_ends_the_transfer_with_a_loss() -> None:
