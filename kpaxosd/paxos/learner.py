@@ -319,6 +319,8 @@ class Learner:
             shed=self.shed,
             held_bytes=self.held_bytes,
             dropped=self.dropped,
+            fetches=self.fetches,
+            fetched=self.fetched,
         )
 
     def registration(self, aid: int) -> Registration:

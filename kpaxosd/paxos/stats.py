@@ -59,6 +59,10 @@ class LearnerStatistics:
     held_bytes: int
     #: Messages ignored as junk.
     dropped: int
+    #: Trimmed history taken from peer learners: transfers, and values delivered
+    #: from them (kpaxosd.paxos.peers).
+    fetches: int = 0
+    fetched: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,10 @@ def test_a_learner_started_after_a_trim_takes_the_history_from_its_peer(
         late_log = entries(late_dir / "kpaxos-learner", 202)
         assert late_log == entries(first_dir / "kpaxos-learner", 202)
         assert late_log[-1].endswith(" after")
-        suppressed = [count for name, count in scrape(metrics).items()
+        scraped = scrape(metrics)
+        suppressed = [count for name, count in scraped.items()
                       if name.startswith("kpaxos_duplicates_suppressed_total")]
         assert suppressed == [1], suppressed
+        assert [count for name, count in scraped.items()
+                if name.startswith("kpaxos_learner_peer_values_total")] == [201]
     assert "lost to this learner" not in first.log
