@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Outbox
+from wire.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
+from wire.datagram import MAX_DATAGRAM_SIZE
 from wire.device import iid_of, position_of
 from wire.history import Entry, entry_size, pack_entries, unpack_entries_untrusted
 from wire.messages import LearnerFetch, LearnerHistory
@@ -48,6 +50,9 @@ MEMORY, ENTRIES, REFUSED = 0, 1, 2
 #: About how many bytes one piece of history carries (a whole instance may take more,
 #: up to what a datagram holds).
 PIECE_BYTES = 32 * 1024
+#: What a piece may take at most: a datagram, less LEARNER_HISTORY's header (the
+#: type word and eight more) and an authentication trailer.
+MAX_PIECE_BYTES = MAX_DATAGRAM_SIZE - 9 * 4 - AUTH_TRAILER_SIZE
 #: Transfers a learner serves at once; a new one makes it forget the oldest.
 MAX_SERVED = 4
 #: Unanswered asks of one peer before the next one is asked.
@@ -142,6 +147,11 @@ class HistoryServer:
                 self._refuse(src, msg)
                 return
             piece = pack_entries(entries)
+            if len(piece) > MAX_PIECE_BYTES:
+                # One value too near the largest a datagram holds to travel with its
+                # position and origin: the asker gets a gap from there.
+                self._refuse(src, msg)
+                return
             total = self._whole_below(entries, served.end_iid)
         else:
             self._refuse(src, msg)

@@ -178,3 +178,16 @@ def test_an_instance_larger_than_a_piece_comes_in_parts_and_is_whole_only_after(
     for piece in pieces:
         last_iid, place = piece.entries[-1][0] >> 16, piece.entries[-1][0] & 0xFFFF
         assert piece.whole_below == (last_iid + 1 if place == 79 else last_iid)
+
+
+def test_a_value_too_large_to_travel_with_its_position_is_a_gap_not_a_crash() -> None:
+    """A value near the largest a datagram holds cannot go with its position and
+    origin: the peer refuses that piece, and the asker ends with a loss there."""
+    history = [*values(1, 3, 1, 10), (position_of(3, 0), bytes(65_470), (7, 30))]
+    peer_out, asker_out = Outbox(), Outbox()
+    server = HistoryServer(History(history), peer_out)
+    fetch = HistoryFetch([PEER], 1, random.Random(7), asker_out, 0.1, 0.0)
+    outcomes = run_transfer(server, 4, b"m", fetch, asker_out, peer_out)
+    for answer in outcomes:
+        assert not isinstance(answer, Values) or all(len(v) < 100 for _, v, _ in answer.entries)
+    assert outcomes[-1] == Done(4, lost_from=3)
