@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from devices.valuelog import ValueLog
 from kpaxosd.decisions import Decisions, DeviceLogFeed, DurableLogFeed
 from kpaxosd.paxos.dedupe import OriginFilter
-from kpaxosd.paxos.effects import Deliver, Persist
+from kpaxosd.paxos.effects import Adopted, Deliver, Persist
 from kpaxosd.storage import (
     AcceptorStore,
     LearnerLog,
+    LearnerMemory,
     LearnerStore,
     LoggedGap,
     LoggedValue,
@@ -187,4 +188,30 @@ def test_the_learner_log_keeps_a_memory_and_every_value_from_it_on(tmp_path: Pat
         assert len(kept) <= 2 * 5 + 2
         assert values.oldest_position >= kept[0].position
     assert len(memories) > 5  # written again and again, not every time
+    store.close()
+
+
+def test_a_peers_memory_is_kept_once_delivery_reaches_its_instance(tmp_path: Path) -> None:
+    """After Adopted (history taken from a peer learner) the store keeps the peer's
+    memory, not the learner's own, and only once the learner delivered up to the
+    peer's instance: a restart before that goes on from the memory kept before."""
+    store = LearnerStore(tmp_path / "learner")
+    values = ValueLog()
+    next_iid = 2
+    feed = DurableLogFeed(store, values, lambda: next_iid, lambda: b"own", 0)
+    feed.on_decisions([Deliver(1, [b"one"], [(3, 1)])])
+    values.extend_raw([position_of(1, 0)], [b"one"])
+    feed.on_decisions([Deliver(1, [b"again"], [(3, 2)], [1])])  # the memory is due
+    before = store.load().memory
+    assert before is not None and before.memory == b"own"
+    next_iid = 4  # a piece of the peer's history, up to instance 9
+    feed.on_decisions([Adopted(2, 9, b"peer", ("10.0.0.2", 3004)),
+                       Deliver(2, [b"two"], [None]), Deliver(3, [b"three"], [None])])
+    assert store.load().memory == before
+    next_iid = 9
+    feed.on_decisions([Deliver(8, [b"eight"], [None])])
+    assert store.load().memory == LearnerMemory(9, b"peer")
+    next_iid = 10
+    feed.on_decisions([Deliver(9, [b"nine"], [(3, 3)])])
+    assert store.load().memory == LearnerMemory(9, b"peer")  # not the own one again
     store.close()
