@@ -250,12 +250,9 @@ class ValueLog:
         later), past the newest gap, and past an instance the retention may have cut
         into (the oldest one held, once anything was let go of)."""
         oldest = self.oldest_position
-        if self._end_position == 0:
-            start = 1  # nothing delivered yet
-        elif self._first_index == 0 and iid_of(oldest) <= 1:
-            start = 1
-        else:
-            start = iid_of(oldest) + 1
+        # Nothing delivered yet, or everything from instance 1 on still held.
+        whole_log = self._end_position == 0 or (self._first_index == 0 and iid_of(oldest) <= 1)
+        start = 1 if whole_log else iid_of(oldest) + 1
         gaps = self._gap_positions
         if gaps and gaps[-1] >= self._first_index:
             start = max(start, self._gaps[gaps[-1]][1])

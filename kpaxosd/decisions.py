@@ -166,8 +166,8 @@ class DurableLogFeed:
         next_iid = self._next_iid()
         if next_iid is None:
             return
-        # What the device log let go of (--retain) goes from the disk too, once the
-        # memory kept is of an instance still held.
+        # What the device log let go of (--retain) goes from the disk too; a new
+        # memory goes with it when that passes the instance of the one kept.
         forget_below = self._values.oldest_position
         memory = self._memory_to_keep(next_iid, forget_below)
         try:

@@ -60,7 +60,7 @@ from kpaxosd.paxos.stats import LearnerStatistics
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
 from wire.batch import unpack_batch_untrusted
-from wire.device import iid_of
+from wire.device import iid_of, position_of
 from wire.identity import Origin, origins_untrusted, payload_of
 from wire.messages import (
     Accepted,
@@ -651,7 +651,8 @@ class Learner:
 
     def _deliver_run(self, run: list[tuple[int, bytes, Origin | None]]) -> None:
         iid = iid_of(run[0][0])
-        places = [position - (iid << 16) for position, _, _ in run]
+        first = position_of(iid, 0)
+        places = [position - first for position, _, _ in run]
         self._fetched_iid = iid
         self.deliveries += len(run)
         self.fetched += len(run)

@@ -123,9 +123,6 @@ class HistoryServer:
         self._history = history
         self._out = outbox
         self._served: OrderedDict[tuple[Address, int], _Served] = OrderedDict()
-        #: Transfers begun and pieces sent, for the statistics.
-        self.transfers = 0
-        self.pieces = 0
 
     def on_fetch(self, msg: LearnerFetch, src: Address, next_iid: int | None,
                  memory: Callable[[], bytes]) -> None:
@@ -156,7 +153,6 @@ class HistoryServer:
         else:
             self._refuse(src, msg)
             return
-        self.pieces += 1
         self._out.send(src, LearnerHistory(msg.session, msg.part, served.first_iid,
                                            served.end_iid, total, msg.cursor_high,
                                            msg.cursor_low, piece))
@@ -178,7 +174,6 @@ class HistoryServer:
         served = self._served[key] = _Served(first, next_iid, memory())
         if len(self._served) > MAX_SERVED:
             self._served.popitem(last=False)
-        self.transfers += 1
         return served
 
     def _refuse(self, src: Address, msg: LearnerFetch) -> None:
