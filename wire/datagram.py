@@ -91,6 +91,8 @@ BODIES = {
         "cursor_low" / Int32ub,
         "value" / Value,
     ),
+    "LEARNER_BARRIER": Struct("session" / Int32ub),
+    "BARRIER_ANSWER": Struct("aid" / Int32ub, "session" / Int32ub, "accepted_iid" / Int32ub),
 }
 
 TYPE = "type" / Enum(Int32ub, MessageType)

@@ -6,7 +6,9 @@ declared once in :mod:`wire.datagram`.
 Extensions: type words from 100 up are kpaxos's own; the original never sends them.
 They go only to the proposers of the configuration (PROPOSER_HI from a proposer,
 LEARNER_STUCK from a learner) and between the learners it lists (LEARNER_FETCH,
-LEARNER_HISTORY), so an original acceptor, learner or client never sees one.
+LEARNER_HISTORY); LEARNER_BARRIER goes from a learner to the acceptors, which answer
+BARRIER_ANSWER: an original acceptor never answers, and a learner asks only when a
+reader asks for a read barrier. An original learner or client never sees one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class MessageType(enum.IntEnum):
     LEARNER_FETCH = 102
     #: kpaxos extension: a peer learner's answer, a piece of that history.
     LEARNER_HISTORY = 103
+    #: kpaxos extension: a learner asks an acceptor the highest instance it accepted
+    #: (a read barrier).
+    LEARNER_BARRIER = 104
+    #: kpaxos extension: an acceptor's answer to LEARNER_BARRIER.
+    BARRIER_ANSWER = 105
 
 
 #: The first type word of kpaxos's extensions.
@@ -171,6 +178,24 @@ class LearnerHistory:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class LearnerBarrier:
+    """kpaxos extension. A learner asks an acceptor for the highest instance it
+    accepted, in round ``session`` of its read barriers (kpaxosd.paxos.barrier)."""
+
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierAnswer:
+    """kpaxos extension. Acceptor ``aid``'s answer to LEARNER_BARRIER ``session``: it
+    accepted nothing above ``accepted_iid`` when it answered."""
+
+    aid: int
+    session: int
+    accepted_iid: int
+
+
 Message = (
     Prepare
     | Promise
@@ -188,6 +213,8 @@ Message = (
     | LearnerStuck
     | LearnerFetch
     | LearnerHistory
+    | LearnerBarrier
+    | BarrierAnswer
 )
 
 MESSAGE_TYPES: dict[type[Message], MessageType] = {
@@ -207,4 +234,6 @@ MESSAGE_TYPES: dict[type[Message], MessageType] = {
     LearnerStuck: MessageType.LEARNER_STUCK,
     LearnerFetch: MessageType.LEARNER_FETCH,
     LearnerHistory: MessageType.LEARNER_HISTORY,
+    LearnerBarrier: MessageType.LEARNER_BARRIER,
+    BarrierAnswer: MessageType.BARRIER_ANSWER,
 }

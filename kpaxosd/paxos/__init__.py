@@ -6,7 +6,17 @@ daemon and the deterministic simulator drive the same :class:`Node`.
 
 from kpaxosd.paxos.ballots import MAX_PROPOSERS
 from kpaxosd.paxos.cluster import Address, Cluster
-from kpaxosd.paxos.effects import Adopted, Deliver, Effect, Persist, PersistTrim, Send, Trimmed
+from kpaxosd.paxos.effects import (
+    Adopted,
+    BarrierReached,
+    Deliver,
+    Effect,
+    Persist,
+    PersistTrim,
+    QuorumReach,
+    Send,
+    Trimmed,
+)
 from kpaxosd.paxos.leader import Role
 from kpaxosd.paxos.node import Node, RoleNotHosted
 from kpaxosd.paxos.options import PaxosOptions
@@ -16,6 +26,7 @@ __all__ = [
     "MAX_PROPOSERS",
     "Address",
     "Adopted",
+    "BarrierReached",
     "Cluster",
     "Deliver",
     "Effect",
@@ -24,6 +35,7 @@ __all__ = [
     "PaxosOptions",
     "Persist",
     "PersistTrim",
+    "QuorumReach",
     "Role",
     "RoleNotHosted",
     "Send",

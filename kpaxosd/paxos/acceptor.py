@@ -18,6 +18,8 @@ from wire.messages import (
     Accepted,
     AcceptorOk,
     AcceptorState,
+    BarrierAnswer,
+    LearnerBarrier,
     Preempted,
     Prepare,
     Promise,
@@ -263,6 +265,13 @@ class Acceptor:
         if len(self._learners) > self._options.max_learners:
             del self._learners[next(iter(self._learners))]
         self._out.send(src, AcceptorOk())
+
+    def on_learner_barrier(self, msg: LearnerBarrier, src: Address) -> None:
+        """The highest instance accepted here: any value decided before the asker
+        began its barrier was accepted at or below it by an acceptor of every quorum
+        (kpaxosd.paxos.barrier). An instance trimmed was accepted (or decided)."""
+        accepted = max(self._highest_accepted, self._trim_iid)
+        self._out.send(src, BarrierAnswer(self.aid, msg.session, accepted))
 
     def on_learner_del(self, src: Address) -> None:
         self._learners.pop(src, None)

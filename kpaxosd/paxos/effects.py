@@ -113,9 +113,30 @@ class Adopted:
     peer: Address
 
 
-Effect = Send | Deliver | Persist | PersistTrim | Trimmed | Adopted
+@dataclass(frozen=True, slots=True)
+class BarrierReached:
+    """Read barrier ``token`` is reached (:mod:`kpaxosd.paxos.barrier`): every value
+    decided before it began was in a Deliver before this effect."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumReach:
+    """The learner can reach a quorum of acceptors again, or no longer can
+    (:mod:`kpaxosd.paxos.reach`); ``there``: how many it heard from."""
+
+    reachable: bool
+    there: int
+
+
+Effect = (Send | Deliver | Persist | PersistTrim | Trimmed | Adopted | BarrierReached
+          | QuorumReach)
 #: What a learner tells whoever consumes its decisions, in delivery order.
 Decision = Deliver | Trimmed | Adopted
+#: What a learner tells whoever waits on it besides its decisions: barriers reached
+#: (each after the decisions it waited for), and changes of reach.
+Signal = BarrierReached | QuorumReach
 
 
 class Outbox:

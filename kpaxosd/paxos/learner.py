@@ -41,9 +41,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kpaxosd.paxos.ballots import MAX_U32
+from kpaxosd.paxos.barrier import BarrierRounds
 from kpaxosd.paxos.cluster import Address, Cluster
 from kpaxosd.paxos.dedupe import OriginFilter
-from kpaxosd.paxos.effects import Adopted, Deliver, Outbox, Trimmed
+from kpaxosd.paxos.effects import Adopted, BarrierReached, Deliver, Outbox, Trimmed
 from kpaxosd.paxos.options import HELD_RECORD_COST, PaxosOptions
 from kpaxosd.paxos.peers import (
     Adopt,
@@ -56,6 +57,7 @@ from kpaxosd.paxos.peers import (
     Phase,
     Values,
 )
+from kpaxosd.paxos.reach import Reach
 from kpaxosd.paxos.stats import LearnerStatistics
 from kpaxosd.paxos.values import NOOP
 from kpaxosd.paxos.votes import Votes
@@ -65,6 +67,7 @@ from wire.identity import Origin, origins_untrusted, payload_of
 from wire.messages import (
     Accepted,
     AcceptorState,
+    BarrierAnswer,
     LearnerDel,
     LearnerFetch,
     LearnerHi,
@@ -159,7 +162,8 @@ class _Round(enum.Enum):
 
 
 class Learner:
-    def __init__(
+    # One statement per part of the state: splitting it up would only hide some.
+    def __init__(  # noqa: PLR0915
         self,
         cluster: Cluster,
         options: PaxosOptions,
@@ -232,6 +236,11 @@ class Learner:
         # learners but us.
         self._server = HistoryServer(history, outbox) if history is not None else None
         self._rng = rng
+        # Read barriers (kpaxosd.paxos.barrier; they draw sessions) and who is there.
+        self._barriers = (None if rng is None else BarrierRounds(
+            cluster.acceptors, self._quorum, outbox, rng, options.repeat_interval))
+        self._reach = Reach(cluster.acceptors, self._quorum, options.quorum_timeout or 0.0,
+                            outbox, now)
         self._peers = [a for _, a in sorted(cluster.learners.items()) if a != address]
         self._fetch: HistoryFetch | None = None
         # The trim point that made us fetch (given up if the peers cannot help), the
@@ -334,6 +343,7 @@ class Learner:
             return
         if self._next is None:
             self._next = msg.iid
+        self._reach.heard(msg.aid, now)
         if msg.iid < self._next or msg.iid in self._decided:
             return
         self._highest = max(self._highest, msg.iid)
@@ -414,6 +424,7 @@ class Learner:
         if aid is None:
             self.dropped += 1
             return
+        self._reach.heard(aid, now)
         if self._hello[aid][0] is Registration.UNANSWERED:
             self._hello[aid] = (Registration.REGISTERED, now + self._options.hello_keepalive)
 
@@ -422,6 +433,7 @@ class Learner:
         if msg.aid not in self._cluster.acceptors:
             self.dropped += 1
             return
+        self._reach.heard(msg.aid, now)
         if msg.trim_iid <= self._trims.get(msg.aid, 0):
             return
         self._trims[msg.aid] = msg.trim_iid
@@ -455,6 +467,9 @@ class Learner:
             self._on_repeat_timer(now)
         if self._fetch is not None and self._fetch.due <= now:
             self._take(self._fetch.on_timer(now))
+        self._reach.handle_timer(now)
+        if self._barriers is not None:
+            self._barriers.handle_timer(now)
 
     def next_deadline(self) -> float | None:
         due = min(due for _, due in self._hello.values())
@@ -462,7 +477,55 @@ class Learner:
             due = min(due, self._repeat_due)
         if self._fetch is not None:
             due = min(due, self._fetch.due)
+        due = min(due, self._reach.next_deadline())
+        if self._barriers is not None and (barrier_due := self._barriers.next_deadline()):
+            due = min(due, barrier_due)
         return due
+
+    # -- read barriers and who is there (kpaxosd.paxos.barrier, kpaxosd.paxos.reach)
+
+    @property
+    def reachable(self) -> bool:
+        """Whether a quorum of acceptors was heard from lately (always, with no
+        quorum_timeout)."""
+        return self._reach.reachable
+
+    @property
+    def barriers_waiting(self) -> bool:
+        return self._barriers is not None and self._barriers.waiting
+
+    def begin_barrier(self, token: int, now: float) -> None:
+        """Start read barrier ``token``; a BarrierReached follows the decisions it
+        waits for (see :meth:`release_barriers`).
+
+        Raises:
+            RuntimeError: this learner was made without a random generator.
+        """
+        if self._barriers is None:
+            raise RuntimeError("a learner without a random generator takes no barriers")
+        self._barriers.begin(token, now)
+
+    def on_barrier_answer(self, msg: BarrierAnswer, now: float) -> None:
+        if msg.aid not in self._cluster.acceptors:
+            self.dropped += 1
+            return
+        self._reach.heard(msg.aid, now)
+        if self._barriers is None:
+            return
+        target = self._barriers.on_answer(msg, now)
+        if target is not None and self._next is not None and target > self._highest:
+            # Accepted by someone, so it exists: repair fills what we lack up to it.
+            self._highest = target
+            if self._repair is Repair.IDLE and self._stalled():
+                self._move(Repair.REPAIRING)
+                self._arm_repeat(now)
+
+    def release_barriers(self) -> None:
+        """Say which barriers the deliveries so far reached (the node calls this
+        after every input while :attr:`barriers_waiting`)."""
+        if self._barriers is not None:
+            for token in self._barriers.reached(self._next):
+                self._out.add(BarrierReached(token))
 
     def stop(self) -> None:
         for address in self._cluster.acceptors.values():
@@ -587,7 +650,8 @@ class Learner:
         or give it up (:meth:`_give_up_through`) where none can help."""
         if self._fetch is not None:
             return False
-        if (self._peers and self._rng is not None and self._next is not None
+        if (self._peers and self._server is not None and self._rng is not None
+                and self._next is not None
                 and self._fetch_failed_at != self._next and trim_iid >= self._next):
             self._fetch_trim = trim_iid
             self._fetch = HistoryFetch(self._peers, self._next, self._rng, self._out,

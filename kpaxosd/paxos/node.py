@@ -23,7 +23,9 @@ from wire.messages import (
     Accepted,
     AcceptorOk,
     AcceptorState,
+    BarrierAnswer,
     ClientValue,
+    LearnerBarrier,
     LearnerDel,
     LearnerFetch,
     LearnerHi,
@@ -67,7 +69,7 @@ class Node:
         learner: host a learner.
         options: protocol tunables.
         rng: the only source of randomness (backoff after preemption, sessions of
-            history transfers).
+            history transfers and read barriers).
         now: the caller's clock; the roles start (and send) at construction.
         history: what the learner delivered, as the wrapper keeps it: with it the
             learner serves its history to the listed peer learners and fetches
@@ -120,7 +122,7 @@ class Node:
                 on_decided=None if self.proposer is None else self.proposer.learned,
                 history=history,
                 address=endpoint,
-                rng=None if history is None else rng,
+                rng=rng,
             )
             if learner
             else None
@@ -192,6 +194,9 @@ class Node:
             self._refuse(msg, src, refusal)
             return
         handler(msg, src, now)
+        learner = self.learner
+        if learner is not None and learner.barriers_waiting:
+            learner.release_barriers()
 
     def _refuse(self, msg: Message, src: Address, refusal: Refusal) -> None:
         self._refused[refusal] += 1
@@ -230,6 +235,21 @@ class Node:
             self.proposer.handle_timer(now)
         if self.learner is not None:
             self.learner.handle_timer(now)
+            if self.learner.barriers_waiting:
+                self.learner.release_barriers()
+
+    def barrier(self, token: int, now: float) -> None:
+        """Start read barrier ``token`` (:mod:`kpaxosd.paxos.barrier`): a
+        BarrierReached effect says when the learner delivered every value decided
+        before now, as a quorum of acceptors confirms.
+
+        Raises:
+            RoleNotHosted: the node hosts no learner.
+        """
+        if self.learner is None:
+            raise RoleNotHosted("this node hosts no learner")
+        if not self._stopped:
+            self.learner.begin_barrier(token, now)
 
     def submit(self, value: bytes, now: float) -> None:
         """Propose ``value`` through the local proposer, like a CLIENT_VALUE arriving.
@@ -292,6 +312,7 @@ class Node:
             routes[Trim] = lambda msg, src, now: acceptor.on_trim(msg, src)
             routes[LearnerHi] = lambda msg, src, now: acceptor.on_learner_hi(src)
             routes[LearnerDel] = lambda msg, src, now: acceptor.on_learner_del(src)
+            routes[LearnerBarrier] = lambda msg, src, now: acceptor.on_learner_barrier(msg, src)
         if proposer:
             routes[Promise] = lambda msg, src, now: proposer.on_promise(msg, now)
             routes[Preempted] = lambda msg, src, now: proposer.on_preempted(msg, now)
@@ -302,6 +323,7 @@ class Node:
             routes[AcceptorOk] = lambda msg, src, now: learner.on_acceptor_ok(src, now)
             routes[LearnerFetch] = lambda msg, src, now: learner.on_learner_fetch(msg, src)
             routes[LearnerHistory] = learner.on_learner_history
+            routes[BarrierAnswer] = lambda msg, src, now: learner.on_barrier_answer(msg, now)
         if learner and proposer:
             # The proposer learns here that its instance closed; in a replica the
             # acceptors send one copy to the shared address, for both.

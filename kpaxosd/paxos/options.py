@@ -95,6 +95,9 @@ class PaxosOptions:
     hello_interval: float = 1.0
     #: ... and this often afterwards, so a restarted acceptor learns of us again.
     hello_keepalive: float = 5.0
+    #: A learner that heard from no quorum of acceptors for this long says it cannot
+    #: reach one (kpaxosd.paxos.reach); None: it never says so, nor asks who is there.
+    quorum_timeout: float | None = None
     #: Votes are kept for instances at most this far beyond the next to deliver.
     learner_max_ahead: int = 100_000
     #: The votes and decisions the learner holds for instances it has not delivered

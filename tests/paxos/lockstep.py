@@ -3,7 +3,8 @@ was sent, at the current time; time moves only when a test says so.
 
 A test may drop datagrams with ``drop`` (a predicate on source, destination and
 message). Datagrams for addresses that are not nodes (clients) are kept in
-``outside``; Deliver and Trimmed effects per node in ``delivered``.
+``outside``; Deliver and Trimmed effects per node in ``delivered``, BarrierReached and
+QuorumReach in ``signals``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable, Iterable
 from kpaxosd.paxos import (
     Address,
     Adopted,
+    BarrierReached,
     Deliver,
     Node,
     Persist,
     PersistTrim,
+    QuorumReach,
     Send,
     Trimmed,
 )
@@ -56,6 +59,7 @@ class Lockstep:
         self.outside: list[tuple[Address, Address, Message]] = []
         self.delivered: dict[Address, list[Deliver | Trimmed]] = defaultdict(list)
         self.persisted: dict[Address, list[Persist | PersistTrim]] = defaultdict(list)
+        self.signals: dict[Address, list[BarrierReached | QuorumReach]] = defaultdict(list)
         self.drop: Drop | None = None
         self.datagrams = 0
 
@@ -109,5 +113,7 @@ class Lockstep:
                 self.delivered[address].append(effect)
             elif isinstance(effect, Adopted):
                 raise AssertionError(f"{effect!r}: lockstep runs no peer learners")
+            elif isinstance(effect, BarrierReached | QuorumReach):
+                self.signals[address].append(effect)
             else:
                 self.persisted[address].append(effect)

@@ -39,6 +39,9 @@ PersistTrim effects:
 - an acceptor names no trim point (ACCEPTOR_STATE) that it has not persisted, and
   persists none (PersistTrim) above the highest TRIM a learner of the simulation
   sent;
+- read barriers: a learner that some reader asked for one at random times reaches it
+  (BarrierReached) only once it delivered, or reported trimmed, every instance
+  chosen before the barrier began;
 - progress: after the faults stop, every live learner delivers every submitted
   value, or reports it trimmed away, within ``Scenario.settle`` simulated seconds.
 
@@ -60,6 +63,7 @@ from typing import Any
 from kpaxosd.paxos import (
     Address,
     Adopted,
+    BarrierReached,
     Cluster,
     Deliver,
     Node,
@@ -97,6 +101,8 @@ from wire.messages import (
     Accept,
     Accepted,
     AcceptorOk,
+    BarrierAnswer,
+    LearnerBarrier,
     LearnerDel,
     LearnerFetch,
     LearnerHi,
@@ -116,7 +122,10 @@ DEFAULT_OPTIONS = PaxosOptions()
 # Event kinds, in the heap as (time, seq, kind, args).
 (
     DATAGRAM, TIMER, SUBMIT, CHECK, CRASH, RESTART, HEAL, PROGRESS, ISOLATE, KILL, DRAIN, FORGE,
-) = range(12)
+    BARRIER,
+) = range(13)
+#: Read barriers a learner host is asked for, a second (Simulation.on_barrier).
+BARRIER_RATE = 2.0
 #: Where a learner life stands before its first delivery: "after instance 0".
 _BEFORE_ALL = 1 << 30
 
@@ -468,6 +477,10 @@ class Result:
     adoptions: int = 0
     positions_compared: int = 0
     uncompared: int = 0
+    #: Read barriers begun and reached (the others' learners crashed first, or the
+    #: run ended).
+    barriers_begun: int = 0
+    barriers_reached: int = 0
 
     @property
     def ok(self) -> bool:
@@ -534,6 +547,13 @@ class Simulation:
         # The adversary draws from its own generator, so that what it forges does
         # not depend on how many draws the network and the faults took.
         self.stranger_rng = random.Random(scenario.seed * 104_729 + 17)
+        # Its own generator: barriers leave every other draw of a seed as it was.
+        self.barrier_rng = random.Random(scenario.seed * 7_919 + 3)
+        #: Barriers not reached: token -> (host, its incarnation, the highest
+        #: instance chosen when it began).
+        self.barriers: dict[int, tuple[Host, int, int]] = {}
+        self.barriers_begun = 0
+        self.barriers_reached = 0
         self.forged: Counter[str] = Counter()
         #: A few addresses the adversary comes back to (it registers as a learner
         #: there and asks again), and every node's IP with a port that is not its.
@@ -683,6 +703,7 @@ class Simulation:
             end = sc.fault_until + sc.settle
             if sc.strangers > 0:
                 self.push(self.stranger_rng.expovariate(sc.strangers), FORGE)
+            self.push(self.barrier_rng.expovariate(BARRIER_RATE), BARRIER)
             handlers: dict[int, Callable[..., bool]] = {
                 DATAGRAM: self.on_datagram,
                 TIMER: self.on_timer,
@@ -696,6 +717,7 @@ class Simulation:
                 KILL: self.on_kill,
                 DRAIN: self.on_drain,
                 FORGE: self.on_forge,
+                BARRIER: self.on_barrier,
             }
             while self.heap and not self.failures:
                 at, _, kind, args = heapq.heappop(self.heap)
@@ -737,6 +759,8 @@ class Simulation:
             adoptions=self.adoptions,
             positions_compared=len(self.verdicts),
             uncompared=self.uncompared,
+            barriers_begun=self.barriers_begun,
+            barriers_reached=self.barriers_reached,
         )
 
     def _counts_over_lives(self) -> tuple[int, int, int, Counter[str]]:
@@ -905,6 +929,37 @@ class Simulation:
         self.push(self.now + 0.5, PROGRESS)
         return False
 
+    def on_barrier(self) -> bool:
+        """A reader asks a live learner for a read barrier: it must not be reached
+        before everything chosen by now is delivered there (checked in after())."""
+        rng = self.barrier_rng
+        live = [h for h in self.learner_hosts if h.up and h.node is not None]
+        if live:
+            host = rng.choice(live)
+            assert host.node is not None
+            token = self.barriers_begun
+            self.barriers_begun += 1
+            self.barriers[token] = (host, host.incarnation, max(self.chosen, default=0))
+            host.node.barrier(token, self.now)
+            self.after(host)
+        at = self.now + rng.expovariate(BARRIER_RATE)
+        if at <= self.sc.fault_until + self.sc.settle:
+            self.push(at, BARRIER)
+        return False
+
+    def observe_barrier(self, host: Host, reached: BarrierReached) -> None:
+        begun = self.barriers.pop(reached.token, None)
+        if begun is None or begun[0] is not host or begun[1] != host.incarnation:
+            raise Violation(f"{host.name} reached barrier {reached.token}, which it never began")
+        learner = host.node.learner if host.node is not None else None
+        assert learner is not None
+        delivered = (learner.next_iid or 1) - 1
+        if delivered < begun[2]:
+            raise Violation(f"{host.name} reached barrier {reached.token} having delivered "
+                            f"up to instance {delivered}, but {begun[2]} was chosen before "
+                            f"it began")
+        self.barriers_reached += 1
+
     # -- the adversary: a stranger outside the configuration
 
     def on_forge(self) -> bool:
@@ -975,18 +1030,23 @@ class Simulation:
         if kind is ProposerHi:
             pid = rng.choice([*range(MAX_PROPOSERS), MAX_PROPOSERS, MAX_U32])
             return ProposerHi(pid, rng.choice([iid(), MAX_U32]))
-        if kind in (LearnerStuck, LearnerFetch, LearnerHistory):
+        if kind in (LearnerStuck, LearnerFetch, LearnerHistory, LearnerBarrier, BarrierAnswer):
             return self._forged_learner_message(kind)
         # LEARNER_HI, LEARNER_DEL and ACCEPTOR_OK carry nothing but their type.
         assert kind in (LearnerHi, LearnerDel, AcceptorOk)
         return kind()
 
     def _forged_learner_message(self, kind: type[Message]) -> Message:
-        """A LEARNER_STUCK, or a LEARNER_FETCH or LEARNER_HISTORY of any session, part
-        and cursor."""
+        """A LEARNER_STUCK or LEARNER_BARRIER, a BARRIER_ANSWER in any acceptor's name,
+        or a LEARNER_FETCH or LEARNER_HISTORY of any session, part and cursor."""
         rng, iid = self.stranger_rng, self._forged_iid
         if kind is LearnerStuck:
             return LearnerStuck(iid())
+        if kind is LearnerBarrier:
+            return LearnerBarrier(rng.getrandbits(32))
+        if kind is BarrierAnswer:
+            return BarrierAnswer(self._forged_aid(), rng.getrandbits(32),
+                                 rng.choice([iid(), MAX_U32]))
         session, part = rng.getrandbits(32), rng.choice([0, 0, 1, 2, 7])
         high, low = rng.choice([0, 0, MAX_U32]), rng.choice([0, iid(), MAX_U32])
         if kind is LearnerFetch:
@@ -1089,6 +1149,8 @@ class Simulation:
                 host.history.add(effect)
             elif isinstance(effect, Adopted):
                 self.observe_adopted(host, effect)
+            elif isinstance(effect, BarrierReached):
+                self.observe_barrier(host, effect)
             else:
                 raise Violation(f"unknown effect {effect!r}")
         self._keep_learner_log(host, node, effects)

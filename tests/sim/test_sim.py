@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from kpaxosd.paxos import Address
+from kpaxosd.paxos.barrier import BarrierRounds
 from kpaxosd.paxos.dedupe import OriginFilter
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
@@ -22,7 +23,7 @@ from kpaxosd.paxos.proposer import Proposer
 from kpaxosd.paxos.senders import Refusal, Senders
 from tests.sim.simulator import Host, Result, Scenario, Simulation, simulate
 from wire import ClientValue, Message, Origin, is_original_origin
-from wire.messages import MESSAGE_TYPES, Trim
+from wire.messages import MESSAGE_TYPES, BarrierAnswer, Trim
 
 # (profile, seeds): the mixed profile is the broad sweep, the others a few of each.
 SWEEPS = [
@@ -64,6 +65,8 @@ def test_the_sweeps_exercise_what_they_should() -> None:
     assert sum(r.positions_compared for r in mixed) > 1000
     # learners that went on from a peer's history, past the acceptors' trim point
     assert sum(r.adoptions for r in mixed) > 3
+    # read barriers reached, each checked against what was chosen when it began
+    assert sum(r.barriers_reached for r in mixed) > 1000
     assert sum(r.trimmed_reports for r in mixed) > 0  # learners that lost history
     assert sum(r.originals_delivered for r in mixed) > 0  # original struct values
     # client values decided in batches (packed by a client or by a proposer)
@@ -279,3 +282,19 @@ def test_the_checks_catch_a_peer_that_gives_an_empty_memory(
     monkeypatch.setattr(HistoryServer, "_begin", forgetful)
     failures = [f for seed in range(300) for f in simulate(seed, "long").failures]
     assert any("where another learner" in f or "twice" in f for f in failures), failures
+
+
+def test_the_checks_catch_a_barrier_one_acceptor_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One acceptor's word is what the local learner knows, not what a quorum does:
+    # a value decided by the others may not be delivered yet.
+    answer = BarrierRounds.on_answer
+
+    def one_is_enough(self: BarrierRounds, msg: BarrierAnswer, now: float) -> int | None:
+        self._quorum = 1
+        return answer(self, msg, now)
+
+    monkeypatch.setattr(BarrierRounds, "on_answer", one_is_enough)
+    failures = [r.failures[0] for r in (simulate(seed) for seed in range(60)) if not r.ok]
+    assert any("reached barrier" in failure for failure in failures), failures

@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire import (
+    BarrierAnswer,
+    LearnerBarrier,
     LearnerFetch,
     LearnerHistory,
     LearnerStuck,
@@ -41,13 +43,16 @@ KNOWN: list[tuple[Message, str]] = [
     (LearnerHistory(5, 2, 0, 0, 0, 1, 2, b""),
      "00000067" "00000005" "00000002" "00000000" "00000000" "00000000" "00000001" "00000002"
      "00000000"),
+    (LearnerBarrier(0xDEADBEEF), "00000068" "deadbeef"),
+    (BarrierAnswer(2, 0xDEADBEEF, 4097), "00000069" "00000002" "deadbeef" "00001001"),
 ]
 
 
 def test_extensions_are_numbered_from_100() -> None:
     extensions = {t for t in MESSAGE_TYPES.values() if t >= FIRST_EXTENSION}
     assert extensions == {MessageType.PROPOSER_HI, MessageType.LEARNER_STUCK,
-                          MessageType.LEARNER_FETCH, MessageType.LEARNER_HISTORY}
+                          MessageType.LEARNER_FETCH, MessageType.LEARNER_HISTORY,
+                          MessageType.LEARNER_BARRIER, MessageType.BARRIER_ANSWER}
     assert max(t for t in MessageType if t < FIRST_EXTENSION) == MessageType.ACCEPTOR_OK
 
 
@@ -70,7 +75,7 @@ def test_truncated_and_trailing_bytes_are_refused(msg: Message, hexbytes: str) -
             parse_with_construct(bad)
 
 
-@pytest.mark.parametrize("type_word", [12, 99, 104])
+@pytest.mark.parametrize("type_word", [12, 99, 106])
 def test_the_gap_around_the_extensions_stays_unknown(type_word: int) -> None:
     data = struct.pack(">III", type_word, 1, 2)
     with pytest.raises(WireError, match="unknown"):
@@ -85,7 +90,8 @@ u32 = st.integers(0, 0xFFFFFFFF)
 @given(st.one_of(st.builds(ProposerHi, u32, u32), st.builds(LearnerStuck, u32),
                  st.builds(LearnerFetch, u32, u32, u32, u32, u32),
                  st.builds(LearnerHistory, u32, u32, u32, u32, u32, u32, u32,
-                           st.binary(max_size=64))))
+                           st.binary(max_size=64)),
+                 st.builds(LearnerBarrier, u32), st.builds(BarrierAnswer, u32, u32, u32)))
 def test_round_trip(msg: Message) -> None:
     data = encode(msg)
     assert data == build_with_construct(msg)
