@@ -18,6 +18,14 @@ first value at or after P, ``after=P`` at the first one after P. A position olde
 what the learner retains raises :class:`PositionTrimmed`, which names the oldest one
 retained: nothing is skipped silently. Reads block until a value is decided; iteration
 ends when the daemon stops.
+
+A read barrier makes a read linearizable: after a write acknowledged anywhere in the
+cluster, :meth:`LogReader.until_now` gives every value up to the newest decided before
+it was called (a quorum of acceptors confirms what that is), then stops::
+
+    with LogReader.open(after=saved_position) as log:
+        for entry in log.until_now():
+            apply(entry.value)
 """
 
 from __future__ import annotations
@@ -30,11 +38,15 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from wire.device import (
+    BARRIER_ARG,
     BOUNDS_ARG,
     FRAME_HEAD,
+    IOCTL_BARRIER,
     IOCTL_BOUNDS,
     IOCTL_FRAMED,
+    IOCTL_QUORUM,
     IOCTL_START,
+    QUORUM_ARG,
     START_ARG,
     StartAt,
 )
@@ -79,6 +91,10 @@ class ValuesLost(LogError):
         self.after = after
 
 
+class NoQuorum(LogError):
+    """The learner hears from no quorum of acceptors: nothing can be confirmed now."""
+
+
 class LogReader:
     """A reader of the learner device in framed mode (see :mod:`wire.device`)."""
 
@@ -86,6 +102,8 @@ class LogReader:
         self._fd = fd
         self._path = path
         self._last: int | None = None
+        # Read past a barrier's end (read_before): what read() gives first.
+        self._held: list[Entry] = []
 
     @classmethod
     def open(
@@ -137,6 +155,65 @@ class LogReader:
         oldest, end = BOUNDS_ARG.unpack(self._ioctl(IOCTL_BOUNDS, bytes(BOUNDS_ARG.size)))
         return oldest, end
 
+    def barrier(self) -> int:
+        """A read barrier: wait until every value decided in the cluster before now
+        is in this learner's log (a quorum of acceptors confirms what that is), and
+        return the position after the newest value in the log then.
+
+        Raises:
+            NoQuorum: the learner hears from no quorum of acceptors (ENOTCONN).
+            LogError: the barrier failed (ETIMEDOUT after the daemon's client
+                timeout, EIO when it stops), or the device knows no barriers.
+        """
+        try:
+            (end,) = BARRIER_ARG.unpack(self._ioctl(IOCTL_BARRIER, bytes(BARRIER_ARG.size)))
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                raise NoQuorum(f"{self._path}: the learner hears from no quorum of "
+                               f"acceptors, so nothing can be confirmed now") from None
+            if exc.errno == errno.ENOTTY:
+                raise LogError(f"{self._path} knows no read barriers: is it a kpaxos "
+                               f"learner device, of this version?") from None
+            raise LogError(f"the read barrier on {self._path} failed: {exc.strerror}") from None
+        return int(end)
+
+    def quorum_reachable(self) -> bool:
+        """Whether the learner hears from a quorum of acceptors now; poll(2) reports
+        POLLPRI on this file once that is no longer the answer given."""
+        (reachable,) = QUORUM_ARG.unpack(self._ioctl(IOCTL_QUORUM, bytes(QUORUM_ARG.size)))
+        return bool(reachable)
+
+    def read_before(self, end: int) -> list[Entry]:
+        """The values in the log now before position ``end``, from the cursor: [] once
+        this reader read them all. After :meth:`barrier`, with its ``end``, this
+        never waits for a decision (what follows ``end`` waits for :meth:`read`).
+
+        Raises:
+            ValuesLost: values were lost here (the next read goes on after them).
+            LogError: the device failed.
+        """
+        if self._held:
+            entries = self._held
+        else:
+            flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+            try:
+                entries = self._read_frames()
+            except BlockingIOError:
+                return []
+            finally:
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, flags)
+        before = [entry for entry in entries if entry.position < end]
+        self._held = entries[len(before):]
+        return before
+
+    def until_now(self) -> Iterator[Entry]:
+        """Every value from the cursor up to a read barrier (:meth:`barrier`), then
+        stop (ValuesLost may interrupt: iterate :meth:`read_before` to go on)."""
+        end = self.barrier()
+        while entries := self.read_before(end):
+            yield from entries
+
     def read(self) -> list[Entry]:
         """The values decided next, at least one; [] once the daemon stopped.
 
@@ -144,8 +221,16 @@ class LogReader:
             ValuesLost: values were lost here (the next read goes on after them).
             LogError: the device failed.
         """
+        if self._held:
+            entries, self._held = self._held, []
+            return entries
+        return self._read_frames()
+
+    def _read_frames(self) -> list[Entry]:
         try:
             data = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            raise
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise ValuesLost(self._last) from None

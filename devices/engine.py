@@ -89,6 +89,8 @@ _BATCH = 256
 #: Is this process 32-bit? A handle decodes an ioctl's argument as laid out in its own
 #: ABI, so it serves callers of the same word size only (see Engine._ioctl).
 _DAEMON_IS_32BIT = struct.calcsize("P") == 4
+#: What a poller waits for when it does not say (Handle.poll): anything.
+ANY_POLL_EVENT = 0xFFFF
 #: The fuse_ioctl_in.flags the engine knows the meaning of; any other is refused.
 _KNOWN_IOCTL_FLAGS = (FUSE_IOCTL_COMPAT | FUSE_IOCTL_UNRESTRICTED | FUSE_IOCTL_32BIT
                       | FUSE_IOCTL_DIR | FUSE_IOCTL_COMPAT_X32)
@@ -190,8 +192,9 @@ class FileHandle(Protocol):
         """Answer with ``request.reply_written(n)`` now or later, or raise RequestError."""
         ...
 
-    def poll(self, kh: int | None) -> int:
-        """The ready ``POLL*`` events now; with ``kh``, notify it when that changes."""
+    def poll(self, kh: int | None, events: int = ANY_POLL_EVENT) -> int:
+        """The ready ``POLL*`` events now; with ``kh``, notify it when that changes
+        (needed only while none of ``events``, the ones the caller waits for, is)."""
         ...
 
     def flush(self, request: Request) -> None:
@@ -553,7 +556,7 @@ class Engine:
         schedule = bool(arg.flags & FUSE_POLL_SCHEDULE_NOTIFY)
         if schedule:
             self._polls_scheduled += 1
-        revents = self._handle(arg.fh).poll(arg.kh if schedule else None)
+        revents = self._handle(arg.fh).poll(arg.kh if schedule else None, arg.events)
         request.reply(fuse_poll_out.build({"revents": revents}))
 
     def _ioctl(self, request: Request, body: memoryview) -> None:

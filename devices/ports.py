@@ -1,9 +1,11 @@
-"""The port through which the devices propose: what the daemon must provide.
+"""The ports through which the devices propose and wait: what the daemon must provide.
 
-The devices need a way to propose a value and be told where it was decided; the
-daemon's proposals (:mod:`kpaxosd.proposals`) implement this protocol, raising these
-errors. The port lives here, with the package that needs it, so that ``devices``
-imports nothing of ``kpaxosd`` (docs/architecture.md, "Dependencies").
+The devices need a way to propose a value and be told where it was decided, and a
+way to wait for a read barrier and to know whether the learner reaches a quorum; the
+daemon's proposals (:mod:`kpaxosd.proposals`) and barriers (:mod:`kpaxosd.barriers`)
+implement these protocols, raising these errors. The ports live here, with the
+package that needs them, so that ``devices`` imports nothing of ``kpaxosd``
+(docs/architecture.md, "Dependencies").
 
 Proposing is a call and a callback, not a task per value: a device write is one FUSE
 request among thousands a second, and the daemon answers it from the decision itself.
@@ -32,6 +34,12 @@ class ProposalTimeout(ProposalError):
 
 class NodeStopping(ProposalError):
     errno = errno.EIO
+
+
+class NoQuorum(ProposalError):
+    """The learner hears from no quorum of acceptors: nothing can be decided now."""
+
+    errno = errno.ENOTCONN
 
 
 #: What a proposal's callback is given: the log position it was decided at
@@ -84,7 +92,34 @@ class Proposals(Protocol):
         ...
 
 
+class Barriers(Protocol):
+    """Read barriers and who is there, for the learner device."""
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the learner heard from a quorum of acceptors lately."""
+        ...
+
+    def barrier(self, done: Callable[[Outcome], None]) -> Proposal:
+        """Start a read barrier; ``done`` is called once, later, with the position
+        after every value decided before now (all of them in the log by then), or
+        with :class:`NoQuorum`, :class:`ProposalTimeout` or :class:`NodeStopping`.
+        Withdraw it to stop waiting.
+
+        Raises:
+            NoQuorum: the learner reaches no quorum now.
+            NodeStopping: the node is shutting down.
+        """
+        ...
+
+    def when_reach_changes(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback`` with :attr:`reachable` each time it changes."""
+        ...
+
+
 __all__ = [
+    "Barriers",
+    "NoQuorum",
     "NodeStopping",
     "Outcome",
     "Proposal",

@@ -21,8 +21,12 @@ EINVAL (never a partial record). Every other write to the learner is EINVAL.
 Positions (``wire.device``): restricted ioctls let a reader start elsewhere (START: at
 or after a position, after one, at the oldest value, at the next value from now; a
 position older than the oldest retained is ERANGE), learn what is retained (BOUNDS),
-and read frames (FRAMED: each value with its position and length, empty ones too, only
-whole frames; a buffer too small for the next frame is EINVAL). Other ioctls are ENOTTY.
+read frames (FRAMED: each value with its position and length, empty ones too, only
+whole frames; a buffer too small for the next frame is EINVAL), wait for a read
+barrier (BARRIER: answered once every value decided before it began is in the log,
+with the end position; ENOTCONN without a quorum) and ask whether the learner hears
+from a quorum (QUORUM; poll adds POLLPRI while the last answer no longer holds).
+Other ioctls are ENOTTY.
 
 ``client`` (``/dev/kpaxos-client``): each write is one proposal of exactly the bytes
 written, answered with their count once decided, or with the proposal's errno
@@ -72,15 +76,25 @@ from itertools import accumulate, islice
 
 import trio
 
-from devices.engine import LARGEST_WHOLE_WRITE, FileServices, Request, RequestError
-from devices.ports import Outcome, Proposal, ProposalError, Proposals
+from devices.engine import (
+    ANY_POLL_EVENT,
+    LARGEST_WHOLE_WRITE,
+    FileServices,
+    Request,
+    RequestError,
+)
+from devices.ports import Barriers, Outcome, Proposal, ProposalError, Proposals
 from devices.valuelog import ReaderTooFarBehind, ValueLog
 from wire.device import (
+    BARRIER_ARG,
     BOUNDS_ARG,
     FRAME_HEAD,
+    IOCTL_BARRIER,
     IOCTL_BOUNDS,
     IOCTL_FRAMED,
+    IOCTL_QUORUM,
     IOCTL_START,
+    QUORUM_ARG,
     START_ARG,
     WRITE_FRAME_HEAD,
     StartAt,
@@ -121,10 +135,14 @@ class ReadMode(enum.Enum):
 
 
 class LearnerDevice:
-    """The learner file: readers of ``log``."""
+    """The learner file: readers of ``log``, and their barriers (None: no BARRIER nor
+    QUORUM, ENOTTY)."""
 
-    def __init__(self, log: ValueLog) -> None:
+    def __init__(self, log: ValueLog, barriers: Barriers | None = None) -> None:
         self._log = log
+        self.barriers = barriers
+        if barriers is not None:
+            barriers.when_reach_changes(self._reach_changed)
         self._handles: set[LearnerHandle] = set()
         self._handles_changed = trio.Event()
         #: Bytes given to readers so far: a shutdown waits while this grows.
@@ -150,6 +168,14 @@ class LearnerDevice:
         while self._log.closed and self._handles:
             await self._handles_changed.wait()
 
+    @property
+    def reachable(self) -> bool:
+        return self.barriers is None or self.barriers.reachable
+
+    def _reach_changed(self, reachable: bool) -> None:
+        for handle in list(self._handles):
+            handle.reach_changed()
+
     def _closed(self, handle: LearnerHandle) -> None:
         self._handles.discard(handle)
         changed, self._handles_changed = self._handles_changed, trio.Event()
@@ -171,6 +197,8 @@ class LearnerHandle:
         self._floor: int | None = None
         self._waiting: deque[tuple[Request, int]] = deque()
         self._poll_kh: int | None = None
+        # What this file was last told of the quorum (QUORUM), or saw at open.
+        self._reach_told = device.reachable
         self._unsubscribe = log.subscribe(self._log_changed)
 
     # -- the engine's side --------------------------------------------------------------
@@ -235,8 +263,32 @@ class LearnerHandle:
                                                  "record mode, can read frames")
             self._mode = ReadMode.FRAMED
             request.reply_ioctl(0)
+        elif cmd == IOCTL_BARRIER and self._device.barriers is not None:
+            self._barrier(request, self._device.barriers)
+        elif cmd == IOCTL_QUORUM and self._device.barriers is not None:
+            self._reach_told = reachable = self._device.reachable
+            request.reply_ioctl(0, QUORUM_ARG.pack(int(reachable)))
         else:
             raise RequestError(errno.ENOTTY)
+
+    def _barrier(self, request: Request, barriers: Barriers) -> None:
+        def over(outcome: Outcome) -> None:
+            if isinstance(outcome, ProposalError):
+                request.fail(outcome.errno)
+            else:
+                request.reply_ioctl(0, BARRIER_ARG.pack(outcome))
+
+        try:
+            pending = barriers.barrier(over)
+        except ProposalError as exc:
+            raise RequestError(exc.errno, str(exc)) from None
+        request.on_interrupt = pending.withdraw
+
+    def reach_changed(self) -> None:
+        """The learner's reach changed: a poller waiting for POLLPRI is told."""
+        if self._poll_kh is not None:
+            kh, self._poll_kh = self._poll_kh, None
+            self._services.notify_poll(kh)
 
     def _start(self, data: bytes) -> None:
         if len(data) != START_ARG.size:
@@ -268,13 +320,16 @@ class LearnerHandle:
         if self._index == log.next_index:
             self._floor = position
 
-    def poll(self, kh: int | None) -> int:
+    def poll(self, kh: int | None, events: int = ANY_POLL_EVENT) -> int:
         revents = _WRITABLE
         if self._readable():
             revents |= _READABLE
             if self._index < self._log.first_index or self._log.is_gap(self._index):
                 revents |= select.POLLERR
-        elif kh is not None:
+        if self._reach_told != self._device.reachable:
+            revents |= select.POLLPRI
+        if kh is not None and not revents & events:
+            # Even with data to read: a poller that asked for POLLPRI alone waits.
             self._poll_kh = kh
         return revents
 
@@ -638,7 +693,7 @@ class ClientHandle:
         receipt.line = b""
         self._receipts_changed()
 
-    def poll(self, kh: int | None) -> int:
+    def poll(self, kh: int | None, events: int = ANY_POLL_EVENT) -> int:
         revents = 0
         if self._proposals.has_room:
             revents |= _WRITABLE

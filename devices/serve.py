@@ -14,7 +14,7 @@ from devices.cuse_door import CUSE_DEVICE, CuseDevice, check_device_name, serve_
 from devices.engine import LARGEST_WHOLE_WRITE
 from devices.fuse_door import serve_fuse
 from devices.info import CLIENT_DEVICE, LEARNER_DEVICE, DeviceError, DeviceInfo
-from devices.ports import Proposals
+from devices.ports import Barriers, Proposals
 from devices.semantics import ClientDevice, LearnerDevice
 from devices.valuelog import ValueLog
 
@@ -85,6 +85,7 @@ async def serve_devices(
     log: ValueLog,
     proposals: Proposals,
     *,
+    barriers: Barriers | None = None,
     backend: Backend = "auto",
     name_prefix: str = "",
     compat_learner_id: int | None = None,
@@ -110,6 +111,7 @@ async def serve_devices(
     Args:
         log: the learner's delivered values; every reader follows it.
         proposals: where each write to the client device goes.
+        barriers: the learner device's read barriers and reach (None: ENOTTY).
         backend: ``cuse``, ``fuse``, or ``auto`` (CUSE if it can be had).
         name_prefix: put before every device name, so that a second instance or a
             test does not collide with the real devices; may end in ``/`` (a folder).
@@ -132,7 +134,7 @@ async def serve_devices(
     for name in (LEARNER_DEVICE, CLIENT_DEVICE, compat):
         if name is not None:
             check_device_name(name_prefix + name)
-    learner = LearnerDevice(log)
+    learner = LearnerDevice(log, barriers)
     client = ClientDevice(proposals)
     task_status = _AddReaderLags(task_status, learner)
     if await choose_backend(backend, cuse_device=cuse_device) == "cuse":

@@ -181,7 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--client-timeout", type=non_negative_seconds, default=30.0,
                          metavar="SECONDS",
                          help="a write to /dev/kpaxos-client fails with ETIMEDOUT when no "
-                              "decision comes within this time (default: 30; 0 = wait forever)")
+                              "decision comes within this time, and so does a read barrier "
+                              "(default: 30; 0 = wait forever)")
+    devices.add_argument("--quorum-timeout", type=non_negative_seconds, default=2.0,
+                         metavar="SECONDS",
+                         help="once the learner has heard from no quorum of acceptors for "
+                              "this long, writes to /dev/kpaxos-client and read barriers fail "
+                              "at once with ENOTCONN, and poll on /dev/kpaxos-learner reports "
+                              "POLLPRI, until it hears from one again; it asks each silent "
+                              "acceptor 8 times a timeout (default: 2; 0 = never: they wait "
+                              "for --client-timeout)")
     kclient = parser.add_argument_group(
         "the kclient role (the original benchmarking client inside the daemon)"
     )
@@ -254,6 +263,7 @@ def spec_from_args(args: argparse.Namespace, config: Config) -> DaemonSpec:
         ),
         client_proposer=args.client_proposer,
         client_timeout=args.client_timeout,
+        quorum_timeout=args.quorum_timeout,
         storage=args.storage or config.storage,
         auth_key_file=args.auth_key_file or config.auth_key_file,
         metrics=args.metrics,

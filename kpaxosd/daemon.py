@@ -19,6 +19,7 @@ import trio
 from devices.valuelog import ValueLog
 from kpaxosd.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from kpaxosd.auth import Authenticator, AuthKeyError, load_key
+from kpaxosd.barriers import ReadBarriers
 from kpaxosd.config import Config
 from kpaxosd.decisions import Decisions, DeviceLogFeed, DeviceLogHistory, DurableLogFeed
 from kpaxosd.endpoint import (
@@ -33,6 +34,7 @@ from kpaxosd.kclient import KClient
 from kpaxosd.metrics import make_registry, open_metrics_socket, serve_metrics
 from kpaxosd.paxos.acceptor import Restored
 from kpaxosd.paxos.cluster import Address
+from kpaxosd.paxos.effects import Signal
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
 from kpaxosd.proposals import ClientProposals
@@ -111,6 +113,9 @@ class DaemonSpec:
     #: when the leader dies), else proposer 0.
     client_proposer: int | None = None
     client_timeout: float = 30.0
+    #: Writes and read barriers fail with ENOTCONN once the learner heard from no
+    #: quorum of acceptors for this long (0: they wait for client_timeout).
+    quorum_timeout: float = 2.0
     kclient: KClientOptions | None = None
     #: Directory of the durable acceptor stores (one LMDB environment per acceptor).
     storage: str | None = None
@@ -276,6 +281,7 @@ class Daemon:
         self.values = ValueLog()
         self.endpoints: list[UdpEndpoint] = []
         self.proposals: ClientProposals | None = None
+        self.barriers: ReadBarriers | None = None
         self.learner_endpoint: UdpEndpoint | None = None
         self.kclient: KClient | None = None
         self.decided = DecidedCounters()
@@ -366,6 +372,8 @@ class Daemon:
                      ) -> PaxosOptions:
         """The configured options, with batches that fit the datagrams we send."""
         options = self.spec.config.options
+        if self.spec.quorum_timeout > 0:
+            options = dataclasses.replace(options, quorum_timeout=self.spec.quorum_timeout)
         if auth is not None:
             # A batch must leave room in its datagram for the authentication trailer.
             room = min(options.max_batch_bytes, MAX_VALUE_SIZE - AUTH_TRAILER_SIZE)
@@ -412,6 +420,7 @@ class Daemon:
             node,
             sock,
             on_deliver=self.decisions.publish if feeds_devices else None,
+            on_signal=self._on_signals if feeds_devices else None,
             store=store,
             auth=auth,
             name=plan.describe(),
@@ -422,6 +431,10 @@ class Daemon:
             self.learner_endpoint = endpoint
         host, port = endpoint.address
         log.info("%s listening on %s:%d", plan.describe(), host, port)
+
+    def _on_signals(self, signals: list[Signal]) -> None:
+        if self.barriers is not None:
+            self.barriers.on_signals(signals)
 
     def _log_trimming(self) -> None:
         options = self.spec.config.options
@@ -458,6 +471,11 @@ class Daemon:
             send_many=learner.send_messages,
         )
         self.decisions.subscribe(self.proposals)
+        self.barriers = ReadBarriers(
+            lambda token: learner.act(lambda node, now: node.barrier(token, now)),
+            self.values, timeout=spec.client_timeout,
+            quorum_timeout=spec.quorum_timeout or None)
+        self.barriers.when_reach_changes(self.proposals.set_reachable)
         if spec.kclient is None:
             return
         if spec.kclient.proposer_id not in proposers:
@@ -543,6 +561,8 @@ class Daemon:
                     nursery.start_soon(endpoint.run)
                 if self.proposals is not None:
                     nursery.start_soon(self.proposals.run)
+                if self.barriers is not None:
+                    nursery.start_soon(self.barriers.run)
                 if self.spec.devices is not None and self.proposals is not None:
                     self.device_info = await nursery.start(self._serve_devices, self.spec.devices)
                 if self._metrics_socket is not None:
@@ -564,6 +584,8 @@ class Daemon:
         self.values.close()
         if self.proposals is not None:
             self.proposals.stop()
+        if self.barriers is not None:
+            self.barriers.stop()
         for endpoint in self.endpoints:
             endpoint.node.stop(now)
             endpoint.flush_and_pump()
@@ -578,6 +600,7 @@ class Daemon:
         await serve_devices(
             self.values,
             self.proposals,
+            barriers=self.barriers,
             backend=options.backend,
             name_prefix=options.name_prefix,
             compat_learner_id=options.compat_learner_id,

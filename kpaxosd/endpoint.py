@@ -31,12 +31,15 @@ from kpaxosd.auth import Authenticator, AuthError
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import (
     Adopted,
+    BarrierReached,
     Decision,
     Deliver,
     Effect,
     Persist,
     PersistTrim,
+    QuorumReach,
     Send,
+    Signal,
     Trimmed,
 )
 from kpaxosd.paxos.node import Node
@@ -239,7 +242,8 @@ class UdpEndpoint:
     """Runs ``node`` on ``sock``; what its learner learned goes to ``on_deliver``.
 
     ``on_deliver`` gets, once per flush, the learner's decisions of that flush in order
-    (Deliver, Trimmed, Adopted), so that values decided together reach readers together.
+    (Deliver, Trimmed, Adopted), so that values decided together reach readers together;
+    ``on_signal`` then its barriers reached and changes of reach (Signal), in order.
 
     With a ``bus``, messages for the other endpoints on that bus skip the socket.
     """
@@ -250,6 +254,7 @@ class UdpEndpoint:
         sock: socket.socket,
         *,
         on_deliver: Callable[[list[Decision]], None] | None = None,
+        on_signal: Callable[[list[Signal]], None] | None = None,
         store: AcceptorStore | None = None,
         auth: Authenticator | None = None,
         name: str = "endpoint",
@@ -264,6 +269,7 @@ class UdpEndpoint:
         self.sent_by_type: collections.Counter[str] = collections.Counter()
         self.counters = EndpointCounters()
         self._on_deliver = on_deliver
+        self._on_signal = on_signal
         self._bus = bus
         host, port = sock.getsockname()[:2]
         self._address: Address = (host, port)
@@ -457,6 +463,7 @@ class UdpEndpoint:
         last_msg: Message | None = None
         last_data = b""
         learned: list[Decision] = []
+        signals: list[Signal] = []
         for effect in effects:
             if isinstance(effect, Send):
                 msg, dest = effect.msg, effect.dest
@@ -472,8 +479,12 @@ class UdpEndpoint:
                 self._send_bytes(last_data, dest)
             elif isinstance(effect, (Deliver, Trimmed, Adopted)):
                 learned.append(effect)
+            elif isinstance(effect, (BarrierReached, QuorumReach)):
+                signals.append(effect)
         if learned and on_deliver is not None:
             on_deliver(learned)
+        if signals and self._on_signal is not None:
+            self._on_signal(signals)
 
     def _send_bytes(self, data: bytes, dest: Address) -> None:
         if self.auth is not None:
@@ -492,16 +503,27 @@ class UdpEndpoint:
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: sending to %s:%d failed: %s", self.name, dest[0], dest[1], exc)
 
+    def act(self, action: Callable[[Node, float], None]) -> None:
+        """Call ``action`` with the node and the time, then carry out what it asked
+        for: a local input (a read barrier), not a datagram."""
+        action(self.node, trio.current_time())
+        self.flush_and_pump()
+        self._tighten_timer()
+
     def receive_local(self, inbox: list[tuple[Message, Address]], now: float) -> None:
         """Hand the node what other endpoints of this process posted, then flush."""
         self.counters.local_in += len(inbox)
         self.node.set_wall_clock(time.time())
         self.node.receive_many(inbox, now)
         self.flush()
-        # What came over the bus may have set a timer (a proposer's retry) that the
-        # run loop, asleep on its socket, does not know of: nothing else wakes it.
-        # Only an earlier deadline matters: a later one wakes the loop early, and it
-        # takes the node's deadline then (moving a scope's deadline is not free).
+        self._tighten_timer()
+
+    def _tighten_timer(self) -> None:
+        # What came over the bus (or a local call) may have set a timer (a proposer's
+        # retry) that the run loop, asleep on its socket, does not know of: nothing
+        # else wakes it. Only an earlier deadline matters: a later one wakes the loop
+        # early, and it takes the node's deadline then (moving a scope's deadline is
+        # not free).
         timer = self._timer
         if timer is not None:
             deadline = self.node.next_deadline()

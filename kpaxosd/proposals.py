@@ -34,7 +34,14 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from devices.ports import NodeStopping, Outcome, ProposalError, ProposalTimeout, ValueTooLarge
+from devices.ports import (
+    NodeStopping,
+    NoQuorum,
+    Outcome,
+    ProposalError,
+    ProposalTimeout,
+    ValueTooLarge,
+)
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Decision, Deliver
 from kpaxosd.paxos.options import PaxosOptions
@@ -128,6 +135,8 @@ class ClientProposals:
         # Until when the service task sleeps (-inf: it is not asleep).
         self._sleeping_until = -math.inf
         self._stopping = False
+        # Whether the learner hears from a quorum of acceptors (set_reachable).
+        self._reachable = True
 
     @property
     def max_value_size(self) -> int:
@@ -140,7 +149,9 @@ class ClientProposals:
 
     @property
     def has_room(self) -> bool:
-        return self._stopping or (not self._queued and self._room_for_one())
+        # Not reachable: a write fails at once (ENOTCONN), so it may as well come.
+        return (self._stopping or not self._reachable
+                or (not self._queued and self._room_for_one()))
 
     def submit(self, value: bytes, done: Callable[[Outcome], None], *,
                flush: bool = True, hold: float = 0.0) -> Proposal:
@@ -150,6 +161,9 @@ class ClientProposals:
             )
         if self._stopping:
             raise NodeStopping("the node is stopping")
+        if not self._reachable:
+            raise NoQuorum("the learner hears from no quorum of acceptors: nothing can be "
+                           "decided now")
         now = trio.current_time()
         deadline = now + self._timeout if self._timeout > 0 else math.inf
         proposal = Proposal(self, value, done, now, deadline)
@@ -361,15 +375,27 @@ class ClientProposals:
         if self._queued or self._room_callbacks:
             self._admit()
 
+    def set_reachable(self, reachable: bool) -> None:
+        """The learner hears from a quorum of acceptors again, or no longer does: then
+        every value waiting fails with NoQuorum (one already sent may still be
+        decided, as after a timeout), and new ones fail at once until it does."""
+        self._reachable = reachable
+        if not reachable:
+            self._fail_all(NoQuorum("the learner stopped hearing from a quorum of "
+                                    "acceptors before the value was decided"))
+
     def stop(self) -> None:
         """Fail every pending and future proposal with NodeStopping."""
         self._stopping = True
+        self._fail_all(NodeStopping("the node stopped before the value was decided"))
+
+    def _fail_all(self, error: ProposalError) -> None:
         over = [*self._waiting.values(), *self._queued]
         self._waiting.clear()
         self._queued.clear()
         for proposal in over:
             proposal.state = _State.OVER
-            _tell(proposal, NodeStopping("the node stopped before the value was decided"))
+            _tell(proposal, error)
         self._call_room_callbacks()
 
 

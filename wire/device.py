@@ -24,6 +24,15 @@ encodes work through CUSE and FUSE alike):
   value's position and length (native byte order, as the original's device
   records are), then the value. Empty values count; a buffer too small for the
   next frame fails with EINVAL.
+- ``BARRIER`` (``struct kpaxos_barrier``): a read barrier. It returns once every
+  value decided anywhere in the cluster before it began is in the log (a quorum
+  of acceptors confirms it), with ``end``, the position after the newest value
+  in the log then: a reader that reads up to ``end`` has read every one of them.
+  ENOTCONN while the learner hears from no quorum of acceptors, ETIMEDOUT after
+  the daemon's client timeout, EINTR when interrupted.
+- ``QUORUM`` (``struct kpaxos_quorum``): whether the learner hears from a quorum
+  of acceptors now (1) or not (0). poll reports POLLPRI on a file whose last
+  QUORUM answer (or, before any, its open) is no longer true.
 
 On the client device ``FRAMED`` makes every later write whole frames of values to
 propose (``WRITE_FRAME``: length, then the value), many values in one write(2).
@@ -80,6 +89,14 @@ BOUNDS = Struct(
     "oldest" / Int64un,
     "end" / Int64un,
 )
+#: ``struct kpaxos_barrier { u64 end; }``
+BARRIER = Struct(
+    "end" / Int64un,
+)
+#: ``struct kpaxos_quorum { u32 reachable; }``
+QUORUM = Struct(
+    "reachable" / Int32un,
+)
 #: One frame of a framed read: position, length, then the value.
 FRAME = Struct(
     "position" / Int64un,
@@ -95,6 +112,8 @@ FRAME_HEAD = fast_struct(FRAME)
 WRITE_FRAME_HEAD = fast_struct(WRITE_FRAME)
 START_ARG = fast_struct(START)
 BOUNDS_ARG = fast_struct(BOUNDS)
+BARRIER_ARG = fast_struct(BARRIER)
+QUORUM_ARG = fast_struct(QUORUM)
 
 #: The ioctl type byte of the kpaxos devices (unused in the kernel's ioctl-number
 #: table).
@@ -102,3 +121,5 @@ IOCTL_TYPE = 0xE5
 IOCTL_START = iow(IOCTL_TYPE, 1, START.sizeof())
 IOCTL_BOUNDS = ior(IOCTL_TYPE, 2, BOUNDS.sizeof())
 IOCTL_FRAMED = io(IOCTL_TYPE, 3)
+IOCTL_BARRIER = ior(IOCTL_TYPE, 4, BARRIER.sizeof())
+IOCTL_QUORUM = ior(IOCTL_TYPE, 5, QUORUM.sizeof())

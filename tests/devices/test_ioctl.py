@@ -61,7 +61,7 @@ class ReversingHandle:
     def write(self, request: Request, data: bytes, nonblocking: bool) -> None:
         raise RequestError(errno.EINVAL)
 
-    def poll(self, kh: int | None) -> int:
+    def poll(self, kh: int | None, events: int = 0) -> int:
         return 0
 
     def flush(self, request: Request) -> None:
