@@ -328,8 +328,9 @@ class LearnerHandle:
                 revents |= select.POLLERR
         if self._reach_told != self._device.reachable:
             revents |= select.POLLPRI
-        if kh is not None and not revents & events:
+        if kh is not None and not revents & events & ~_WRITABLE:
             # Even with data to read: a poller that asked for POLLPRI alone waits.
+            # (POLLOUT is always there: a poller that asked for it does not wait.)
             self._poll_kh = kh
         return revents
 

@@ -6,12 +6,15 @@ Parametrized over the doors like the behaviour suite (``cuse`` runs in the test 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from clients.log import LogReader
 from kpaxosd.cli import build_parser, spec_from_args
 from kpaxosd.config import default_config
 from kpaxosd.daemon import DeviceOptions
@@ -144,3 +147,30 @@ def test_a_bad_name_prefix_is_one_clear_line(tmp_path: Path) -> None:
     assert "'../kpaxos-learner' cannot be a device name" in done.stderr
     assert "Traceback" not in done.stderr
     assert not mounted(tmp_path / "mnt")
+
+
+def test_a_read_barrier_and_the_quorum_through_the_door(door: str, tmp_path: Path) -> None:
+    # The BARRIER and QUORUM ioctls are encoded (size and direction in the number), so
+    # CUSE, which has no llseek and no fsync, carries them as FUSE does.
+    config = loopback_config(tmp_path / "paxos.conf")
+    with cluster(tmp_path) as running:
+        args, folder = device_args(door, tmp_path, running)
+        running.start("kpaxosd", "-c", str(config), *args, ready=False).wait_ready(SLOW)
+        learner, client = folder / "kpaxos-learner", folder / "kpaxos-client"
+        echo("first", client, timeout=SLOW)
+        with LogReader.open(str(learner)) as log:
+            assert log.quorum_reachable()
+            poller = select.poll()
+            poller.register(log.fileno(), select.POLLPRI)
+            assert poller.poll(0) == []  # the quorum is as the file last heard
+            assert [entry.value for entry in log.until_now()] == [b"first\n"]
+            echo("second", client, timeout=SLOW)
+            end = log.barrier()
+            assert [entry.value for entry in log.read_before(end)] == [b"second\n"]
+            assert log.read_before(end) == []
+        done = subprocess.run([sys.executable, "-m", "clients.cat", "--device", str(learner),
+                               "--until-now", "--positions"], capture_output=True,
+                              timeout=SLOW, check=False)
+        assert done.returncode == 0, done.stderr
+        assert [line.split(b"\t")[1] for line in done.stdout.splitlines()] == [
+            b"first", b"second"]

@@ -70,6 +70,7 @@ from kpaxosd.paxos import (
     PaxosOptions,
     Persist,
     PersistTrim,
+    QuorumReach,
     Send,
     Trimmed,
 )
@@ -481,6 +482,8 @@ class Result:
     #: run ended).
     barriers_begun: int = 0
     barriers_reached: int = 0
+    #: Times a learner said it could no longer, or again, reach a quorum.
+    reach_changes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -554,6 +557,7 @@ class Simulation:
         self.barriers: dict[int, tuple[Host, int, int]] = {}
         self.barriers_begun = 0
         self.barriers_reached = 0
+        self.reach_changes = 0
         self.forged: Counter[str] = Counter()
         #: A few addresses the adversary comes back to (it registers as a learner
         #: there and asks again), and every node's IP with a port that is not its.
@@ -573,6 +577,8 @@ class Simulation:
             max_values_per_instance=scenario.values_per_instance,
             learner_max_held_bytes=scenario.learner_max_held_bytes,
             acceptor_max_held_bytes=scenario.acceptor_max_held_bytes,
+            # Who is there, in half the seeds: its asks must cost nothing of the rest.
+            quorum_timeout=0.5 if self.barrier_rng.random() < 0.5 else None,
         )
         for host in self.hosts:
             host.options = options
@@ -761,6 +767,7 @@ class Simulation:
             uncompared=self.uncompared,
             barriers_begun=self.barriers_begun,
             barriers_reached=self.barriers_reached,
+            reach_changes=self.reach_changes,
         )
 
     def _counts_over_lives(self) -> tuple[int, int, int, Counter[str]]:
@@ -1151,6 +1158,10 @@ class Simulation:
                 self.observe_adopted(host, effect)
             elif isinstance(effect, BarrierReached):
                 self.observe_barrier(host, effect)
+            elif isinstance(effect, QuorumReach):
+                if host.options.quorum_timeout is None:
+                    raise Violation(f"{host.name} judged its reach with no quorum_timeout")
+                self.reach_changes += 1
             else:
                 raise Violation(f"unknown effect {effect!r}")
         self._keep_learner_log(host, node, effects)
