@@ -103,6 +103,10 @@ class ValueLog:
         self._gap_positions: list[int] = []
         # The position after the newest value (0: nothing delivered yet).
         self._end_position = 0
+        # The instance from which the log holds every value delivered, while it has
+        # let none go (began_at): not its oldest value's, which a no-op instance
+        # before it, or one whose values were all passed over, would move on.
+        self._began_at_iid = 1
         self._closed = False
         self._grown = trio.Event()
         self._listeners: list[Listener] = []
@@ -232,7 +236,7 @@ class ValueLog:
         oldest = self.oldest_position
         # Before the first instance nothing ever was: only a log that let values go,
         # or that began later, is missing what lies below its oldest position.
-        whole = self._first_index == 0 and iid_of(oldest) <= 1
+        whole = self._first_index == 0 and self._began_at_iid <= 1
         if position < oldest and not whole:
             raise ReaderTooFarBehind(self._first_index - 1, self._first_index, oldest)
         start = self._dead
@@ -244,15 +248,25 @@ class ValueLog:
                 return index - 1
         return index
 
+    def began_at(self, iid: int) -> None:
+        """The log holds every value delivered from instance ``iid`` on, and what was
+        delivered before it may be missing (a learner log restored from a store that
+        let values go). Before anything is appended; a log never told begins at 1."""
+        self._began_at_iid = iid
+
+    def kept_from(self) -> int:
+        """The first instance from which every value delivered is retained, gaps
+        aside: where the log began (instance 1, unless :meth:`began_at` says later)
+        while it has let nothing go, else past the instance the retention may have
+        cut into (the oldest one held)."""
+        if self._first_index == 0:
+            return self._began_at_iid
+        return iid_of(self.oldest_position) + 1
+
     def whole_from(self) -> int:
-        """The first instance from which every value delivered is retained: one the
-        log holds from its start (instance 1 on, or the start of a log that began
-        later), past the newest gap, and past an instance the retention may have cut
-        into (the oldest one held, once anything was let go of)."""
-        oldest = self.oldest_position
-        # Nothing delivered yet, or everything from instance 1 on still held.
-        whole_log = self._end_position == 0 or (self._first_index == 0 and iid_of(oldest) <= 1)
-        start = 1 if whole_log else iid_of(oldest) + 1
+        """The first instance from which every value delivered is retained: past
+        :meth:`kept_from` and the newest gap."""
+        start = self.kept_from()
         gaps = self._gap_positions
         if gaps and gaps[-1] >= self._first_index:
             start = max(start, self._gaps[gaps[-1]][1])

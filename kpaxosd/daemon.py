@@ -319,6 +319,23 @@ class Daemon:
                  fill, min(known))
         return dataclasses.replace(options, batch_fill_bytes=max(fill, 1))
 
+    def _history_pieces_to_the_mtu(self, options: PaxosOptions, authenticated: bool,
+                                   ) -> PaxosOptions:
+        """Pieces of history for peer learners that fit the smallest path MTU to the
+        listed learners, unfragmented (kpaxosd.paxos.peers)."""
+        learners = self.spec.config.cluster.learners.values()
+        known = [mtu for mtu in map(path_mtu, learners) if mtu is not None]
+        if not known:
+            return options
+        # LEARNER_HISTORY's header: the type word and eight more.
+        trailer = AUTH_TRAILER_SIZE if authenticated else 0
+        fill = min(known) - IPV4_UDP_HEADERS - 9 * 4 - trailer
+        if fill >= options.history_piece_bytes:
+            return options
+        log.info("the learner gives its history to peer learners in pieces of at most "
+                 "%d bytes (a path MTU of %d to them)", fill, min(known))
+        return dataclasses.replace(options, history_piece_bytes=max(fill, 1))
+
     def bind(self) -> None:
         """Open every socket, so that address conflicts show before anything runs."""
         try:
@@ -380,6 +397,8 @@ class Daemon:
             options = dataclasses.replace(options, max_batch_bytes=room)
         if any(plan.proposer_id is not None for plan in plans):
             options = self._fill_batches_to_the_mtu(options, auth is not None)
+        if any(plan.learner for plan in plans):
+            options = self._history_pieces_to_the_mtu(options, auth is not None)
         return options
 
     def _add_endpoint(self, plan: _EndpointPlan, options: PaxosOptions,
@@ -526,6 +545,7 @@ class Daemon:
         self._stack.callback(store.close)
         logged = store.load()
         values = [entry for entry in logged.entries if isinstance(entry, LoggedValue)]
+        self.values.began_at(logged.whole_from())
         self._device_feed.restore(logged.entries)
         memory_iid = _restore_learner(node, logged, values, path, now)
         learner = node.learner

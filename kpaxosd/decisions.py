@@ -171,7 +171,8 @@ class DurableLogFeed:
         forget_below = self._values.oldest_position
         memory = self._memory_to_keep(next_iid, forget_below)
         try:
-            self._store.commit(pending, next_iid, forget_below, memory)
+            self._store.commit(pending, next_iid, forget_below, memory,
+                               kept_from=self._values.kept_from())
         except StorageError as exc:
             if not self._failing:
                 log.error("%s; readers get the values all the same, and the next commit "

@@ -19,8 +19,11 @@ from pathlib import Path
 import lmdb
 
 from kpaxosd.paxos.effects import Persist
+from wire.device import iid_of
 from wire.identity import Origin
 from wire.storage import (
+    KEPT_FROM_KEY,
+    KEPT_FROM_RECORD,
     LOG_GAP,
     MEMORY_KEY,
     MEMORY_RECORD,
@@ -198,11 +201,24 @@ class LearnerLog:
     """What a learner store holds: its entries in position order, the instance the
     learner delivers next (0: it never delivered anything), and its exactly-once
     memory at an instance whose values the entries hold from there on (None: a
-    store from before memories were kept)."""
+    store from before memories were kept), and the instance from which the
+    entries hold every value delivered, gaps aside (None: a store from before that
+    was kept)."""
 
     entries: list[LogEntry] = field(default_factory=list)
     next_iid: int = 0
     memory: LearnerMemory | None = None
+    kept_from: int | None = None
+
+    def whole_from(self) -> int:
+        """The first instance from which the entries hold every value the learner
+        delivered, gaps aside."""
+        if self.kept_from is not None:
+            return self.kept_from
+        # An older store: only its oldest entry can tell (an instance 1 counts as
+        # whole; any later one may have been cut into).
+        oldest = iid_of(self.entries[0].position) if self.entries else 1
+        return 1 if oldest <= 1 else oldest + 1
 
 
 class LearnerStore:
@@ -230,6 +246,9 @@ class LearnerStore:
                 raw_next = txn.get(NEXT_KEY)
                 found = LearnerLog(next_iid=NEXT_RECORD.parse(raw_next).next_iid
                                    if raw_next else 0)
+                raw_kept_from = txn.get(KEPT_FROM_KEY)
+                if raw_kept_from is not None:
+                    found.kept_from = KEPT_FROM_RECORD.parse(raw_kept_from).iid
                 raw_memory = txn.get(MEMORY_KEY)
                 if raw_memory is not None:
                     memory = MEMORY_RECORD.parse(raw_memory)
@@ -248,10 +267,12 @@ class LearnerStore:
         return found
 
     def commit(self, entries: Iterable[LogEntry], next_iid: int, forget_below: int,
-               memory: LearnerMemory | None = None) -> None:
+               memory: LearnerMemory | None = None, *, kept_from: int | None = None,
+               ) -> None:
         """Write ``entries``, ``next_iid`` and ``memory`` (None: the one kept stays)
         durably, and forget every entry below the position ``forget_below``, in one
-        transaction.
+        transaction; ``kept_from``: the instance from which the log then holds every
+        value delivered, gaps aside (None: as before).
 
         Raises:
             StorageError: the write failed (disk full, map full).
@@ -272,6 +293,8 @@ class LearnerStore:
                         {"next_iid": memory.next_iid, "memory": memory.memory}))
                 for db in (self._values, self._gaps):
                     _delete_below(txn.cursor(db=db), log_key(forget_below))
+                if kept_from is not None:
+                    txn.put(KEPT_FROM_KEY, KEPT_FROM_RECORD.build({"iid": kept_from}))
         except (OSError, lmdb.Error) as exc:
             raise StorageError(f"writing the learner log at {self.path} failed: {exc}") from None
 

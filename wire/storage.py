@@ -72,6 +72,11 @@ NEXT_KEY = b"next"
 #: ``next_iid``; the log keeps every value from that instance on.
 MEMORY_RECORD = Struct("next_iid" / Int32ub, "memory" / GreedyBytes)
 MEMORY_KEY = b"memory"
+#: The value under :data:`KEPT_FROM_KEY`: the log holds every value the learner
+#: delivered from this instance on (gaps aside); a log from before it was kept has
+#: no such key.
+KEPT_FROM_RECORD = Struct("iid" / Int32ub)
+KEPT_FROM_KEY = b"kept-from"
 
 _LOG_KEY = fast_struct(LOG_KEY)
 _LOG_VALUE_HEAD = fast_struct(LOG_VALUE)

@@ -234,7 +234,8 @@ class Learner:
         # Peer learners (kpaxosd.paxos.peers): serving our history (with a history
         # to serve), fetching theirs (with a generator for the sessions): the listed
         # learners but us.
-        self._server = HistoryServer(history, outbox) if history is not None else None
+        self._server = (None if history is None else
+                        HistoryServer(history, outbox, options.history_piece_bytes))
         self._rng = rng
         # Read barriers (kpaxosd.paxos.barrier; they draw sessions) and who is there.
         self._barriers = (None if rng is None else BarrierRounds(

@@ -63,6 +63,12 @@ class PaxosOptions:
     #: 9 KB batch on a 1500-byte MTU crosses far less often than its six fragments'
     #: worth of small values would.
     batch_fill_bytes: int | None = None
+    #: About how many bytes a piece of history given to a peer learner carries
+    #: (kpaxosd.paxos.peers; a single value bigger than that still goes, alone).
+    #: The daemon sets it from the path MTU to the listed learners, for the reason
+    #: above: a 32 KB piece is 23 fragments on a 1500-byte MTU, and under a fifth of
+    #: the datagrams lost it would cross about once in 200 tries.
+    history_piece_bytes: int = 32 * 1024
     #: The round of every instance's first ballot. libpaxos uses 1. None (the
     #: default) draws it from the node's rng at every start, below 2**24: a proposer
     #: remembers nothing across a restart, and its next life starting at round 1

@@ -146,7 +146,8 @@ def test_a_full_learner_log_fails_its_commit_and_the_next_takes_the_values_along
                                                                 [(9, 1), (9, 3)], [0, 2])])
     assert big.load() == LearnerLog([LoggedValue(position_of(1, 0), b"one", None),
                                      LoggedValue(position_of(2, 0), b"two", (9, 1)),
-                                     LoggedValue(position_of(2, 2), b"three", (9, 3))], 3)
+                                     LoggedValue(position_of(2, 2), b"three", (9, 3))], 3,
+                                    kept_from=1)
     store.close()
     big.close()
 
@@ -215,3 +216,21 @@ def test_a_peers_memory_is_kept_once_delivery_reaches_its_instance(tmp_path: Pat
     feed.on_decisions([Deliver(9, [b"nine"], [(3, 3)])])
     assert store.load().memory == LearnerMemory(9, b"peer")  # not the own one again
     store.close()
+
+
+def test_the_learner_log_says_from_which_instance_it_holds_every_value(tmp_path: Path) -> None:
+    values = ValueLog()
+    store = LearnerStore(tmp_path / "learner")
+    feed = DurableLogFeed(store, values, lambda: 3, lambda: b"m", 0)
+    # Instance 1 was a no-op: the first value is at instance 2, and nothing is missing.
+    values.append(2, b"x")
+    feed.on_decisions([Deliver(2, [b"x"], [None])])
+    assert store.load().whole_from() == 1
+    values.append(3, b"y")
+    values.trim_before(1)
+    feed.on_decisions([Deliver(3, [b"y"], [None])])
+    assert store.load().whole_from() == 4
+    store.close()
+    # A store from before this was kept: its oldest entry is all it can go by.
+    assert LearnerLog([LoggedValue(position_of(1, 0), b"a", None)], 2).whole_from() == 1
+    assert LearnerLog([LoggedValue(position_of(5, 2), b"a", None)], 6).whole_from() == 6

@@ -153,3 +153,27 @@ def test_byte_accounting_survives_compaction_and_gaps() -> None:
     assert log.retained_bytes == sum(
         len(log.value_at(i)) for i in range(log.first_index, log.next_index) if not log.is_gap(i)
     )
+
+
+def test_a_log_whose_first_instance_delivered_nothing_is_whole_from_instance_1() -> None:
+    # Instance 1 decided a no-op (or only copies passed over): the first value is at
+    # instance 2, yet nothing is missing below it. A peer serves from instance 1,
+    # and a reader may start at position 0.
+    log = ValueLog()
+    log.append(2, b"first")
+    assert log.whole_from() == log.kept_from() == 1
+    assert log.index_of(0) == 0
+    log.append(3, b"second")
+    log.trim_before(1)
+    assert log.kept_from() == 4  # instance 3 may have been cut into
+    with pytest.raises(ReaderTooFarBehind):
+        log.index_of(position_of(2, 0))
+
+
+def test_a_restored_log_is_whole_from_where_its_store_kept_every_value() -> None:
+    log = ValueLog()
+    log.began_at(7)
+    log.extend_raw([position_of(6, 3), position_of(7, 0)], [b"cut", b"whole"])
+    assert log.whole_from() == 7
+    with pytest.raises(ReaderTooFarBehind):
+        log.index_of(position_of(6, 0))
