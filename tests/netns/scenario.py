@@ -131,7 +131,8 @@ class Report:
     def __str__(self) -> str:
         counters = self.counters
         dropped = (f", switch dropped {counters.dropped} of {counters.seen} UDP datagrams "
-                   f"({100 * counters.dropped / max(counters.seen, 1):.1f} %)") if counters else ""
+                   f"({100 * counters.dropped / max(counters.seen, 1):.1f} %; "
+                   f"{counters.fragments} fragments)") if counters else ""
         pace = self.values / max(self.seconds, 0.001)
         return (f"{self.values} values written in {self.seconds:.1f} s ({pace:.0f} a second)"
                 f"{dropped}; {'; '.join(self.events)}"
@@ -320,7 +321,7 @@ def run_scenario(  # noqa: C901, PLR0915
 
         def watch() -> None:
             nonlocal pace_judged
-            check_nothing_lost(running.daemons)
+            check_nothing_lost(running.daemons, net)
             for role, writer in zip(("l0", "l1"), writers, strict=True):
                 if writer.poll() not in (None, 0):
                     errors = (workdir / f"writer-{role}.err").read_text()
@@ -440,7 +441,7 @@ def run_scenario(  # noqa: C901, PLR0915
     return report
 
 
-def check_nothing_lost(daemons: list[Kpaxosd]) -> None:
+def check_nothing_lost(daemons: list[Kpaxosd], net: Network) -> None:
     """No learner gave instances up: each of them is held by l0, which retains every
     value, so a learner lacking what the acceptors trimmed must get it from a peer."""
     for daemon in daemons:
@@ -456,7 +457,8 @@ def check_nothing_lost(daemons: list[Kpaxosd]) -> None:
         raise AssertionError(
             f"{daemon.name} gave up instances that its peer learners hold, instead of "
             f"taking them from one:\n" + "\n".join(lines[:5])
-            + "\npeer exchanges so far:\n" + "\n".join(peers))
+            + "\npeer exchanges so far:\n" + "\n".join(peers)
+            + f"\nthe switch so far: {net.counters()}")
 
 
 def exchanges(daemon: NetnsDaemon) -> str:
