@@ -37,7 +37,11 @@ def lines_in(path: Path) -> int:
 
 
 def entries_in(path: Path) -> list[Entry]:
-    """The ``POSITION<tab>VALUE`` lines of a reader run's output, whole lines only."""
+    """The ``POSITION<tab>VALUE`` lines of a reader run's output, whole lines only.
+
+    Each value is a line of its own (the writers end every value with its newline),
+    given without that newline.
+    """
     try:
         lines = path.read_bytes().split(b"\n")[:-1]
     except FileNotFoundError:
@@ -116,8 +120,7 @@ class LearnerReader:
         """A Read per run; a run still going ends now, after what it wrote so far."""
         reads = []
         for run in self.runs:
-            entries = tuple((position, value.rstrip(b"\n"))
-                            for position, value in entries_in(run.output))
+            entries = tuple(entries_in(run.output))
             end = run.end if run.ended() else time.time()
             assert end is not None
             reads.append(Read(self.role, self.role, entries, run.start, end))

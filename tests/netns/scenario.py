@@ -176,7 +176,7 @@ def check_records(records: dict[str, list[Entry]], values: int,
     """
     proposed = set(map(value, range(values)))
     for role, record in records.items():
-        counts = collections.Counter(v.rstrip(b"\n") for _, v in record)
+        counts = collections.Counter(v for _, v in record)
         twice = sorted(v for v, n in counts.items() if n > 1)
         foreign = sorted(counts.keys() - proposed)
         missing = sorted(acknowledged - counts.keys()) if complete else []
@@ -400,7 +400,7 @@ def run_scenario(  # noqa: C901, PLR0915
 
         def settled() -> bool:
             records = [reader.entries() for reader in readers.values()]
-            have = [{v.rstrip(b"\n") for _, v in record} for record in records]
+            have = [{v for _, v in record} for record in records]
             return (len({len(record) for record in records}) == 1
                     and all(acknowledged <= values_read for values_read in have))
 
