@@ -69,8 +69,9 @@ class Host:
 
 @dataclass(frozen=True)
 class Counters:
-    seen: int  #: UDP datagrams the switch was asked to forward
+    seen: int  #: UDP datagrams the switch was asked to forward (a fragment is one)
     dropped: int  #: of those, the ones the fault rule dropped
+    fragments: int = 0  #: of those, the pieces of fragmented datagrams
 
 
 class Network:
@@ -106,9 +107,11 @@ class Network:
             table bridge {TABLE} {{
                 counter seen {{}}
                 counter dropped {{}}
+                counter fragments {{}}
                 chain forward {{
                     type filter hook forward priority 0; policy accept;
                     meta l4proto udp counter name seen
+                    meta l4proto udp ip frag-off & 0x3fff != 0 counter name fragments
                 }}
             }}
         """)
@@ -139,7 +142,8 @@ class Network:
             for item in listing["nftables"]
             if "counter" in item
         }
-        return Counters(seen=packets["seen"], dropped=packets["dropped"])
+        return Counters(seen=packets["seen"], dropped=packets["dropped"],
+                        fragments=packets["fragments"])
 
     def remove(self) -> None:
         """Remove the rules and every namespace, ending whatever still runs in them."""

@@ -27,7 +27,7 @@ from tests.vm.runner import VM_TIMEOUT, VmRun, run_in_vm
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/devices"
-#: Values of the netem scenario in the VM: the host's 10,000. Under emulation the six
+#: Values of the netem scenario in the VM: the host's 10,000. Under emulation the seven
 #: daemons take one to two minutes to start and the run about three more (10,000
 #: values decided in 174 s of VM time, the whole VM run 338 s).
 NETEM_VALUES = 10_000
