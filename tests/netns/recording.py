@@ -8,21 +8,24 @@ log as its device showed it. Every time is ``time.time()``, the clock that every
 process of the test shares (all namespaces have the one real-time clock).
 
 :func:`history` makes a :class:`tests.history.model.History` of it all: a Write per
-write, a Read per reader run, and the barriers a step of the scenario took
-(:attr:`Recording.barriers`: none yet, the place for a "barrier, then read" step, whose
-Read is a reader run started after it).
+write, a Read per reader run, and for each :class:`BarrierReader` (a thread that asks
+a learner for a read barrier again and again, each time reading what the barrier
+covers) a Barrier and a Read per round.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients.log import LogError, LogReader
 from tests.history.model import Barrier, History, Position, Read, Write
 from tests.integration.harness import Cluster
+from wire.device import StartAt
 
 KPAXOS_CAT = str(Path(sys.executable).with_name("kpaxos-cat"))
 
@@ -127,6 +130,54 @@ class LearnerReader:
         return reads
 
 
+class BarrierReader:
+    """Rounds of a read barrier and a read up to it, on one learner's device, in a
+    thread: each round a Barrier (its ``upto`` the position before the barrier's end)
+    and a Read of what came since the last round, from the next value decided after
+    the thread started. A round that reads nothing leaves its Barrier only."""
+
+    def __init__(self, role: str, device: Path, pause: float = 0.2) -> None:
+        self.name = f"barrier-{role}"
+        self.role = role
+        self.barriers: list[Barrier] = []
+        self.reads: list[Read] = []
+        #: Why the rounds stopped before they were asked to (None: they did not).
+        self.error: str | None = None
+        self._device = device
+        self._pause = pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._rounds, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop after the round going on (at once if the thread never started)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"{self.name}: a barrier did not return"
+
+    def _rounds(self) -> None:
+        try:
+            with LogReader.open(str(self._device), start=StartAt.NOW) as log:
+                while not self._stop.is_set():
+                    start = time.time()
+                    end = log.barrier()
+                    reached = time.time()
+                    entries: list[Entry] = []
+                    while batch := log.read_before(end):
+                        entries += [(e.position, e.value.removesuffix(b"\n")) for e in batch]
+                    self.barriers.append(Barrier(self.name, self.role, start, reached,
+                                                 end - 1))
+                    if entries:
+                        self.reads.append(Read(self.name, self.role, tuple(entries), start,
+                                               time.time()))
+                    self._stop.wait(self._pause)
+        except LogError as exc:
+            self.error = str(exc)
+
+
 @dataclass(frozen=True)
 class WriterRecord:
     """The record file of one writer process and the name its writes go by."""
@@ -163,11 +214,15 @@ class Recording:
 
     writers: list[WriterRecord] = field(default_factory=list)
     readers: list[LearnerReader] = field(default_factory=list)
-    barriers: list[Barrier] = field(default_factory=list)
+    barrier_readers: list[BarrierReader] = field(default_factory=list)
 
     def writes(self) -> list[Write]:
         return [w for record in self.writers for w in writes_in(record)]
 
     def history(self) -> History:
-        reads = tuple(read for reader in self.readers for read in reader.reads())
-        return History(tuple(self.writes()), reads, tuple(self.barriers))
+        reads = [read for reader in self.readers for read in reader.reads()]
+        barriers: list[Barrier] = []
+        for rounds in self.barrier_readers:
+            reads += rounds.reads
+            barriers += rounds.barriers
+        return History(tuple(self.writes()), tuple(reads), tuple(barriers))

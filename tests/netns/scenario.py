@@ -39,7 +39,7 @@ from tests.history.checker import assert_linearizable
 from tests.history.model import History, Write
 from tests.integration.harness import KPAXOSD, Cluster, Kpaxosd, detach_mount, mounted
 from tests.netns.network import PREFIX, Counters, Host, Network, network, stale_prefix_pid
-from tests.netns.recording import Entry, LearnerReader, Recording, WriterRecord
+from tests.netns.recording import BarrierReader, Entry, LearnerReader, Recording, WriterRecord
 
 ACCEPTORS = ("a0", "a1", "a2")
 LEARNERS = ("l0", "l1", "l2")
@@ -149,10 +149,12 @@ def summary(history: History) -> str:
     readers = sorted({r.reader for r in history.reads})
     runs = ", ".join(f"{reader} {sum(r.reader == reader for r in history.reads)}"
                      for reader in readers)
+    barriers = ", ".join(f"{host} {sum(b.host == host for b in history.barriers)}"
+                         for host in sorted({b.host for b in history.barriers}))
     return (f"{len(history.writes)} writes ({acknowledged} acknowledged with a receipt, "
             f"{failed} failed, {unreturned} never returned), "
             f"{sum(len(r.entries) for r in history.reads)} entries read in reader runs of "
-            f"{runs}")
+            f"{runs}; read barriers, each then read up to, on {barriers or 'no learner'}")
 
 
 def value(index: int) -> bytes:
@@ -299,6 +301,14 @@ def run_scenario(  # noqa: C901, PLR0915
         recording.readers.extend(readers.values())
         for role in ("l0", "l1"):
             readers[role].start()
+        # Read barriers on the learners that are never killed, each followed by a read
+        # up to it: read-your-writes, for the checker.
+        barrier_readers = {role: BarrierReader(role, device_args[role][1] / "kpaxos-learner")
+                           for role in ("l0", "l2")}
+        recording.barrier_readers.extend(barrier_readers.values())
+        for rounds in barrier_readers.values():
+            stack.callback(rounds.stop, 60)
+        barrier_readers["l0"].start()
 
         started = time.monotonic()
         deadline = started + time_limit
@@ -382,6 +392,7 @@ def run_scenario(  # noqa: C901, PLR0915
                              f"{decided()} values decided ({elapsed()})")
         learners["l2"] = learner("l2", "learner-l2")
         readers["l2"].start()
+        barrier_readers["l2"].start()
 
         kill(learners["l1"], values // 2)
         readers["l1"].wait_until_ended(30)
@@ -420,6 +431,11 @@ def run_scenario(  # noqa: C901, PLR0915
                                if isinstance(d, NetnsDaemon))
             raise AssertionError(f"{exc}\ndelivered: {delivered}\n{states}") from None
         report.seconds = time.monotonic() - started
+        for rounds in barrier_readers.values():
+            rounds.stop(60)
+            assert rounds.error is None, f"{rounds.name} stopped: {rounds.error}"
+            assert len(rounds.barriers) > 10 and rounds.reads, (
+                f"{rounds.name}: {len(rounds.barriers)} barriers, {len(rounds.reads)} reads")
         time.sleep(2)  # a value delivered twice would show up now
         report.counters = net.counters()
 
