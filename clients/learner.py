@@ -3,18 +3,16 @@
 Reads the learner device in record mode and forwards each record over TCP to the
 connected client whose id range holds the value's client_id (the original's
 protocol: a client sends its half-open id range as two native int32, the learner
-echoes them, then sends records of ``4 + V`` bytes). With ``-l N`` it sends TRIM to
-every acceptor each N delivered instances (between a LEARNER_HI and a LEARNER_DEL:
-acceptors take a TRIM only from a registered learner). A configuration that lists
-learners takes TRIM only from them: there the daemon's learner trims (``--trim``).
+echoes them, then sends records of ``4 + V`` bytes). With ``-l N`` it has the
+acceptors forget what it read every N records, as the 2017-09-18 learner did: through
+the device (its trim writes), so the daemon's learner sends the TRIM, up to the
+instance of the record, never one it has not delivered.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -27,10 +25,14 @@ from clients.options import (
     learner_device_path,
     run_program,
 )
-from clients.sources import ID_RANGE, SourceError, device_records, open_record_device
+from clients.sources import (
+    ID_RANGE,
+    SourceError,
+    device_records,
+    open_record_device,
+    trim_through,
+)
 from kpaxosd.arguments import OneLineParser, host_and_port, listen_ipv4, positive_int, value_size
-from kpaxosd.endpoint import bind_towards
-from wire import LearnerDel, LearnerHi, Trim, encode
 from wire.original import CLIENT_VALUE_HEADER_SIZE, unpack_record
 
 DESCRIPTION = """\
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--value-size", type=value_size, default=64, metavar="BYTES",
                         help="payload bytes of the clients' values (default: 64)")
     parser.add_argument("-l", "--trim", type=positive_int, metavar="N",
-                        help="send TRIM to the acceptors every N instances (default: never)")
+                        help="have the acceptors forget what was read every N records, "
+                             "through the device (the daemon's learner sends the TRIM); "
+                             "default: never")
     parser.add_argument("-d", "--device", action="store_true",
                         help="read the learner device (the only source; accepted for the "
                              "original's command lines)")
@@ -89,16 +93,10 @@ class Forwarder:
 
 
 async def run(args: argparse.Namespace) -> int:
-    cluster, seal = cluster_from_args(args, "kpaxos-learner")
-    if args.trim and cluster.learners:
-        raise SourceError(
-            "-l: the configuration lists learners, and the acceptors take TRIM only from "
-            "them; let the daemon hosting one trim instead (kpaxosd --trim N)")
+    cluster_from_args(args, "kpaxos-learner")  # a bad configuration is said at once
     record_value_size = CLIENT_VALUE_HEADER_SIZE + args.value_size
-    fd = open_record_device(learner_device_path(args), record_value_size)
-    trim_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    trim_sock.setblocking(False)
-    bind_towards(trim_sock, next(iter(cluster.acceptors.values())))
+    fd = open_record_device(learner_device_path(args), record_value_size,
+                            trims=args.trim is not None)
     forwarder = Forwarder()
     host, port = args.listen
     async with trio.open_nursery() as nursery:
@@ -106,7 +104,6 @@ async def run(args: argparse.Namespace) -> int:
         print(f"listening on {host}:{port}", flush=True)
 
         async def forward() -> None:
-            delivered = 0
             async for record in device_records(fd, record_value_size):
                 iid, value = unpack_record(record)
                 client_id = int.from_bytes(value[:4], sys.byteorder, signed=True)
@@ -116,16 +113,8 @@ async def run(args: argparse.Namespace) -> int:
                         await stream.send_all(record)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         forwarder.clients.pop(stream, None)
-                delivered += 1
-                if args.trim and delivered % args.trim == 0:
-                    # Acceptors take a TRIM only from a registered learner: this
-                    # socket registers, trims and leaves (it reads no ACCEPTED copies).
-                    trim_round = [seal(encode(msg)) for msg in (LearnerHi(), Trim(iid),
-                                                                LearnerDel())]
-                    for acceptor in cluster.acceptors.values():
-                        for datagram in trim_round:
-                            with contextlib.suppress(OSError):
-                                trim_sock.sendto(datagram, acceptor)
+                if args.trim and iid % args.trim == 0:
+                    trim_through(fd, iid)
             nursery.cancel_scope.cancel()
 
         async def stop_on_signal() -> None:

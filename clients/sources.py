@@ -15,6 +15,8 @@ from wire.original import (
     ID_RANGE_CODEC,
     RECORD_HEADER_SIZE,
     VALUE_SIZE_WRITE,
+    pack_size_command,
+    pack_trim_command,
     split_client_values_untrusted,
 )
 
@@ -35,8 +37,10 @@ class SourceError(Exception):
     """The source of decided values failed or ended; the message is for the user."""
 
 
-def open_record_device(path: str, value_size: int) -> int:
-    """Open the learner device at ``path`` and switch the handle to record mode.
+def open_record_device(path: str, value_size: int, *, trims: bool = False) -> int:
+    """Open the learner device at ``path`` and switch the handle to record mode (with
+    ``trims``, in the 2017-09-18 form whose trim writes trim the acceptors: see
+    :func:`trim_through`).
 
     Raises:
         SourceError: the device cannot be opened or refuses record mode.
@@ -46,11 +50,25 @@ def open_record_device(path: str, value_size: int) -> int:
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror}") from None
     try:
-        os.write(fd, VALUE_SIZE_WRITE.build(value_size))
+        os.write(fd, pack_size_command(value_size, trims=True) if trims
+                 else VALUE_SIZE_WRITE.build(value_size))
     except OSError as exc:
         os.close(fd)
         raise SourceError(f"{path} refused record mode: {exc.strerror}") from None
     return fd
+
+
+def trim_through(fd: int, record_iid: int) -> None:
+    """Have the daemon's learner let the acceptors forget every instance up to the one
+    of the record ``record_iid`` (a handle opened with ``trims``).
+
+    Raises:
+        SourceError: the device refused.
+    """
+    try:
+        os.write(fd, pack_trim_command(record_iid))
+    except OSError as exc:
+        raise SourceError(f"the learner device refused a trim: {exc.strerror}") from None
 
 
 async def device_records(fd: int, value_size: int) -> AsyncIterator[bytes]:

@@ -11,12 +11,20 @@ a loss is never silent. A reader that reaches a gap in the log (instances the ac
 trimmed before this learner learned them) gets EPIPE there, once, the same way. poll
 reports POLLIN when a read would not block (data, EOF or that error) and POLLOUT always.
 
-Record mode, the original user-space learner's protocol (``wire.original``): when the
-first write on a learner handle is exactly 8 bytes, they are a native ``size_t`` value
-size V. From then on every read returns exactly one record of 4 + V bytes — the native
-int32 iid, then the value zero-padded or cut to V — starting at the next value decided
-after that write, as the original device did. A read buffer smaller than a record gets
-EINVAL (never a partial record). Every other write to the learner is EINVAL.
+Record mode, the original user-space learner's protocol (``wire.original``), in the
+three forms of the 2017 programs, told apart by the first write: 8 bytes are a native
+``size_t`` value size V (8ae324a, 175aafb); 9 or 10 bytes starting with ``'0'`` are
+3891411's command, ``'0'`` and V, with a 10th byte ``'1'`` when the program trims.
+From then on every read returns exactly one record of 4 + V bytes — an int32 iid,
+then the value zero-padded or cut to V — starting at the next value decided after
+that write, as the original device did. A record's iid is the value's number in this
+learner's log (1 for the first value it delivered since the daemon started), so
+every record has its own, consecutive, whatever the batching. A 3891411 reader's
+later writes are commands too: ``'1'`` and a record iid trims the acceptors up to the
+instance of that value (with the trim flag; without it, as the original, they are
+taken and ignored), and another ``'0'`` is ignored. A read buffer smaller than a
+record gets EINVAL (never a partial record). Every other write to the learner is
+EINVAL, logged once per open file with the bytes received.
 
 Positions (``wire.device``): restricted ioctls let a reader start elsewhere (START: at
 or after a position, after one, at the oldest value, at the next value from now; a
@@ -73,6 +81,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import accumulate, islice
+from typing import NoReturn
 
 import trio
 
@@ -102,9 +111,10 @@ from wire.device import (
 )
 from wire.original import (
     RECORD_HEADER_SIZE,
-    VALUE_SIZE_WRITE,
-    VALUE_SIZE_WRITE_SIZE,
+    SizeWrite,
+    TrimWrite,
     pack_record,
+    parse_device_write_untrusted,
 )
 
 logger = logging.getLogger("kpaxos.devices")
@@ -134,13 +144,23 @@ class ReadMode(enum.Enum):
     FRAMED = enum.auto()
 
 
+def record_iid(index: int) -> int:
+    """The iid of the record of the value at log ``index``: every record its own,
+    consecutive whatever the batching (the value's number in the log, from 1), an
+    int32 that wraps past 2**31 as the original's C cast did."""
+    return (index + 1 + 2**31) % 2**32 - 2**31
+
+
 class LearnerDevice:
     """The learner file: readers of ``log``, and their barriers (None: no BARRIER nor
     QUORUM, ENOTTY)."""
 
-    def __init__(self, log: ValueLog, barriers: Barriers | None = None) -> None:
+    def __init__(self, log: ValueLog, barriers: Barriers | None = None,
+                 trim_acceptors: Callable[[int], None] | None = None) -> None:
         self._log = log
         self.barriers = barriers
+        #: Lets the acceptors forget up to an instance (a 2017-09-18 reader's trims).
+        self.trim_acceptors = trim_acceptors
         if barriers is not None:
             barriers.when_reach_changes(self._reach_changed)
         self._handles: set[LearnerHandle] = set()
@@ -191,6 +211,12 @@ class LearnerHandle:
         self._services = services
         self._mode = ReadMode.FRESH
         self._value_size = 0  # V, in RECORD mode
+        # RECORD mode from a 2017-09-18 command (its later writes are commands), and
+        # whether its trim writes trim.
+        self._commands = False
+        self._trims = False
+        self._said_refused = False
+        self._said_trims = False
         self._index = log.first_index  # the next value to read from
         self._offset = 0  # bytes of that value already read
         # START at a position not delivered yet: values below it are passed over.
@@ -226,19 +252,27 @@ class LearnerHandle:
         self._waiting.append((request, size))
 
     def write(self, request: Request, data: bytes, nonblocking: bool) -> None:
-        # Only the first write means anything, and only as a value size: after any
-        # other first write the handle streams for good.
+        # The first write may set a record value size (in any of the 2017 forms);
+        # after any other first write the handle streams for good. Later writes
+        # mean something only to a 2017-09-18 reader, whose writes are commands.
         fresh = self._mode is ReadMode.FRESH
         if fresh:
             self._mode = ReadMode.STREAM
-        if not fresh or len(data) != VALUE_SIZE_WRITE_SIZE:
-            raise RequestError(errno.EINVAL, "the learner device takes only a first write "
-                                             "of 8 bytes, the record value size")
-        value_size = int(VALUE_SIZE_WRITE.parse(data))  # the original's native size_t
+        command = parse_device_write_untrusted(data)
+        if not fresh and self._commands and command is not None:
+            self._later_command(command)
+            request.reply_written(len(data))
+            return
+        if not fresh or not isinstance(command, SizeWrite):
+            self._refuse_write(data, "the learner device takes a first write of the record "
+                                     "value size (8 bytes, or a 9- or 10-byte command '0'), "
+                                     "and from a reader that wrote the command, commands")
+        value_size = command.value_size
         if value_size > MAX_RECORD_VALUE_SIZE:
-            raise RequestError(errno.EINVAL, f"record value size {value_size} is larger "
-                                             f"than {MAX_RECORD_VALUE_SIZE}")
+            self._refuse_write(data, f"record value size {value_size} is larger than "
+                                     f"{MAX_RECORD_VALUE_SIZE}")
         self._mode, self._value_size = ReadMode.RECORD, value_size
+        self._commands, self._trims = command.flagged, command.trims
         # The original delivered only what was decided after this write.
         self._index, self._offset = self._log.next_index, 0
         request.reply_written(len(data))
@@ -248,6 +282,36 @@ class LearnerHandle:
             if size < RECORD_HEADER_SIZE + value_size:
                 waiting.fail(errno.EINVAL)
         self._drop_answered()
+
+    def _later_command(self, command: SizeWrite | TrimWrite) -> None:
+        """A 2017-09-18 reader's command after its first: the original ignored a
+        second value size, and trims without the trim flag."""
+        if not isinstance(command, TrimWrite) or not self._trims or command.iid < 1:
+            return
+        trim = self._device.trim_acceptors
+        log = self._log
+        index = command.iid - 1  # record_iid, back (a trim point past 2**31 is not one)
+        if trim is None or index >= log.next_index:
+            return  # no learner to trim through, or a record not delivered yet
+        # Its instance was delivered whole; one let go of lies before the oldest held.
+        iid = (log.get(index).iid if index >= log.first_index
+               else iid_of(log.oldest_position) - 1)
+        if iid < 1:
+            return
+        if not self._said_trims:
+            self._said_trims = True
+            logger.info("a reader of the learner device in the 2017-09-18 protocol trims "
+                        "the acceptors (its first trim: up to instance %d)", iid)
+        trim(iid)
+
+    def _refuse_write(self, data: bytes, why: str) -> NoReturn:
+        """EINVAL, said in the log the first time on this file with what came."""
+        if not self._said_refused:
+            self._said_refused = True
+            shown = data[:32].hex() + ("..." if len(data) > 32 else "")
+            logger.warning("learner device: refused a write of %d bytes (%s): %s; further "
+                           "refusals on this open file are not logged", len(data), shown, why)
+        raise RequestError(errno.EINVAL, why)
 
     def ioctl(self, request: Request, cmd: int, data: bytes, out_size: int) -> None:
         if cmd == IOCTL_START:
@@ -496,9 +560,7 @@ class LearnerHandle:
             return b""
         delivered = self._log.get(self._index)
         self._index += 1
-        # The original's iid is an int32: wrap as its C cast did past 2**31.
-        iid = (delivered.iid + 2**31) % 2**32 - 2**31
-        return pack_record(iid, delivered.value, self._value_size)
+        return pack_record(record_iid(self._index - 1), delivered.value, self._value_size)
 
     def _drop_answered(self) -> None:
         # Interrupted reads were answered by the engine; forget them.

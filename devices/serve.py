@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from typing import Literal
 
 import trio
@@ -86,6 +87,7 @@ async def serve_devices(
     proposals: Proposals,
     *,
     barriers: Barriers | None = None,
+    trim_acceptors: Callable[[int], None] | None = None,
     backend: Backend = "auto",
     name_prefix: str = "",
     compat_learner_id: int | None = None,
@@ -112,6 +114,8 @@ async def serve_devices(
         log: the learner's delivered values; every reader follows it.
         proposals: where each write to the client device goes.
         barriers: the learner device's read barriers and reach (None: ENOTTY).
+        trim_acceptors: lets the acceptors forget up to an instance, for the trim
+            writes of the 2017-09-18 programs (None: those are ignored).
         backend: ``cuse``, ``fuse``, or ``auto`` (CUSE if it can be had).
         name_prefix: put before every device name, so that a second instance or a
             test does not collide with the real devices; may end in ``/`` (a folder).
@@ -134,7 +138,7 @@ async def serve_devices(
     for name in (LEARNER_DEVICE, CLIENT_DEVICE, compat):
         if name is not None:
             check_device_name(name_prefix + name)
-    learner = LearnerDevice(log, barriers)
+    learner = LearnerDevice(log, barriers, trim_acceptors)
     client = ClientDevice(proposals)
     task_status = _AddReaderLags(task_status, learner)
     if await choose_backend(backend, cuse_device=cuse_device) == "cuse":

@@ -617,10 +617,17 @@ class Daemon:
         from devices import serve_devices
 
         assert self.proposals is not None
+        learner = self.learner_endpoint
+        assert learner is not None
+
+        def trim_acceptors(iid: int) -> None:
+            learner.act(lambda node, now: node.trim_acceptors(iid))
+
         await serve_devices(
             self.values,
             self.proposals,
             barriers=self.barriers,
+            trim_acceptors=trim_acceptors,
             backend=options.backend,
             name_prefix=options.name_prefix,
             compat_learner_id=options.compat_learner_id,

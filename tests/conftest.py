@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,18 @@ def wire_vectors() -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def chardev_vectors() -> dict[str, bytes]:
     return read_vectors("chardev_records.txt")
+
+
+@pytest.fixture(scope="session")
+def programs_2017_vectors() -> dict[str, bytes]:
+    """The vectors of the 2017 user-space programs: the lines ``NAME HEX`` of the prose
+    in kernel_paxos_2017_programs.txt (names start with what carries them)."""
+    vectors: dict[str, bytes] = {}
+    for line in (VECTORS / "kernel_paxos_2017_programs.txt").read_text().splitlines():
+        match = PROGRAM_VECTOR.fullmatch(line)
+        if match is not None:
+            vectors[match["name"]] = bytes.fromhex(match["hex"])
+    return vectors
+
+
+PROGRAM_VECTOR = re.compile(r"(?P<name>(?:dev|tcp|udp|obs|kern)\w+) (?P<hex>(?:[0-9a-f]{2})+)")

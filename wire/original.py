@@ -7,6 +7,10 @@ structs with gcc:
   (int32 client_id, 4 bytes padding, struct timeval, uint64 size) then the payload.
 - the learner device's record protocol: the reader first writes the value size V as
   a native ``size_t`` (8 bytes); each read then returns ``int32 iid`` and V bytes.
+  The programs of 3891411 (2017-09-18) write commands instead
+  (tests/vectors/kernel_paxos_2017_programs.txt): an ASCII command byte and a native
+  ``size_t``, ``'0'`` and the value size (and ``'1'`` after it when they trim), then
+  ``'1'`` and the instance to trim up to, each time they trim.
 
 Everything here is native byte order, as the original programs wrote it.
 """
@@ -49,6 +53,15 @@ CLIENT_VALUE = Struct(*CLIENT_VALUE_HEADER.subcons, "payload" / GreedyBytes)
 VALUE_SIZE_WRITE = Int64un
 VALUE_SIZE_WRITE_SIZE = VALUE_SIZE_WRITE.sizeof()
 
+#: A command of the 2017-09-18 programs to the learner device: ``'0'`` (VALUE) and the
+#: value size, once, followed by a ``'1'`` when the program trims; ``'1'`` (TRIM) and
+#: the iid of the record to trim up to, each time it trims.
+DEVICE_COMMAND = Struct("command" / Bytes(1), "argument" / Int64un)
+COMMAND_VALUE_SIZE = b"0"
+COMMAND_TRIM = b"1"
+#: The byte after a VALUE command that says the program trims.
+TRIMS_FLAG = b"1"
+
 #: A record read from a record-mode learner handle: ``int32 iid`` then the value,
 #: padded with zeros or cut to the agreed size (the value is added by the caller).
 RECORD_HEADER = Struct("iid" / Int32sn)
@@ -69,6 +82,53 @@ _RECORD_HEAD = fast_struct(RECORD_HEADER)
 RECORD_HEADER_SIZE = _RECORD_HEAD.size
 #: ID_RANGE: (first, end).
 ID_RANGE_CODEC = fast_struct(ID_RANGE)
+_DEVICE_COMMAND = fast_struct(DEVICE_COMMAND)
+_RAW_SIZE = struct.Struct("=Q")
+assert _RAW_SIZE.size == VALUE_SIZE_WRITE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class SizeWrite:
+    """A reader's record value size: ``flagged`` for the 2017-09-18 command (with
+    ``trims`` its trim flag), else the raw size_t of 2017-09-07 and 2017-09-10."""
+
+    value_size: int
+    flagged: bool = False
+    trims: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TrimWrite:
+    """A 2017-09-18 program read the record of ``iid`` and trims up to it."""
+
+    iid: int
+
+
+def pack_size_command(value_size: int, *, trims: bool) -> bytes:
+    """The 2017-09-18 first write: ``'0'``, the value size, and ``'1'`` if trimming."""
+    return _DEVICE_COMMAND.pack(COMMAND_VALUE_SIZE, value_size) + (TRIMS_FLAG if trims else b"")
+
+
+def pack_trim_command(iid: int) -> bytes:
+    """The 2017-09-18 trim write: ``'1'`` and the iid of the record to trim up to."""
+    return _DEVICE_COMMAND.pack(COMMAND_TRIM, iid)
+
+
+def parse_device_write_untrusted(data: bytes) -> SizeWrite | TrimWrite | None:
+    """What a 2017 program's write to the learner device says, told apart by its
+    length and command byte; None for anything else."""
+    if len(data) == _RAW_SIZE.size:
+        return SizeWrite(_RAW_SIZE.unpack(data)[0])
+    if len(data) not in (_DEVICE_COMMAND.size, _DEVICE_COMMAND.size + 1):
+        return None
+    command, argument = _DEVICE_COMMAND.unpack_from(data)
+    flag = data[_DEVICE_COMMAND.size:]
+    if command == COMMAND_VALUE_SIZE:
+        # The original read a 10th byte even after a 9-byte write: no flag, no trims.
+        return SizeWrite(argument, flagged=True, trims=flag == TRIMS_FLAG)
+    if command == COMMAND_TRIM and not flag:
+        return TrimWrite(argument)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

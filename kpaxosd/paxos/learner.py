@@ -778,6 +778,18 @@ class Learner:
             for address in self._cluster.acceptors.values():
                 self._out.send(address, Trim(point))
 
+    def trim_acceptors_to(self, iid: int) -> None:
+        """Let the acceptors forget every instance up to ``iid``, as a reader asks (a
+        2017-09-18 program's trim write); never one this learner has not delivered,
+        nor below a TRIM it sent. Resent with the keepalives, as trim_every's."""
+        if self._next is None:
+            return
+        point = min(iid, self._next - 1)
+        if point > self._trim_sent:
+            self._trim_sent = point
+            for address in self._cluster.acceptors.values():
+                self._out.send(address, Trim(point))
+
     # -- hole repair
 
     def _stalled(self) -> bool:

@@ -238,6 +238,18 @@ class Node:
             if self.learner.barriers_waiting:
                 self.learner.release_barriers()
 
+    def trim_acceptors(self, iid: int) -> None:
+        """Have the learner let the acceptors forget up to ``iid``
+        (:meth:`Learner.trim_acceptors_to`).
+
+        Raises:
+            RoleNotHosted: the node hosts no learner.
+        """
+        if self.learner is None:
+            raise RoleNotHosted("this node hosts no learner")
+        if not self._stopped:
+            self.learner.trim_acceptors_to(iid)
+
     def barrier(self, token: int, now: float) -> None:
         """Start read barrier ``token`` (:mod:`kpaxosd.paxos.barrier`): a
         BarrierReached effect says when the learner delivered every value decided

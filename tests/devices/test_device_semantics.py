@@ -14,7 +14,14 @@ import trio.testing
 
 from devices.engine import RequestError
 from devices.ports import ProposalTimeout
-from devices.semantics import ClientDevice, ClientHandle, LearnerDevice, LearnerHandle, ReadMode
+from devices.semantics import (
+    ClientDevice,
+    ClientHandle,
+    LearnerDevice,
+    LearnerHandle,
+    ReadMode,
+    record_iid,
+)
 from devices.valuelog import ValueLog
 from tests.devices.helpers import FakeProposals
 from wire.device import (
@@ -260,7 +267,7 @@ def write(handle: LearnerHandle | ClientHandle, data: bytes, nonblocking: bool =
 
 
 def test_a_first_write_of_8_bytes_picks_record_mode(chardev_vectors: dict[str, bytes]) -> None:
-    log = filled(b"decided before")
+    log = filled(*(b"decided before %d" % i for i in range(6)))  # the next is the 7th
     handle = reader(log)
     assert handle.mode is ReadMode.FRESH
     assert write(handle, chardev_vectors["config_write_value_size_40"]).answer == ("written", 8)
@@ -299,11 +306,8 @@ def test_a_read_too_small_for_a_record_gets_einval() -> None:
 
 
 def test_iids_past_int32_wrap_as_the_original_cast_did() -> None:
-    log = ValueLog()
-    handle = reader(log)
-    write(handle, (0).to_bytes(8, "little"))
-    log.append(2**31, b"")
-    assert read(handle, 4).answer == ("data", b"\0\0\0\x80")
+    assert [record_iid(index) for index in (0, 2**31 - 2, 2**31 - 1, 2**32 - 1)] == [
+        1, 2**31 - 1, -(2**31), 0]
 
 
 def test_reads_waiting_when_record_mode_starts_get_records() -> None:
@@ -706,3 +710,75 @@ def test_ioctls_the_learner_does_not_know_or_cannot_do_now() -> None:
     assert record.mode is ReadMode.RECORD
     assert start(record, StartAt.OLDEST).answer == ("error", errno.EINVAL)
     assert ioctl(record, IOCTL_FRAMED).answer == ("error", errno.EINVAL)
+
+
+# -- the 2017 programs' device protocols (tests/vectors/kernel_paxos_2017_programs.txt)
+
+
+@pytest.mark.parametrize("commit", ["8ae324a", "175aafb", "3891411"])
+def test_each_2017_programs_open_write_picks_record_mode(
+    commit: str, programs_2017_vectors: dict[str, bytes],
+) -> None:
+    vectors = programs_2017_vectors
+    log = filled(b"before")
+    handle = reader(log)
+    opened = vectors[f"dev{commit}_open_write_v16"]
+    assert write(handle, opened).answer == ("written", len(opened))
+    assert handle.mode is ReadMode.RECORD
+    # The canonical value (client_value, -v 16) decided next: the record of iid 2 is
+    # the vector's record of iid 1 but for the iid.
+    record = vectors[f"dev{commit}_read_record_iid1_v16"]
+    log.append(3, record[4:])
+    assert read(handle, 8192).answer == ("data", (2).to_bytes(4, "little") + record[4:])
+
+
+def test_a_2017_09_18_learner_without_the_trim_flag_reads_records(
+    programs_2017_vectors: dict[str, bytes],
+) -> None:
+    trims: list[int] = []
+    log = ValueLog()
+    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    write(handle, programs_2017_vectors["dev3891411_open_write_v16_no_trim_flag"])
+    log.append(1, b"x")
+    assert read(handle, 8192).answer == ("data", b"\x01\0\0\0x" + bytes(47))
+    # Without the flag the original kept a trim write and never used it.
+    trim = programs_2017_vectors["dev3891411_trim_write_iid100000_t100000"]
+    assert write(handle, trim).answer == ("written", 9)
+    assert trims == []
+
+
+def test_2017_09_18_trim_writes_trim_the_acceptors_up_to_the_records_instance(
+    programs_2017_vectors: dict[str, bytes],
+) -> None:
+    trims: list[int] = []
+    log = ValueLog()
+    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    assert write(handle, programs_2017_vectors["dev3891411_open_write_v16"]).answer == (
+        "written", 10)
+    for iid in range(1, 4):  # three instances of two values: records 1 to 6
+        log.extend_raw([position_of(iid, 0), position_of(iid, 1)], [b"a", b"b"])
+    records = [read(handle, 8192).answer for _ in range(6)]
+    assert [int.from_bytes(r[1][:4], "little") for r in records if r] == [1, 2, 3, 4, 5, 6]
+    # '1' and the record iid (the vector's 1: "trim up to the record of iid 1").
+    assert write(handle, programs_2017_vectors["dev3891411_trim_write_iid100000_t100000"]
+                 ).answer == ("written", 9)
+    assert write(handle, b"1" + (4).to_bytes(8, "little")).answer == ("written", 9)
+    assert write(handle, b"1" + (60).to_bytes(8, "little")).answer == ("written", 9)
+    assert trims == [1, 2]  # record 60 is not delivered: nothing to trim
+    # A second value size is ignored, as the original did; other bytes are EINVAL.
+    assert write(handle, programs_2017_vectors["dev3891411_open_write_v64"]).answer == (
+        "written", 10)
+    assert write(handle, b"2" + bytes(8)).answer == ("error", errno.EINVAL)
+
+
+def test_a_write_the_device_cannot_understand_is_logged_once_per_open_file(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handle = reader(filled(b"one"))
+    for _ in range(3):
+        assert write(handle, b"\x99garbage").answer == ("error", errno.EINVAL)
+    refusals = [r for r in caplog.records if "refused a write" in r.getMessage()]
+    assert len(refusals) == 1 and "9967617262616765" in refusals[0].getMessage()
+    other = reader(filled(b"one"))
+    write(other, b"more")
+    assert len([r for r in caplog.records if "refused a write" in r.getMessage()]) == 2
