@@ -24,18 +24,19 @@ import trio
 from clients.options import (
     Sealer,
     add_common_options,
+    add_protocol_option,
     cluster_from_args,
     learner_device_path,
     run_program,
 )
 from clients.sources import (
     SourceError,
-    connect_learner,
     device_records,
+    follow_learner,
+    open_learner,
     open_record_device,
     open_stream_device,
     stream_client_values,
-    tcp_records,
 )
 from kpaxosd.arguments import (
     OneLineParser,
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first client id (default: random); slot k uses ID+k")
     parser.add_argument("--duration", type=positive_seconds, metavar="SECONDS",
                         help="stop after this long (default: until Ctrl-C)")
+    add_protocol_option(parser)
     return parser
 
 
@@ -183,6 +185,7 @@ async def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
     send_all = datagram_sender(sock, seal, proposer, args.values_per_datagram)
 
     records: AsyncIterator[bytes] | None = None
+    learner_streams: list[trio.SocketStream] = []
     headers: Iterator[tuple[Sequence[bytes], Sequence[int]]] | None = None
     # In stream mode a thread of its own reads the device and sends what follows
     # (a handover to the trio loop per read cost more than the rest of the client);
@@ -193,9 +196,9 @@ async def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
                                        args.value_size)
     elif args.learner_server:
         host, port = args.learner_server
-        stream = await connect_learner(host, port, engine.client_ids)
-        records = tcp_records(stream, record_size)
-        print(f"connected to the learner at {host}:{port}", flush=True)
+        learner_streams = await open_learner(host, port, engine.client_ids, args.protocol)
+        print(f"connected to the learner at {host}:{port} ({args.protocol} protocol)",
+              flush=True)
     else:
         path = learner_device_path(args)
         fd = open_record_device(path, record_size)
@@ -217,16 +220,22 @@ async def run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0915
         async def receive_headers() -> None:
             await trio.to_thread.run_sync(follow_headers, abandon_on_cancel=True)
 
+        def take(record: bytes) -> None:
+            _, body = unpack_record(record)
+            value = unpack_client_value_untrusted(body)
+            if value is None:
+                return  # not an original client value: someone else's
+            following = engine.delivered(value, time.time())
+            if following is not None:
+                send_all([following])
+
         async def receive() -> None:
+            if learner_streams:
+                await follow_learner(learner_streams, record_size, take)
+                return
             assert records is not None
             async for record in records:
-                _, body = unpack_record(record)
-                value = unpack_client_value_untrusted(body)
-                if value is None:
-                    continue  # not an original client value: someone else's
-                following = engine.delivered(value, time.time())
-                if following is not None:
-                    send_all([following])
+                take(record)
 
         async def resend() -> None:
             while True:

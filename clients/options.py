@@ -33,6 +33,26 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                              "(default: the configuration's auth-key-file, else none)")
 
 
+#: The TCP protocols between kpaxos-learner and kpaxos-client, by the date of the
+#: Kernel_Paxos programs that spoke them (tests/vectors/kernel_paxos_2017_programs.txt).
+PROTOCOLS = ("2017-09-10", "2017-09-18", "2018")
+PROTOCOL_HELP = {
+    "2017-09-10": "175aafb: no greeting; the learner sends every record to every client",
+    "2017-09-18": "3891411: the client sends its id (int32), the learner answers 'k' and "
+                  "sends it only its own records",
+    "2018": "the client sends the range of its ids, the learner echoes it and sends the "
+            "records of those ids",
+}
+
+
+def add_protocol_option(parser: argparse.ArgumentParser) -> None:
+    choices = "; ".join(f"{name}: {what}" for name, what in PROTOCOL_HELP.items())
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="2018",
+                        help=f"the TCP protocol between learner and clients, named by the "
+                             f"date of the Kernel_Paxos programs that spoke it ({choices}; "
+                             f"default: 2018)")
+
+
 def learner_device_path(args: argparse.Namespace) -> str:
     if args.chardev_id is not None:
         return f"/dev/chardevice/klearner{args.chardev_id}"

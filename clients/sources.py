@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import trio
 
 from wire.original import (
+    GREETING_ACK,
+    ID_GREETING_CODEC,
     ID_RANGE_CODEC,
     RECORD_HEADER_SIZE,
     VALUE_SIZE_WRITE,
@@ -167,24 +169,83 @@ async def tcp_records(
         del buffer[:whole]
 
 
+#: How long a learner may take to answer a client's greeting.
+GREETING_TIMEOUT = 5.0
+
+
+async def open_learner(host: str, port: int, ids: range, protocol: str,
+                       ) -> list[trio.SocketStream]:
+    """Connect to a learner of ``protocol`` (clients.options.PROTOCOLS) for the values
+    of client ``ids``, greeted as it wants: one connection (2018, 2017-09-10), or one
+    per id, each acknowledged (2017-09-18: a connection gets one id's records).
+
+    Raises:
+        SourceError: no learner answers there, or not as the protocol says.
+    """
+    if protocol == "2018":
+        return [await connect_learner(host, port, ids)]
+    if protocol == "2017-09-10":
+        return [await _connect(host, port)]
+    streams = []
+    for client_id in ids:
+        stream = await _connect(host, port)
+        streams.append(stream)
+        await stream.send_all(ID_GREETING_CODEC.pack(client_id))
+        answer = b""
+        with trio.move_on_after(GREETING_TIMEOUT):
+            answer = await stream.receive_some(1)
+        if answer != GREETING_ACK:
+            raise SourceError(f"the learner at {host}:{port} answered {answer.hex() or 'EOF'} "
+                              f"to our id, not 'k': does it speak the {protocol} protocol?")
+    return streams
+
+
+async def follow_learner(streams: list[trio.SocketStream], record_size: int,
+                         on_record: Callable[[bytes], None]) -> None:
+    """Hand every record the learner sends on ``streams`` to ``on_record``.
+
+    Records are cut at their fixed size, whatever the TCP reads bring: a 2017 learner
+    may send several in one segment (the 2017 clients looked at the first only).
+
+    Raises:
+        SourceError: a connection broke or closed.
+    """
+    async def follow(stream: trio.SocketStream) -> None:
+        async for record in tcp_records(stream, record_size):
+            on_record(record)
+
+    async with trio.open_nursery() as nursery:
+        for stream in streams:
+            nursery.start_soon(follow, stream)
+
+
+async def _connect(host: str, port: int) -> trio.SocketStream:
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise SourceError(f"cannot connect to the learner at {host}:{port}: {exc}") from None
+
+
 async def connect_learner(host: str, port: int, ids: range) -> trio.SocketStream:
     """Connect to a kpaxos-learner and ask for the values of client ``ids``.
 
     Raises:
         SourceError: no learner answers there.
     """
-    try:
-        stream = await trio.open_tcp_stream(host, port)
-    except OSError as exc:
-        raise SourceError(f"cannot connect to the learner at {host}:{port}: {exc}") from None
+    stream = await _connect(host, port)
     greeting = ID_RANGE.pack(ids.start, ids.stop)
     await stream.send_all(greeting)
     echoed = b""
-    while len(echoed) < len(greeting):
-        chunk = await stream.receive_some(len(greeting) - len(echoed))
-        if not chunk:
-            raise SourceError(f"the learner at {host}:{port} closed without answering")
-        echoed += chunk
+    with trio.move_on_after(GREETING_TIMEOUT):
+        while len(echoed) < len(greeting):
+            chunk = await stream.receive_some(len(greeting) - len(echoed))
+            if not chunk:
+                raise SourceError(f"the learner at {host}:{port} closed without answering")
+            echoed += chunk
     if echoed != greeting:
-        raise SourceError(f"the learner at {host}:{port} answered {echoed.hex()}, not our ids")
+        answer = f"answered {echoed.hex()}" if echoed else "did not answer"
+        raise SourceError(
+            f"the learner at {host}:{port} {answer} within {GREETING_TIMEOUT:g} s, not our "
+            f"ids (the 2018 greeting): a 2017 learner speaks --protocol 2017-09-10 or "
+            f"2017-09-18")
     return stream

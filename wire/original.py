@@ -69,6 +69,10 @@ RECORD_HEADER = Struct("iid" / Int32sn)
 #: What a client of the original user-space learner sends first over TCP: the
 #: half-open range of client ids whose values it wants.
 ID_RANGE = Struct("first" / Int32sn, "end" / Int32sn)
+#: The 2017-09-18 TCP greeting: a client's id, which the learner answers with
+#: :data:`GREETING_ACK` (the 2017-09-10 programs greet nothing).
+ID_GREETING = Struct("client_id" / Int32sn)
+GREETING_ACK = b"k"
 
 # The fast paths' codecs, made from the declarations above. Everything is "=":
 # native byte order with standard sizes and no implicit padding (the padding after
@@ -82,6 +86,8 @@ _RECORD_HEAD = fast_struct(RECORD_HEADER)
 RECORD_HEADER_SIZE = _RECORD_HEAD.size
 #: ID_RANGE: (first, end).
 ID_RANGE_CODEC = fast_struct(ID_RANGE)
+#: ID_GREETING: (client_id,).
+ID_GREETING_CODEC = fast_struct(ID_GREETING)
 _DEVICE_COMMAND = fast_struct(DEVICE_COMMAND)
 _RAW_SIZE = struct.Struct("=Q")
 assert _RAW_SIZE.size == VALUE_SIZE_WRITE_SIZE

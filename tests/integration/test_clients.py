@@ -108,7 +108,7 @@ def test_kpaxos_client_learns_through_kpaxos_learner_over_tcp(tmp_path: Path) ->
              "-s", "127.0.0.1", port, "-l", "100"],
             stdout=subprocess.PIPE,
         )
-        listening = f"listening on 127.0.0.1:{port}".encode()
+        listening = f"listening on 127.0.0.1:{port} (2018 protocol)".encode()
         assert read_lines(learner.stdout, 1, timeout=30) == [listening]
         done = subprocess.run(
             [BIN / "kpaxos-client", "--config", str(config), "-s", "127.0.0.1", port,
