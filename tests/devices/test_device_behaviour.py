@@ -438,7 +438,10 @@ RECORD_KEY = "record_iid7_client0x11223344_t1500000000.123456_size8_abcdefg0"
 async def test_record_mode_returns_the_originals_records(
         served: Served, chardev_vectors: dict[str, bytes], which: str) -> None:
     path = served.learner if which == "learner" else served.compat
-    served.log.append(1, b"decided before the size write: not read")
+    # Six values before the size write, not read: the record's value is the 7th, as
+    # the vector's iid 7 (a record's iid is the value's number in the log).
+    for iid in range(1, 7):
+        served.log.append(iid, b"decided before the size write: not read")
     record = chardev_vectors[RECORD_KEY]
     reader = await served.start(python(f"""
         import errno, os

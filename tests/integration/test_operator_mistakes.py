@@ -205,13 +205,15 @@ def test_a_client_key_file_others_may_read_is_one_line(program: str, tmp_path: P
     assert_one_line(done, 1, f"{program}: error: --auth-key-file:", "mode 0644")
 
 
-def test_kpaxos_learner_will_not_trim_a_cluster_that_lists_learners(tmp_path: Path) -> None:
+def test_kpaxos_learner_without_its_device_is_one_line(tmp_path: Path) -> None:
+    # -l trims through the device (the daemon's learner sends the TRIM), so a cluster
+    # that lists learners is no obstacle; a missing device is.
     config = loopback_config(tmp_path / "paxos.conf")
     with config.open("a") as file:
         file.write("learner 0 127.0.0.1 3999\n")
-    done = run([BIN / "kpaxos-learner", "--config", str(config), "-l", "100"])
-    assert_one_line(done, 1, "kpaxos-learner: error: -l: the configuration lists learners",
-                    "kpaxosd --trim N")
+    done = run([BIN / "kpaxos-learner", "--config", str(config), "-l", "100",
+                "--learner-device", str(tmp_path / "no-such-device")])
+    assert_one_line(done, 1, "kpaxos-learner: error: cannot open", "No such file")
 
 
 def test_kpaxosd_names_the_learner_id_a_cluster_listing_learners_needs(tmp_path: Path) -> None:
