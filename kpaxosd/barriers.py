@@ -36,7 +36,7 @@ class _Barrier:
         self.deadline = deadline
 
     def withdraw(self) -> None:
-        self._owner._waiting.pop(self.token, None)
+        self._owner._forget(self.token)
 
 
 class ReadBarriers:
@@ -44,6 +44,7 @@ class ReadBarriers:
 
     Args:
         begin: starts barrier ``token`` in the learner's node.
+        forget: drops it there, when nobody waits for it any more.
         values: the device log, whose end answers a barrier reached.
         timeout: seconds a barrier may wait (0: for ever).
         quorum_timeout: what the learner waits before it says no quorum answers
@@ -52,9 +53,10 @@ class ReadBarriers:
     :meth:`run` must be running for barriers to time out.
     """
 
-    def __init__(self, begin: Callable[[int], None], values: ValueLog, *, timeout: float,
-                 quorum_timeout: float | None) -> None:
+    def __init__(self, begin: Callable[[int], None], forget: Callable[[int], None],
+                 values: ValueLog, *, timeout: float, quorum_timeout: float | None) -> None:
         self._begin = begin
+        self._forget_in_node = forget
         self._values = values
         self._timeout = timeout
         self._quorum_timeout = quorum_timeout
@@ -122,10 +124,15 @@ class ReadBarriers:
         self._stopping = True
         self._fail_all(NodeStopping("the node stopped before the barrier was reached"))
 
+    def _forget(self, token: int) -> None:
+        if self._waiting.pop(token, None) is not None:
+            self._forget_in_node(token)
+
     def _fail_all(self, error: ProposalError) -> None:
         waiting = list(self._waiting.values())
         self._waiting.clear()
         for barrier in waiting:
+            self._forget_in_node(barrier.token)
             _tell(barrier, error)
 
     async def run(self) -> None:
@@ -136,7 +143,7 @@ class ReadBarriers:
             self._wakeup = trio.Event()
             now = trio.current_time()
             while waiting and (oldest := next(iter(waiting.values()))).deadline <= now:
-                del waiting[oldest.token]
+                self._forget(oldest.token)
                 _tell(oldest, ProposalTimeout(f"no barrier within {self._timeout:g} s"))
             wake_at = next(iter(waiting.values())).deadline if waiting else math.inf
             with trio.move_on_at(wake_at):

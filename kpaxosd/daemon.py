@@ -492,6 +492,7 @@ class Daemon:
         self.decisions.subscribe(self.proposals)
         self.barriers = ReadBarriers(
             lambda token: learner.act(lambda node, now: node.barrier(token, now)),
+            lambda token: learner.node.forget_barrier(token),
             self.values, timeout=spec.client_timeout,
             quorum_timeout=spec.quorum_timeout or None)
         self.barriers.when_reach_changes(self.proposals.set_reachable)

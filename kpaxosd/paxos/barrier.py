@@ -81,6 +81,16 @@ class BarrierRounds:
         else:
             self._next_tokens.append(token)
 
+    def forget(self, token: int) -> None:
+        """Nobody waits for barrier ``token`` any more (withdrawn, timed out): it is
+        dropped, and never reached. A round already out goes on for the others."""
+        if token in self._next_tokens:
+            self._next_tokens.remove(token)
+        elif self._round is not None and token in self._round.tokens:
+            self._round.tokens.remove(token)
+        else:
+            self._targets = [(target, t) for target, t in self._targets if t != token]
+
     def on_answer(self, msg: BarrierAnswer, now: float) -> int | None:
         """Count one acceptor's answer; the instance the round's barriers wait for,
         when this answer completes its quorum (None otherwise)."""

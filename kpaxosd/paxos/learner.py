@@ -506,6 +506,11 @@ class Learner:
             raise RuntimeError("a learner without a random generator takes no barriers")
         self._barriers.begin(token, now)
 
+    def forget_barrier(self, token: int) -> None:
+        """Barrier ``token`` is waited for no more (BarrierRounds.forget)."""
+        if self._barriers is not None:
+            self._barriers.forget(token)
+
     def on_barrier_answer(self, msg: BarrierAnswer, now: float) -> None:
         if msg.aid not in self._cluster.acceptors:
             self.dropped += 1

@@ -263,6 +263,11 @@ class Node:
         if not self._stopped:
             self.learner.begin_barrier(token, now)
 
+    def forget_barrier(self, token: int) -> None:
+        """Nobody waits for read barrier ``token`` any more: no BarrierReached for it."""
+        if self.learner is not None:
+            self.learner.forget_barrier(token)
+
     def submit(self, value: bytes, now: float) -> None:
         """Propose ``value`` through the local proposer, like a CLIENT_VALUE arriving.
 

@@ -214,3 +214,25 @@ def test_a_learner_that_hears_no_quorum_says_so_and_again_when_it_does() -> None
     net.drop = None
     net.advance(net.now + 0.3)
     assert net.signals[NEAR] == [QuorumReach(False, 1), QuorumReach(True, 2)]
+
+
+def test_a_barrier_nobody_waits_for_is_dropped_wherever_it_stands() -> None:
+    # Withdrawn or timed out: kept, it would pile up while the learner lags.
+    barriers, out = rounds()
+    barriers.begin(1, 0.0)
+    first = asks(out)[0][1]
+    assert isinstance(first, LearnerBarrier)
+    barriers.begin(2, 0.01)  # waits for the next round
+    barriers.forget(2)
+    barriers.forget(1)  # in the round out
+    for aid in (0, 1):
+        barriers.on_answer(BarrierAnswer(aid, first.session, 5), 0.02)
+    assert asks(out) == []  # no next round: nobody waits
+    assert not barriers.waiting
+    barriers.begin(3, 0.03)
+    third = asks(out)[0][1]
+    assert isinstance(third, LearnerBarrier)
+    for aid in (0, 1):
+        barriers.on_answer(BarrierAnswer(aid, third.session, 50), 0.04)
+    barriers.forget(3)  # answered, its instance not delivered yet
+    assert barriers.reached(100) == [] and not barriers.waiting
