@@ -293,8 +293,9 @@ class LearnerHandle:
         index = command.iid - 1  # record_iid, back (a trim point past 2**31 is not one)
         if trim is None or index >= log.next_index:
             return  # no learner to trim through, or a record not delivered yet
-        # Its instance was delivered whole; one let go of lies before the oldest held.
-        iid = (log.get(index).iid if index >= log.first_index
+        # Its instance was delivered whole (a gap's too: passed); one let go of lies
+        # before the oldest held.
+        iid = (iid_of(log.position_at(index)) if index >= log.first_index
                else iid_of(log.oldest_position) - 1)
         if iid < 1:
             return

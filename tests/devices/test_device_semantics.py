@@ -782,3 +782,17 @@ def test_a_write_the_device_cannot_understand_is_logged_once_per_open_file(
     other = reader(filled(b"one"))
     write(other, b"more")
     assert len([r for r in caplog.records if "refused a write" in r.getMessage()]) == 2
+
+
+def test_a_2017_09_18_trim_write_naming_a_gap_or_a_value_let_go_of_still_trims() -> None:
+    trims: list[int] = []
+    log = ValueLog()
+    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    write(handle, b"0" + (4).to_bytes(8, "little") + b"1")
+    log.append(1, b"a")  # record 1
+    log.add_gap(2, 5)  # record 2: instances 2 to 4, lost
+    log.append(5, b"b")  # record 3
+    assert write(handle, b"1" + (2).to_bytes(8, "little")).answer == ("written", 9)
+    log.trim_before(2)  # records 1 and 2 let go of
+    assert write(handle, b"1" + (3).to_bytes(8, "little")).answer == ("written", 9)
+    assert trims == [2, 5]
