@@ -351,6 +351,9 @@ class LearnerHandle:
 
     def reach_changed(self) -> None:
         """The learner's reach changed: a poller waiting for POLLPRI is told."""
+        self._notify_poll()
+
+    def _notify_poll(self) -> None:
         if self._poll_kh is not None:
             kh, self._poll_kh = self._poll_kh, None
             self._services.notify_poll(kh)
@@ -422,8 +425,7 @@ class LearnerHandle:
                     break
                 self._waiting.popleft()
             if self._poll_kh is not None and self._readable():
-                kh, self._poll_kh = self._poll_kh, None
-                self._services.notify_poll(kh)
+                self._notify_poll()
         except Exception:
             logger.exception("learner reader failed to follow the log")
 

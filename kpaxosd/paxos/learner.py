@@ -777,11 +777,7 @@ class Learner:
         by_count = self._next - 1 - every
         if by_count - self._trim_sent >= every:
             point = by_count
-        point = max(point, self._byte_point)
-        if point > self._trim_sent:
-            self._trim_sent = point
-            for address in self._cluster.acceptors.values():
-                self._out.send(address, Trim(point))
+        self._send_trim(max(point, self._byte_point))
 
     def trim_acceptors_to(self, iid: int) -> None:
         """Let the acceptors forget every instance up to ``iid``, as a reader asks (a
@@ -789,7 +785,10 @@ class Learner:
         nor below a TRIM it sent. Resent with the keepalives, as trim_every's."""
         if self._next is None:
             return
-        point = min(iid, self._next - 1)
+        self._send_trim(min(iid, self._next - 1))
+
+    def _send_trim(self, point: int) -> None:
+        """TRIM to ``point`` to every acceptor, if beyond the last one sent."""
         if point > self._trim_sent:
             self._trim_sent = point
             for address in self._cluster.acceptors.values():
