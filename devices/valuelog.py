@@ -236,7 +236,7 @@ class ValueLog:
         oldest = self.oldest_position
         # Before the first instance nothing ever was: only a log that let values go,
         # or that began later, is missing what lies below its oldest position.
-        whole = self._first_index == 0 and self._began_at_iid <= 1
+        whole = self.kept_from() <= 1
         if position < oldest and not whole:
             raise ReaderTooFarBehind(self._first_index - 1, self._first_index, oldest)
         start = self._dead

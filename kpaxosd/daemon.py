@@ -8,7 +8,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Signal
 from kpaxosd.paxos.node import Node
 from kpaxosd.paxos.options import PaxosOptions
+from kpaxosd.paxos.peers import HISTORY_HEADER_BYTES
 from kpaxosd.proposals import ClientProposals
 from kpaxosd.statistics import DaemonStatistics, DecidedCounters
 from kpaxosd.storage import (
@@ -303,37 +304,28 @@ class Daemon:
     def _fill_batches_to_the_mtu(self, options: PaxosOptions, authenticated: bool,
                                  ) -> PaxosOptions:
         """Batches that fit the smallest path MTU to the acceptors, unfragmented."""
-        mtus = [path_mtu(address) for address in self.spec.config.cluster.acceptors.values()]
-        known = [mtu for mtu in mtus if mtu is not None]
-        if not known:
-            return options
         # A batch travels as the value of ACCEPT, PROMISE and ACCEPTED: the datagram's
         # room for a value (the last of them has the most header before it).
-        header = MAX_DATAGRAM_SIZE - MAX_VALUE_SIZE
-        trailer = AUTH_TRAILER_SIZE if authenticated else 0
-        fill = min(known) - IPV4_UDP_HEADERS - header - trailer
-        if fill >= options.max_batch_bytes:
+        room = _room_under_path_mtu(self.spec.config.cluster.acceptors.values(),
+                                    MAX_DATAGRAM_SIZE - MAX_VALUE_SIZE, authenticated)
+        if room is None or room[0] >= options.max_batch_bytes:
             return options
+        fill, mtu = room
         log.info("the proposer packs client values into batches of at most %d bytes "
-                 "(a path MTU of %d to the acceptors; a bigger value goes alone)",
-                 fill, min(known))
+                 "(a path MTU of %d to the acceptors; a bigger value goes alone)", fill, mtu)
         return dataclasses.replace(options, batch_fill_bytes=max(fill, 1))
 
     def _history_pieces_to_the_mtu(self, options: PaxosOptions, authenticated: bool,
                                    ) -> PaxosOptions:
         """Pieces of history for peer learners that fit the smallest path MTU to the
         listed learners, unfragmented (kpaxosd.paxos.peers)."""
-        learners = self.spec.config.cluster.learners.values()
-        known = [mtu for mtu in map(path_mtu, learners) if mtu is not None]
-        if not known:
+        room = _room_under_path_mtu(self.spec.config.cluster.learners.values(),
+                                    HISTORY_HEADER_BYTES, authenticated)
+        if room is None or room[0] >= options.history_piece_bytes:
             return options
-        # LEARNER_HISTORY's header: the type word and eight more.
-        trailer = AUTH_TRAILER_SIZE if authenticated else 0
-        fill = min(known) - IPV4_UDP_HEADERS - 9 * 4 - trailer
-        if fill >= options.history_piece_bytes:
-            return options
+        fill, mtu = room
         log.info("the learner gives its history to peer learners in pieces of at most "
-                 "%d bytes (a path MTU of %d to them)", fill, min(known))
+                 "%d bytes (a path MTU of %d to them)", fill, mtu)
         return dataclasses.replace(options, history_piece_bytes=max(fill, 1))
 
     def bind(self) -> None:
@@ -638,6 +630,18 @@ class Daemon:
             link_dir=options.link_dir,
             task_status=task_status,
         )
+
+
+def _room_under_path_mtu(addresses: Iterable[Address], header: int, authenticated: bool,
+                         ) -> tuple[int, int] | None:
+    """The bytes one unfragmented datagram to every one of ``addresses`` carries after
+    ``header`` bytes of message (and the authentication trailer), and the smallest
+    path MTU they make; None where no path MTU is known."""
+    known = [mtu for mtu in map(path_mtu, addresses) if mtu is not None]
+    if not known:
+        return None
+    trailer = AUTH_TRAILER_SIZE if authenticated else 0
+    return min(known) - IPV4_UDP_HEADERS - header - trailer, min(known)
 
 
 @contextmanager

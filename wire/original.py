@@ -89,8 +89,7 @@ ID_RANGE_CODEC = fast_struct(ID_RANGE)
 #: ID_GREETING: (client_id,).
 ID_GREETING_CODEC = fast_struct(ID_GREETING)
 _DEVICE_COMMAND = fast_struct(DEVICE_COMMAND)
-_RAW_SIZE = struct.Struct("=Q")
-assert _RAW_SIZE.size == VALUE_SIZE_WRITE_SIZE
+_RAW_SIZE = fast_struct(Struct("value_size" / VALUE_SIZE_WRITE))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ DEFAULT_TRIM_EVERY = 100_000
 #: hold 64 to 128 MiB of delivered instances, an eighth of acceptor_max_held_bytes
 #: at most, whatever the size of the values.
 DEFAULT_TRIM_BYTES = 64 * 1024 * 1024
+#: About how many bytes a piece of history for a peer learner carries, by default.
+DEFAULT_PIECE_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class PaxosOptions:
     #: The daemon sets it from the path MTU to the listed learners, for the reason
     #: above: a 32 KB piece is 23 fragments on a 1500-byte MTU, and under a fifth of
     #: the datagrams lost it would cross about once in 200 tries.
-    history_piece_bytes: int = 32 * 1024
+    history_piece_bytes: int = DEFAULT_PIECE_BYTES
     #: The round of every instance's first ballot. libpaxos uses 1. None (the
     #: default) draws it from the node's rng at every start, below 2**24: a proposer
     #: remembers nothing across a restart, and its next life starting at round 1

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from kpaxosd.paxos.cluster import Address
 from kpaxosd.paxos.effects import Outbox
+from kpaxosd.paxos.options import DEFAULT_PIECE_BYTES
 from wire.auth import TRAILER_SIZE as AUTH_TRAILER_SIZE
 from wire.datagram import MAX_DATAGRAM_SIZE
 from wire.device import iid_of, position_of
@@ -49,10 +50,12 @@ if TYPE_CHECKING:
 MEMORY, ENTRIES, REFUSED = 0, 1, 2
 #: About how many bytes one piece of history carries by default (a whole instance may
 #: take more, up to what a datagram holds): PaxosOptions.history_piece_bytes.
-PIECE_BYTES = 32 * 1024
-#: What a piece may take at most: a datagram, less LEARNER_HISTORY's header (the
-#: type word and eight more) and an authentication trailer.
-MAX_PIECE_BYTES = MAX_DATAGRAM_SIZE - 9 * 4 - AUTH_TRAILER_SIZE
+PIECE_BYTES = DEFAULT_PIECE_BYTES
+#: LEARNER_HISTORY's header: the type word and eight more.
+HISTORY_HEADER_BYTES = 9 * 4
+#: What a piece may take at most: a datagram, less that header and an
+#: authentication trailer.
+MAX_PIECE_BYTES = MAX_DATAGRAM_SIZE - HISTORY_HEADER_BYTES - AUTH_TRAILER_SIZE
 #: Transfers a learner serves at once; a new one makes it forget the oldest.
 MAX_SERVED = 4
 #: Unanswered asks of one peer before the next one is asked: one piece of a transfer
