@@ -732,12 +732,17 @@ def test_each_2017_programs_open_write_picks_record_mode(
     assert read(handle, 8192).answer == ("data", (2).to_bytes(4, "little") + record[4:])
 
 
+def trimming_reader() -> tuple[ValueLog, LearnerHandle, list[int]]:
+    """A reader of a new log whose device records every trim it asks for."""
+    trims: list[int] = []
+    log = ValueLog()
+    return log, LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices()), trims
+
+
 def test_a_2017_09_18_learner_without_the_trim_flag_reads_records(
     programs_2017_vectors: dict[str, bytes],
 ) -> None:
-    trims: list[int] = []
-    log = ValueLog()
-    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    log, handle, trims = trimming_reader()
     write(handle, programs_2017_vectors["dev3891411_open_write_v16_no_trim_flag"])
     log.append(1, b"x")
     assert read(handle, 8192).answer == ("data", b"\x01\0\0\0x" + bytes(47))
@@ -750,9 +755,7 @@ def test_a_2017_09_18_learner_without_the_trim_flag_reads_records(
 def test_2017_09_18_trim_writes_trim_the_acceptors_up_to_the_records_instance(
     programs_2017_vectors: dict[str, bytes],
 ) -> None:
-    trims: list[int] = []
-    log = ValueLog()
-    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    log, handle, trims = trimming_reader()
     assert write(handle, programs_2017_vectors["dev3891411_open_write_v16"]).answer == (
         "written", 10)
     for iid in range(1, 4):  # three instances of two values: records 1 to 6
@@ -785,9 +788,7 @@ def test_a_write_the_device_cannot_understand_is_logged_once_per_open_file(
 
 
 def test_a_2017_09_18_trim_write_naming_a_gap_or_a_value_let_go_of_still_trims() -> None:
-    trims: list[int] = []
-    log = ValueLog()
-    handle = LearnerDevice(log, trim_acceptors=trims.append).open(0, FakeServices())
+    log, handle, trims = trimming_reader()
     write(handle, b"0" + (4).to_bytes(8, "little") + b"1")
     log.append(1, b"a")  # record 1
     log.add_gap(2, 5)  # record 2: instances 2 to 4, lost
